@@ -1,0 +1,1 @@
+//! The iBGP L3VPN speaker (issue 5 fills this in).

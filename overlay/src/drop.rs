@@ -1,0 +1,1 @@
+//! Drop reasons and counters (issue 3 fills this in).

@@ -1,0 +1,1 @@
+//! Per-tenant routing tables (issue 3 fills this in).

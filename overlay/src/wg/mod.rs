@@ -1,0 +1,1 @@
+//! WireGuard peers on boringtun (issue 4 fills this in).
