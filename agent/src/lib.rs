@@ -1,2 +1,10 @@
 //! The Pisek gateway agent: composes the overlay library with TUN devices,
 //! the underlay socket, netlink and the attach API.
+//!
+//! - [`dataplane`]: TUN devices and the batched underlay UDP socket.
+//! - [`bgp`]: the BGP speaker's driver (TCP sessions, timers) around `pisek_overlay::bgp`.
+//! - [`collector`]: the sensor collector (MQTT -> Graphite), binary `pisek-collector`.
+
+pub mod bgp;
+pub mod collector;
+pub mod dataplane;

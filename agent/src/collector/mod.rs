@@ -1,0 +1,1 @@
+//! The sensor collector: MQTT -> durable queue -> Graphite (issue 6 fills this in).
