@@ -12,9 +12,11 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::packet::capability::{Capability, GracefulRestart, GracefulRestartFamily};
-use super::packet::error::{cease, ErrorCode};
+use super::packet::error::{ErrorCode, cease};
 use super::packet::iana::AS_TRANS;
-use super::packet::{DecodeError, Family, Message, Notification, Open, RouteRefresh, SessionContext, Update};
+use super::packet::{
+    DecodeError, Family, Message, Notification, Open, RouteRefresh, SessionContext, Update,
+};
 
 /// Session states (RFC 4271 §8.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,7 +74,7 @@ pub enum Event {
     /// Event 26: KeepAliveMsg.
     KeepAliveMsg,
     /// Event 27: UpdateMsg.
-    UpdateMsg(Update),
+    UpdateMsg(Box<Update>),
     /// ROUTE-REFRESH received (RFC 2918 §4; RFC 4271 has no number for it).
     RouteRefreshMsg(RouteRefresh),
 }
@@ -91,7 +93,7 @@ pub enum Action {
     /// The session left Established.
     Down(DownReason),
     /// An UPDATE arrived on the established session.
-    Update(Update),
+    Update(Box<Update>),
     /// The peer asks us to send our routes of a family again.
     RouteRefresh(Family),
 }
@@ -115,7 +117,10 @@ pub enum DownReason {
 impl DownReason {
     /// True when the peer's routes should be kept as stale (RFC 4724 §4.2).
     pub fn keeps_routes(&self) -> bool {
-        matches!(self, DownReason::ConnectionLost | DownReason::HoldTimerExpired)
+        matches!(
+            self,
+            DownReason::ConnectionLost | DownReason::HoldTimerExpired
+        )
     }
 }
 
@@ -157,10 +162,17 @@ pub struct SessionConfig {
 impl SessionConfig {
     /// The OPEN we send.
     pub fn open(&self) -> Open {
-        let mut capabilities: Vec<Capability> = self.families.iter().map(|f| Capability::Multiprotocol(*f)).collect();
+        let mut capabilities: Vec<Capability> = self
+            .families
+            .iter()
+            .map(|f| Capability::Multiprotocol(*f))
+            .collect();
         capabilities.push(Capability::RouteRefresh);
         if self.extended_next_hop && self.families.contains(&Family::VPNV4) {
-            capabilities.push(Capability::ExtendedNextHop(vec![(Family::VPNV4, super::packet::iana::afi::IPV6)]));
+            capabilities.push(Capability::ExtendedNextHop(vec![(
+                Family::VPNV4,
+                super::packet::iana::afi::IPV6,
+            )]));
         }
         if let Some(gr) = self.graceful_restart {
             capabilities.push(Capability::GracefulRestart(GracefulRestart {
@@ -169,7 +181,10 @@ impl SessionConfig {
                 families: self
                     .families
                     .iter()
-                    .map(|f| GracefulRestartFamily { family: *f, forwarding_preserved: gr.restarting })
+                    .map(|f| GracefulRestartFamily {
+                        family: *f,
+                        forwarding_preserved: gr.restarting,
+                    })
                     .collect(),
             }));
         }
@@ -251,7 +266,10 @@ impl Fsm {
 
     /// The earliest timer deadline, for the caller's sleep.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.connect_retry_at, self.hold_at, self.keepalive_at].into_iter().flatten().min()
+        [self.connect_retry_at, self.hold_at, self.keepalive_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The event of a timer that has expired at `now`, if any (clearing it).
@@ -266,7 +284,11 @@ impl Fsm {
         }
         if self.connect_retry_at.is_some_and(|t| t <= now) {
             self.connect_retry_at = None;
-            return Some(if self.state == State::Idle { Event::ManualStart } else { Event::ConnectRetryTimerExpires });
+            return Some(if self.state == State::Idle {
+                Event::ManualStart
+            } else {
+                Event::ConnectRetryTimerExpires
+            });
         }
         None
     }
@@ -280,7 +302,13 @@ impl Fsm {
     }
 
     /// Feeds one event; actions go to `out`.
-    pub fn handle(&mut self, event: Event, now: Instant, cfg: &SessionConfig, out: &mut Vec<Action>) {
+    pub fn handle(
+        &mut self,
+        event: Event,
+        now: Instant,
+        cfg: &SessionConfig,
+        out: &mut Vec<Action>,
+    ) {
         use Event as E;
         use State as S;
         match (self.state, event) {
@@ -297,13 +325,16 @@ impl Fsm {
             (_, E::ManualStop) => {
                 let established = self.state == S::Established;
                 if matches!(self.state, S::OpenSent | S::OpenConfirm | S::Established) {
-                    out.push(notification(ErrorCode::Cease, cease::ADMINISTRATIVE_SHUTDOWN));
+                    out.push(notification(
+                        ErrorCode::Cease,
+                        cease::ADMINISTRATIVE_SHUTDOWN,
+                    ));
                 }
                 out.push(Action::Disconnect);
                 if established {
                     out.push(Action::Down(DownReason::Stopped));
                 }
-                self.to_idle(None);
+                self.enter_idle(None);
             }
             (S::Connect | S::Active, E::ConnectRetryTimerExpires) => {
                 // Abandon the attempt in progress and try again, backing off.
@@ -375,13 +406,26 @@ impl Fsm {
             }
             (S::OpenSent | S::OpenConfirm | S::Established, E::NotifMsg(n)) => {
                 out.push(Action::Disconnect);
-                self.leave(DownReason::ReceivedNotification(n.code, n.subcode), now, out);
+                self.leave(
+                    DownReason::ReceivedNotification(n.code, n.subcode),
+                    now,
+                    out,
+                );
             }
-            (S::OpenSent | S::OpenConfirm | S::Established, E::MessageError(e)) => self.fail_with(&e, now, out),
+            (S::OpenSent | S::OpenConfirm | S::Established, E::MessageError(e)) => {
+                self.fail_with(&e, now, out)
+            }
             (S::OpenSent | S::OpenConfirm | S::Established, E::OpenCollisionDump) => {
                 out.push(notification(ErrorCode::Cease, cease::CONNECTION_COLLISION));
                 out.push(Action::Disconnect);
-                self.leave(DownReason::SentNotification(ErrorCode::Cease as u8, cease::CONNECTION_COLLISION), now, out);
+                self.leave(
+                    DownReason::SentNotification(
+                        ErrorCode::Cease as u8,
+                        cease::CONNECTION_COLLISION,
+                    ),
+                    now,
+                    out,
+                );
             }
             // Anything else is a message this state does not expect (§6.6):
             // subcode 1, 2 or 3 names the state it arrived in (RFC 6608).
@@ -393,7 +437,11 @@ impl Fsm {
                 };
                 out.push(notification(ErrorCode::FiniteStateMachine, subcode));
                 out.push(Action::Disconnect);
-                self.leave(DownReason::SentNotification(ErrorCode::FiniteStateMachine as u8, subcode), now, out);
+                self.leave(
+                    DownReason::SentNotification(ErrorCode::FiniteStateMachine as u8, subcode),
+                    now,
+                    out,
+                );
             }
         }
     }
@@ -402,7 +450,11 @@ impl Fsm {
     fn fail_with(&mut self, e: &DecodeError, now: Instant, out: &mut Vec<Action>) {
         out.push(Action::Send(Message::Notification(Notification::from(e))));
         out.push(Action::Disconnect);
-        self.leave(DownReason::SentNotification(e.code() as u8, e.subcode()), now, out);
+        self.leave(
+            DownReason::SentNotification(e.code() as u8, e.subcode()),
+            now,
+            out,
+        );
     }
 
     /// Leaves OpenSent/OpenConfirm/Established for Idle, reporting Down if
@@ -411,10 +463,10 @@ impl Fsm {
         if self.state == State::Established {
             out.push(Action::Down(reason));
         }
-        self.to_idle(Some(now + self.retry_interval));
+        self.enter_idle(Some(now + self.retry_interval));
     }
 
-    fn to_idle(&mut self, restart_at: Option<Instant>) {
+    fn enter_idle(&mut self, restart_at: Option<Instant>) {
         self.state = State::Idle;
         self.negotiated = None;
         self.hold_at = None;
@@ -447,7 +499,11 @@ fn keepalive_interval(hold_time: u16) -> Duration {
 }
 
 fn notification(code: ErrorCode, subcode: u8) -> Action {
-    Action::Send(Message::Notification(Notification { code: code as u8, subcode, data: Vec::new() }))
+    Action::Send(Message::Notification(Notification {
+        code: code as u8,
+        subcode,
+        data: Vec::new(),
+    }))
 }
 
 /// Checks the peer's OPEN against ours (RFC 4271 §6.2) and agrees terms.
@@ -471,7 +527,12 @@ pub fn negotiate(cfg: &SessionConfig, open: &Open) -> Result<Negotiated, DecodeE
             _ => None,
         })
         .collect();
-    let families: Vec<Family> = cfg.families.iter().copied().filter(|f| offered.contains(f)).collect();
+    let families: Vec<Family> = cfg
+        .families
+        .iter()
+        .copied()
+        .filter(|f| offered.contains(f))
+        .collect();
     if families.is_empty() {
         // RFC 5492 §3: name the capabilities we needed.
         let mut data = Vec::new();
@@ -489,7 +550,10 @@ pub fn negotiate(cfg: &SessionConfig, open: &Open) -> Result<Negotiated, DecodeE
         hold_time: cfg.hold_time.min(open.hold_time),
         families,
         context: SessionContext {
-            four_octet_as: open.capabilities.iter().any(|c| matches!(c, Capability::FourOctetAs(_))),
+            four_octet_as: open
+                .capabilities
+                .iter()
+                .any(|c| matches!(c, Capability::FourOctetAs(_))),
         },
         route_refresh: open.capabilities.contains(&Capability::RouteRefresh),
         graceful_restart: cfg.graceful_restart.is_some() && peer_graceful_restart.is_some(),
@@ -508,7 +572,10 @@ mod tests {
             remote_as: 65000,
             hold_time: 90,
             families: vec![Family::VPNV4, Family::VPNV6],
-            graceful_restart: Some(GracefulRestartConfig { restart_time: 120, restarting: false }),
+            graceful_restart: Some(GracefulRestartConfig {
+                restart_time: 120,
+                restarting: false,
+            }),
             extended_next_hop: false,
             passive: false,
             connect_retry: Duration::from_secs(1),
@@ -524,8 +591,18 @@ mod tests {
         b.handle(Event::ManualStart, now, cb, &mut out_b);
         out_a.clear();
         out_b.clear();
-        a.handle(Event::TcpConnectionUp { outgoing: true }, now, ca, &mut out_a);
-        b.handle(Event::TcpConnectionUp { outgoing: false }, now, cb, &mut out_b);
+        a.handle(
+            Event::TcpConnectionUp { outgoing: true },
+            now,
+            ca,
+            &mut out_a,
+        );
+        b.handle(
+            Event::TcpConnectionUp { outgoing: false },
+            now,
+            cb,
+            &mut out_b,
+        );
         for _ in 0..4 {
             let (to_b, to_a) = (std::mem::take(&mut out_a), std::mem::take(&mut out_b));
             for act in to_b {
@@ -572,8 +649,14 @@ mod tests {
         // The keepalive is due after a third of it, the hold timer after all of it.
         assert_eq!(a.next_deadline(), Some(now + Duration::from_secs(3)));
         let mut out = Vec::new();
-        assert_eq!(a.due_timer(now + Duration::from_secs(3)), Some(Event::KeepaliveTimerExpires));
-        assert_eq!(a.due_timer(now + Duration::from_secs(9)), Some(Event::HoldTimerExpires));
+        assert_eq!(
+            a.due_timer(now + Duration::from_secs(3)),
+            Some(Event::KeepaliveTimerExpires)
+        );
+        assert_eq!(
+            a.due_timer(now + Duration::from_secs(9)),
+            Some(Event::HoldTimerExpires)
+        );
         a.handle(Event::HoldTimerExpires, now, &ca, &mut out);
         assert!(out.contains(&Action::Down(DownReason::HoldTimerExpired)));
         assert!(out.contains(&notification(ErrorCode::HoldTimerExpired, 0)));
@@ -588,7 +671,12 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         a.handle(Event::ManualStart, now, &ca, &mut out);
-        a.handle(Event::TcpConnectionUp { outgoing: true }, now, &ca, &mut out);
+        a.handle(
+            Event::TcpConnectionUp { outgoing: true },
+            now,
+            &ca,
+            &mut out,
+        );
         out.clear();
         a.handle(Event::BgpOpen(cb.open()), now, &ca, &mut out);
         let sent = Notification::from(&DecodeError::BadPeerAs(65001));
@@ -612,9 +700,14 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         a.handle(Event::ManualStart, now, &ca, &mut out);
-        a.handle(Event::TcpConnectionUp { outgoing: true }, now, &ca, &mut out);
+        a.handle(
+            Event::TcpConnectionUp { outgoing: true },
+            now,
+            &ca,
+            &mut out,
+        );
         out.clear();
-        a.handle(Event::UpdateMsg(Update::default()), now, &ca, &mut out);
+        a.handle(Event::UpdateMsg(Box::default()), now, &ca, &mut out);
         assert_eq!(out[0], notification(ErrorCode::FiniteStateMachine, 1));
     }
 

@@ -48,8 +48,11 @@ impl Policy {
 
     /// The tenants that import a route with these attributes.
     pub fn importers(&self, attrs: &PathAttributes) -> Vec<TenantId> {
-        let targets: Vec<RouteTarget> =
-            attrs.ext_communities.iter().filter_map(|c| RouteTarget::from_ext_community(*c)).collect();
+        let targets: Vec<RouteTarget> = attrs
+            .ext_communities
+            .iter()
+            .filter_map(|c| RouteTarget::from_ext_community(*c))
+            .collect();
         if targets.is_empty() {
             return Vec::new();
         }
@@ -62,7 +65,10 @@ impl Policy {
 
     /// The extended communities a VRF's advertised routes carry.
     pub fn export_communities(&self, tenant: TenantId) -> Vec<[u8; 8]> {
-        self.vrfs.get(&tenant).map(|v| v.export.iter().map(|rt| rt.0).collect()).unwrap_or_default()
+        self.vrfs
+            .get(&tenant)
+            .map(|v| v.export.iter().map(|rt| rt.0).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -85,7 +91,10 @@ mod tests {
         p.set_vrf(vrf(1, &["65000:1"]));
         p.set_vrf(vrf(2, &["65000:2", "65000:99"]));
         let rt = |s: &str| s.parse::<RouteTarget>().unwrap().0;
-        let attrs = PathAttributes { ext_communities: vec![rt("65000:99")], ..Default::default() };
+        let attrs = PathAttributes {
+            ext_communities: vec![rt("65000:99")],
+            ..Default::default()
+        };
         assert_eq!(p.importers(&attrs), vec![2]);
         let none = PathAttributes::default();
         assert!(p.importers(&none).is_empty());

@@ -98,7 +98,9 @@ pub fn compare(a: &Path, b: &Path, info: &dyn Fn(Source) -> SourceInfo) -> Order
         // (RFC 4456 §9).
         .then_with(|| {
             let (ia, ib) = (info(a.source), info(b.source));
-            x.originator_id.unwrap_or(ia.router_id).cmp(&y.originator_id.unwrap_or(ib.router_id))
+            x.originator_id
+                .unwrap_or(ia.router_id)
+                .cmp(&y.originator_id.unwrap_or(ib.router_id))
         })
         // RFC 4456 §9: shorter CLUSTER_LIST.
         .then_with(|| x.cluster_list.len().cmp(&y.cluster_list.len()))
@@ -158,7 +160,10 @@ impl Rib {
 
     /// Every path of a prefix, best first.
     pub fn paths(&self, prefix: &VpnPrefix) -> Vec<&Path> {
-        self.routes.get(prefix).map(|e| std::iter::once(&e.best).chain(e.others.iter()).collect()).unwrap_or_default()
+        self.routes
+            .get(prefix)
+            .map(|e| std::iter::once(&e.best).chain(e.others.iter()).collect())
+            .unwrap_or_default()
     }
 
     /// Number of paths from `source`.
@@ -179,8 +184,15 @@ impl Rib {
     ) -> Option<BestChange> {
         let entry = match self.routes.entry(prefix) {
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(Entry { best: path.clone(), others: Vec::new() });
-                return Some(BestChange { prefix, old: None, new: Some(path) });
+                v.insert(Entry {
+                    best: path.clone(),
+                    others: Vec::new(),
+                });
+                return Some(BestChange {
+                    prefix,
+                    old: None,
+                    new: Some(path),
+                });
             }
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
         };
@@ -193,7 +205,11 @@ impl Rib {
             entry.others.push(path);
         }
         reselect(entry, info);
-        (entry.best != old).then(|| BestChange { prefix, old: Some(old), new: Some(entry.best.clone()) })
+        (entry.best != old).then(|| BestChange {
+            prefix,
+            old: Some(old),
+            new: Some(entry.best.clone()),
+        })
     }
 
     /// Removes `source`'s path to `prefix`; returns the change of best path.
@@ -208,11 +224,19 @@ impl Rib {
             let old = entry.best.clone();
             if entry.others.is_empty() {
                 self.routes.remove(prefix);
-                return Some(BestChange { prefix: *prefix, old: Some(old), new: None });
+                return Some(BestChange {
+                    prefix: *prefix,
+                    old: Some(old),
+                    new: None,
+                });
             }
             entry.best = entry.others.swap_remove(0);
             reselect(entry, info);
-            Some(BestChange { prefix: *prefix, old: Some(old), new: Some(entry.best.clone()) })
+            Some(BestChange {
+                prefix: *prefix,
+                old: Some(old),
+                new: Some(entry.best.clone()),
+            })
         } else {
             entry.others.retain(|p| p.source != source);
             None
@@ -248,7 +272,11 @@ impl Rib {
     }
 
     /// Removes every path from `source` (its session ended for good).
-    pub fn remove_source(&mut self, source: Source, info: &dyn Fn(Source) -> SourceInfo) -> Vec<BestChange> {
+    pub fn remove_source(
+        &mut self,
+        source: Source,
+        info: &dyn Fn(Source) -> SourceInfo,
+    ) -> Vec<BestChange> {
         let changes = self.remove_where(info, |_, p| p.source == source);
         self.sweep_attributes();
         changes
@@ -262,12 +290,19 @@ impl Rib {
         let prefixes: Vec<VpnPrefix> = self
             .routes
             .iter()
-            .filter(|(prefix, e)| doomed(prefix, &e.best) || e.others.iter().any(|p| doomed(prefix, p)))
+            .filter(|(prefix, e)| {
+                doomed(prefix, &e.best) || e.others.iter().any(|p| doomed(prefix, p))
+            })
             .map(|(p, _)| *p)
             .collect();
         let mut changes = Vec::new();
         for prefix in prefixes {
-            let sources: Vec<Source> = self.paths(&prefix).into_iter().filter(|p| doomed(&prefix, p)).map(|p| p.source).collect();
+            let sources: Vec<Source> = self
+                .paths(&prefix)
+                .into_iter()
+                .filter(|p| doomed(&prefix, p))
+                .map(|p| p.source)
+                .collect();
             for s in sources {
                 changes.extend(self.withdraw(&prefix, s, info));
             }
@@ -307,14 +342,33 @@ mod tests {
     }
 
     fn path(rib: &mut Rib, source: Source, attrs: PathAttributes) -> Path {
-        Path { attrs: rib.intern(attrs), label: Label::new(100 + u32::from(source)).unwrap(), source, stale: false }
+        Path {
+            attrs: rib.intern(attrs),
+            label: Label::new(100 + u32::from(source)).unwrap(),
+            source,
+            stale: false,
+        }
     }
 
     #[test]
     fn higher_local_pref_wins() {
         let mut rib = Rib::new();
-        let a = path(&mut rib, 1, PathAttributes { local_pref: Some(100), ..Default::default() });
-        let b = path(&mut rib, 2, PathAttributes { local_pref: Some(200), ..Default::default() });
+        let a = path(
+            &mut rib,
+            1,
+            PathAttributes {
+                local_pref: Some(100),
+                ..Default::default()
+            },
+        );
+        let b = path(
+            &mut rib,
+            2,
+            PathAttributes {
+                local_pref: Some(200),
+                ..Default::default()
+            },
+        );
         rib.update(prefix(), a, &info);
         let change = rib.update(prefix(), b.clone(), &info).unwrap();
         assert_eq!(change.new, Some(b));
@@ -324,8 +378,14 @@ mod tests {
     fn originator_id_replaces_the_router_id_in_the_tie_break() {
         let mut rib = Rib::new();
         // Peer 1 has the lower router id, but reflects a route originated by 10.0.0.9.
-        let reflected =
-            path(&mut rib, 1, PathAttributes { originator_id: Some(Ipv4Addr::new(10, 0, 0, 9)), ..Default::default() });
+        let reflected = path(
+            &mut rib,
+            1,
+            PathAttributes {
+                originator_id: Some(Ipv4Addr::new(10, 0, 0, 9)),
+                ..Default::default()
+            },
+        );
         let direct = path(&mut rib, 2, PathAttributes::default());
         rib.update(prefix(), reflected, &info);
         rib.update(prefix(), direct.clone(), &info);
@@ -345,8 +405,15 @@ mod tests {
                 ..Default::default()
             },
         );
-        let short =
-            path(&mut rib, 2, PathAttributes { originator_id: id, cluster_list: vec![Ipv4Addr::new(3, 3, 3, 3)], ..Default::default() });
+        let short = path(
+            &mut rib,
+            2,
+            PathAttributes {
+                originator_id: id,
+                cluster_list: vec![Ipv4Addr::new(3, 3, 3, 3)],
+                ..Default::default()
+            },
+        );
         rib.update(prefix(), long, &info);
         rib.update(prefix(), short.clone(), &info);
         assert_eq!(rib.best(&prefix()), Some(&short));
@@ -385,8 +452,14 @@ mod tests {
     #[test]
     fn routes_share_interned_attributes() {
         let mut rib = Rib::new();
-        let a = rib.intern(PathAttributes { local_pref: Some(7), ..Default::default() });
-        let b = rib.intern(PathAttributes { local_pref: Some(7), ..Default::default() });
+        let a = rib.intern(PathAttributes {
+            local_pref: Some(7),
+            ..Default::default()
+        });
+        let b = rib.intern(PathAttributes {
+            local_pref: Some(7),
+            ..Default::default()
+        });
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(rib.attribute_sets(), 1);
     }

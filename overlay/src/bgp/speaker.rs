@@ -19,14 +19,16 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::fsm::{Action, DownReason, Event, Fsm, GracefulRestartConfig, Negotiated, SessionConfig, State};
+use super::fsm::{
+    Action, DownReason, Event, Fsm, GracefulRestartConfig, Negotiated, SessionConfig, State,
+};
 use super::packet::message::{encode_end_of_rib, frame_len};
 use super::packet::{
-    DecodeError, Family, Message, Origin, PathAttributes, RouteRefresh, SessionContext, Update, UpdateEncoder, VpnNlri,
-    VpnPrefix,
+    DecodeError, Family, Message, Origin, PathAttributes, RouteRefresh, SessionContext, Update,
+    UpdateEncoder, VpnNlri, VpnPrefix,
 };
 use super::policy::{Policy, TenantId, VrfConfig};
-use super::rib::{BestChange, Path, Rib, Source, SourceInfo, LOCAL};
+use super::rib::{BestChange, LOCAL, Path, Rib, Source, SourceInfo};
 use crate::packet::Label;
 
 /// A configured peer, by position (0-based) in the speaker.
@@ -271,7 +273,10 @@ impl Speaker {
 
     /// The peer configured with this address.
     pub fn peer_by_address(&self, address: IpAddr) -> Option<PeerId> {
-        self.peers.iter().position(|p| p.config.address == address).map(|i| PeerId(i as u16))
+        self.peers
+            .iter()
+            .position(|p| p.config.address == address)
+            .map(|i| PeerId(i as u16))
     }
 
     /// Status of every peer.
@@ -301,7 +306,11 @@ impl Speaker {
         let mut events = Vec::new();
         for (prefix, best) in self.rib.iter_best() {
             if best.source != LOCAL && self.policy.importers(&best.attrs).contains(&tenant) {
-                events.push(Output::Route(RouteEvent { tenant, prefix: *prefix, route: Some(imported(best)) }));
+                events.push(Output::Route(RouteEvent {
+                    tenant,
+                    prefix: *prefix,
+                    route: Some(imported(best)),
+                }));
             }
         }
         self.outputs.extend(events);
@@ -309,8 +318,17 @@ impl Speaker {
 
     /// Advertises `prefix` in `tenant` with `label`, under the VRF's RD and
     /// export route targets, next hop our tunnel address.
-    pub fn advertise(&mut self, tenant: TenantId, prefix: IpNet, label: Label, now: Instant) -> Result<(), SpeakerError> {
-        let vrf = self.policy.vrf(tenant).ok_or(SpeakerError::UnknownTenant(tenant))?;
+    pub fn advertise(
+        &mut self,
+        tenant: TenantId,
+        prefix: IpNet,
+        label: Label,
+        now: Instant,
+    ) -> Result<(), SpeakerError> {
+        let vrf = self
+            .policy
+            .vrf(tenant)
+            .ok_or(SpeakerError::UnknownTenant(tenant))?;
         let vpn = VpnPrefix::new(vrf.rd, prefix);
         let attrs = PathAttributes {
             origin: Origin::Igp,
@@ -321,7 +339,12 @@ impl Speaker {
         };
         let attrs = self.rib.intern(attrs);
         self.local.insert(vpn, (tenant, label));
-        let path = Path { attrs, label, source: LOCAL, stale: false };
+        let path = Path {
+            attrs,
+            label,
+            source: LOCAL,
+            stale: false,
+        };
         let change = self.rib.update(vpn, path, &self.source_info());
         if let Some(c) = change {
             self.best_changed(c, now);
@@ -331,8 +354,16 @@ impl Speaker {
     }
 
     /// Withdraws a prefix advertised with [`Speaker::advertise`].
-    pub fn withdraw(&mut self, tenant: TenantId, prefix: IpNet, now: Instant) -> Result<(), SpeakerError> {
-        let vrf = self.policy.vrf(tenant).ok_or(SpeakerError::UnknownTenant(tenant))?;
+    pub fn withdraw(
+        &mut self,
+        tenant: TenantId,
+        prefix: IpNet,
+        now: Instant,
+    ) -> Result<(), SpeakerError> {
+        let vrf = self
+            .policy
+            .vrf(tenant)
+            .ok_or(SpeakerError::UnknownTenant(tenant))?;
         let vpn = VpnPrefix::new(vrf.rd, prefix);
         self.local.remove(&vpn);
         if let Some(c) = self.rib.withdraw(&vpn, LOCAL, &self.source_info()) {
@@ -344,8 +375,12 @@ impl Speaker {
 
     /// Asks a peer to send its routes again (RFC 2918), if it supports it.
     pub fn request_refresh(&mut self, peer: PeerId, now: Instant) {
-        let Some(p) = self.peers.get(usize::from(peer.0)) else { return };
-        let (Some(n), Some(conn)) = (&p.up, p.conn) else { return };
+        let Some(p) = self.peers.get(usize::from(peer.0)) else {
+            return;
+        };
+        let (Some(n), Some(conn)) = (&p.up, p.conn) else {
+            return;
+        };
         if !n.route_refresh {
             return;
         }
@@ -378,7 +413,12 @@ impl Speaker {
         self.peers
             .iter()
             .flat_map(|p| {
-                [p.fsm.next_deadline(), p.rival.as_ref().and_then(|r| r.0.next_deadline()), p.stale_until, p.next_flush]
+                [
+                    p.fsm.next_deadline(),
+                    p.rival.as_ref().and_then(|r| r.0.next_deadline()),
+                    p.stale_until,
+                    p.next_flush,
+                ]
             })
             .flatten()
             .min()
@@ -392,7 +432,11 @@ impl Speaker {
                 let conn = self.peers[i].conn;
                 self.fsm_event(id, conn, ev, now);
             }
-            while let Some(ev) = self.peers[i].rival.as_mut().and_then(|r| r.0.due_timer(now)) {
+            while let Some(ev) = self.peers[i]
+                .rival
+                .as_mut()
+                .and_then(|r| r.0.due_timer(now))
+            {
                 let conn = self.peers[i].rival.as_ref().map(|r| r.1);
                 self.fsm_event(id, conn, ev, now);
             }
@@ -400,7 +444,9 @@ impl Speaker {
                 // The peer did not come back, or sent no End-of-RIB, in time.
                 self.peers[i].stale_until = None;
                 self.peers[i].stale_families.clear();
-                let changes = self.rib.remove_stale(source_of(id), None, &self.source_info());
+                let changes = self
+                    .rib
+                    .remove_stale(source_of(id), None, &self.source_info());
                 for c in changes {
                     self.best_changed(c, now);
                 }
@@ -416,10 +462,19 @@ impl Speaker {
             self.outputs.push_back(Output::Close { conn });
             return;
         }
-        self.conns.insert(conn, Connection { peer, partial: Vec::new() });
+        self.conns.insert(
+            conn,
+            Connection {
+                peer,
+                partial: Vec::new(),
+            },
+        );
         let state = self.peers[i].fsm.state();
         let has_rival = self.peers[i].rival.is_some();
-        let gr_up = self.peers[i].up.as_ref().is_some_and(|n| n.graceful_restart);
+        let gr_up = self.peers[i]
+            .up
+            .as_ref()
+            .is_some_and(|n| n.graceful_restart);
         match state {
             State::Idle | State::Connect | State::Active => {
                 if let Some(old) = self.peers[i].conn.replace(conn) {
@@ -432,7 +487,8 @@ impl Speaker {
                     // Accept even while backing off: the peer is ready now.
                     let mut passive = p.session.clone();
                     passive.passive = true;
-                    p.fsm.handle(Event::ManualStart, now, &passive, &mut Vec::new());
+                    p.fsm
+                        .handle(Event::ManualStart, now, &passive, &mut Vec::new());
                 }
                 self.fsm_event(peer, Some(conn), Event::TcpConnectionUp { outgoing }, now);
             }
@@ -470,13 +526,17 @@ impl Speaker {
 
     /// The connection closed or failed.
     pub fn closed(&mut self, conn: ConnId, now: Instant) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         self.fsm_event(c.peer, Some(conn), Event::TcpConnectionFails, now);
     }
 
     /// Bytes arrived on a connection: any number of whole or partial messages.
     pub fn received(&mut self, conn: ConnId, bytes: &[u8], now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let peer = c.peer;
         let mut buf = std::mem::take(&mut c.partial);
         let data: &[u8] = if buf.is_empty() {
@@ -535,7 +595,10 @@ impl Speaker {
 
     fn source_info(&self) -> impl Fn(Source) -> SourceInfo + use<> {
         let mut ids: Vec<SourceInfo> = Vec::with_capacity(self.peers.len() + 1);
-        ids.push(SourceInfo { router_id: self.config.router_id, address: IpAddr::V4(Ipv4Addr::UNSPECIFIED) });
+        ids.push(SourceInfo {
+            router_id: self.config.router_id,
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        });
         for p in &self.peers {
             ids.push(SourceInfo {
                 router_id: p.router_id.unwrap_or(Ipv4Addr::BROADCAST),
@@ -550,7 +613,11 @@ impl Speaker {
     fn fsm_event(&mut self, peer: PeerId, conn: Option<ConnId>, event: Event, now: Instant) {
         let i = usize::from(peer.0);
         let mut actions = Vec::new();
-        let is_rival = conn.is_some() && self.peers[i].rival.as_ref().is_some_and(|r| Some(r.1) == conn);
+        let is_rival = conn.is_some()
+            && self.peers[i]
+                .rival
+                .as_ref()
+                .is_some_and(|r| Some(r.1) == conn);
         let before = self.peers[i].fsm.state();
         {
             let p = &mut self.peers[i];
@@ -570,7 +637,12 @@ impl Speaker {
         for action in actions {
             self.carry_out(peer, target, action, now);
         }
-        if is_rival && self.peers[i].rival.as_ref().is_some_and(|r| r.0.state() == State::Idle) {
+        if is_rival
+            && self.peers[i]
+                .rival
+                .as_ref()
+                .is_some_and(|r| r.0.state() == State::Idle)
+        {
             self.peers[i].rival = None;
         }
         if !is_rival {
@@ -589,7 +661,8 @@ impl Speaker {
         self.resolve_collision(peer, now);
         let after = self.peers[i].fsm.state();
         if after != before {
-            self.outputs.push_back(Output::SessionState { peer, state: after });
+            self.outputs
+                .push_back(Output::SessionState { peer, state: after });
         }
     }
 
@@ -598,8 +671,14 @@ impl Speaker {
     fn resolve_collision(&mut self, peer: PeerId, now: Instant) {
         let i = usize::from(peer.0);
         let p = &self.peers[i];
-        let Some((rival, rival_conn)) = &p.rival else { return };
-        let remote_id = p.fsm.negotiated().or(rival.negotiated()).map(|n| n.remote_id);
+        let Some((rival, rival_conn)) = &p.rival else {
+            return;
+        };
+        let remote_id = p
+            .fsm
+            .negotiated()
+            .or(rival.negotiated())
+            .map(|n| n.remote_id);
         let Some(remote_id) = remote_id else { return };
         if p.fsm.state() == State::Established {
             let c = *rival_conn;
@@ -674,12 +753,21 @@ impl Speaker {
             let preserved: Vec<Family> = n
                 .peer_graceful_restart
                 .as_ref()
-                .map(|gr| gr.families.iter().filter(|f| f.forwarding_preserved).map(|f| f.family).collect())
+                .map(|gr| {
+                    gr.families
+                        .iter()
+                        .filter(|f| f.forwarding_preserved)
+                        .map(|f| f.family)
+                        .collect()
+                })
                 .unwrap_or_default();
-            let (keep, drop): (Vec<Family>, Vec<Family>) =
-                p.stale_families.iter().partition(|f| preserved.contains(f) && n.families.contains(f));
+            let (keep, drop): (Vec<Family>, Vec<Family>) = p
+                .stale_families
+                .iter()
+                .partition(|f| preserved.contains(f) && n.families.contains(f));
             p.stale_families = keep;
-            p.stale_until = (!p.stale_families.is_empty()).then(|| now + self.config.stale_routes_time);
+            p.stale_until =
+                (!p.stale_families.is_empty()).then(|| now + self.config.stale_routes_time);
             for f in drop {
                 let changes = self.rib.remove_stale(source, Some(f), &self.source_info());
                 for c in changes {
@@ -694,8 +782,12 @@ impl Speaker {
         let families = n.families.clone();
         p.up = Some(n);
         // Initial dump: everything we would send this peer.
-        let prefixes: Vec<VpnPrefix> =
-            self.rib.iter_best().filter(|(pfx, _)| families.contains(&pfx.family())).map(|(pfx, _)| *pfx).collect();
+        let prefixes: Vec<VpnPrefix> = self
+            .rib
+            .iter_best()
+            .filter(|(pfx, _)| families.contains(&pfx.family()))
+            .map(|(pfx, _)| *pfx)
+            .collect();
         let p = &mut self.peers[i];
         p.pending.extend(prefixes);
         p.next_flush = Some(now);
@@ -721,9 +813,14 @@ impl Speaker {
         p.sent.clear();
         p.next_flush = None;
         p.eor_due.clear();
-        let helper = up.as_ref().and_then(|n| n.graceful_restart.then_some(n)).and_then(|n| {
-            n.peer_graceful_restart.as_ref().map(|gr| (gr.restart_time, n.families.clone()))
-        });
+        let helper = up
+            .as_ref()
+            .and_then(|n| n.graceful_restart.then_some(n))
+            .and_then(|n| {
+                n.peer_graceful_restart
+                    .as_ref()
+                    .map(|gr| (gr.restart_time, n.families.clone()))
+            });
         match helper {
             Some((restart_time, families)) if reason.keeps_routes() => {
                 // RFC 4724 §4.2: keep the routes, marked stale, for the
@@ -743,11 +840,13 @@ impl Speaker {
         }
     }
 
-    fn apply_update(&mut self, peer: PeerId, update: Update, now: Instant) {
+    fn apply_update(&mut self, peer: PeerId, update: Box<Update>, now: Instant) {
         let i = usize::from(peer.0);
         let source = source_of(peer);
         let info = self.source_info();
-        let Some(n) = self.peers[i].up.as_ref() else { return };
+        let Some(n) = self.peers[i].up.as_ref() else {
+            return;
+        };
         let families = n.families.clone();
         if let Some(family) = update.end_of_rib {
             if self.peers[i].stale_families.contains(&family) {
@@ -773,7 +872,10 @@ impl Speaker {
         let attrs = &update.attributes;
         // RFC 4456 §8: a route we originated or already reflected is a loop.
         let looped = attrs.originator_id == Some(self.config.router_id)
-            || self.config.cluster_id.is_some_and(|id| attrs.cluster_list.contains(&id));
+            || self
+                .config
+                .cluster_id
+                .is_some_and(|id| attrs.cluster_list.contains(&id));
         if update.treat_as_withdraw.is_some() || looped || attrs.next_hop.is_none() {
             for a in &update.announced {
                 if let Some(c) = self.rib.withdraw(&a.prefix, source, &info) {
@@ -782,12 +884,22 @@ impl Speaker {
             }
             return;
         }
-        let shared = self.rib.intern(update.attributes);
-        for VpnNlri { prefix, label } in update.announced {
+        let Update {
+            announced,
+            attributes,
+            ..
+        } = *update;
+        let shared = self.rib.intern(attributes);
+        for VpnNlri { prefix, label } in announced {
             if !families.contains(&prefix.family()) {
                 continue;
             }
-            let path = Path { attrs: shared.clone(), label, source, stale: false };
+            let path = Path {
+                attrs: shared.clone(),
+                label,
+                source,
+                stale: false,
+            };
             if let Some(c) = self.rib.update(prefix, path, &info) {
                 self.best_changed(c, now);
             }
@@ -805,17 +917,28 @@ impl Speaker {
             _ => false,
         };
         if !same_route {
-            let new_tenants = new_l.as_ref().map(|p| self.policy.importers(&p.attrs)).unwrap_or_default();
+            let new_tenants = new_l
+                .as_ref()
+                .map(|p| self.policy.importers(&p.attrs))
+                .unwrap_or_default();
             if let Some(o) = &old_l {
                 for t in self.policy.importers(&o.attrs) {
                     if !new_tenants.contains(&t) {
-                        self.outputs.push_back(Output::Route(RouteEvent { tenant: t, prefix, route: None }));
+                        self.outputs.push_back(Output::Route(RouteEvent {
+                            tenant: t,
+                            prefix,
+                            route: None,
+                        }));
                     }
                 }
             }
             if let Some(nw) = &new_l {
                 for t in new_tenants {
-                    self.outputs.push_back(Output::Route(RouteEvent { tenant: t, prefix, route: Some(imported(nw)) }));
+                    self.outputs.push_back(Output::Route(RouteEvent {
+                        tenant: t,
+                        prefix,
+                        route: Some(imported(nw)),
+                    }));
                 }
             }
         }
@@ -827,10 +950,17 @@ impl Speaker {
             if p.up.is_none() {
                 continue;
             }
-            let may_get = new_source.is_some_and(|s| s == LOCAL || (reflector && s != source_of(PeerId(i as u16))));
+            let may_get = new_source
+                .is_some_and(|s| s == LOCAL || (reflector && s != source_of(PeerId(i as u16))));
             if may_get || p.sent.contains(&prefix) {
                 p.pending.insert(prefix);
-                p.next_flush.get_or_insert(now + if p.sent.is_empty() { Duration::ZERO } else { mrai });
+                p.next_flush.get_or_insert(
+                    now + if p.sent.is_empty() {
+                        Duration::ZERO
+                    } else {
+                        mrai
+                    },
+                );
             }
         }
     }
@@ -852,7 +982,10 @@ impl Speaker {
         if !from_client && !to_client {
             return None;
         }
-        let originator = best.attrs.originator_id.or(self.peers.get(from).and_then(|p| p.router_id))?;
+        let originator = best
+            .attrs
+            .originator_id
+            .or(self.peers.get(from).and_then(|p| p.router_id))?;
         // Do not send a route back to the router that originated it.
         if self.peers[to].router_id == Some(originator) {
             return None;
@@ -884,8 +1017,12 @@ impl Speaker {
     }
 
     fn flush_peer(&mut self, i: usize, now: Instant) {
-        let Some(n) = self.peers[i].up.clone() else { return };
-        let Some(conn) = self.peers[i].conn else { return };
+        let Some(n) = self.peers[i].up.clone() else {
+            return;
+        };
+        let Some(conn) = self.peers[i].conn else {
+            return;
+        };
         let pending: Vec<VpnPrefix> = self.peers[i].pending.drain().collect();
         self.peers[i].next_flush = None;
         let mut withdrawals = Vec::new();
@@ -939,7 +1076,10 @@ fn source_of(peer: PeerId) -> Source {
 
 fn imported(p: &Path) -> ImportedRoute {
     ImportedRoute {
-        next_hop: p.attrs.next_hop.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        next_hop: p
+            .attrs
+            .next_hop
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         label: p.label,
         attributes: p.attrs.clone(),
     }

@@ -9,10 +9,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::error::DecodeError;
-use super::iana::{afi, attr_flag as flag, attr_type as ty, safi, AS_TRANS};
-use super::nlri::{Family, VpnNlri};
 use super::SessionContext;
+use super::error::DecodeError;
+use super::iana::{AS_TRANS, afi, attr_flag as flag, attr_type as ty, safi};
+use super::nlri::{Family, VpnNlri};
 
 /// ORIGIN values (RFC 4271 §5.1.1), in order of preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -100,7 +100,10 @@ impl PathAttributes {
 
     /// The neighbouring AS for MED comparison (RFC 4271 §9.1.2.2 c).
     pub fn neighbor_as(&self) -> Option<u32> {
-        self.as_path.iter().find(|s| s.kind == AS_SEQUENCE).and_then(|s| s.asns.first().copied())
+        self.as_path
+            .iter()
+            .find(|s| s.kind == AS_SEQUENCE)
+            .and_then(|s| s.asns.first().copied())
     }
 }
 
@@ -146,11 +149,19 @@ impl ParsedAttributes {
 /// §5 and the RFC that defines each one).
 fn expected_flags(type_code: u8) -> Option<u8> {
     Some(match type_code {
-        ty::ORIGIN | ty::AS_PATH | ty::NEXT_HOP | ty::LOCAL_PREF | ty::ATOMIC_AGGREGATE => flag::TRANSITIVE,
-        ty::MED | ty::ORIGINATOR_ID | ty::CLUSTER_LIST | ty::MP_REACH_NLRI | ty::MP_UNREACH_NLRI => flag::OPTIONAL,
-        ty::AGGREGATOR | ty::COMMUNITIES | ty::EXTENDED_COMMUNITIES | ty::AS4_PATH | ty::AS4_AGGREGATOR => {
-            flag::OPTIONAL | flag::TRANSITIVE
+        ty::ORIGIN | ty::AS_PATH | ty::NEXT_HOP | ty::LOCAL_PREF | ty::ATOMIC_AGGREGATE => {
+            flag::TRANSITIVE
         }
+        ty::MED
+        | ty::ORIGINATOR_ID
+        | ty::CLUSTER_LIST
+        | ty::MP_REACH_NLRI
+        | ty::MP_UNREACH_NLRI => flag::OPTIONAL,
+        ty::AGGREGATOR
+        | ty::COMMUNITIES
+        | ty::EXTENDED_COMMUNITIES
+        | ty::AS4_PATH
+        | ty::AS4_AGGREGATOR => flag::OPTIONAL | flag::TRANSITIVE,
         _ => return None,
     })
 }
@@ -161,7 +172,10 @@ fn expected_flags(type_code: u8) -> Option<u8> {
 /// and §5.3: the attribute list cannot be walked, a broken or repeated
 /// MP_REACH/MP_UNREACH, an unknown well-known attribute); everything else
 /// lands in [`ParsedAttributes::treat_as_withdraw`] or is discarded.
-pub fn parse_attributes(mut buf: &[u8], ctx: &SessionContext) -> Result<ParsedAttributes, DecodeError> {
+pub fn parse_attributes(
+    mut buf: &[u8],
+    ctx: &SessionContext,
+) -> Result<ParsedAttributes, DecodeError> {
     let mut out = ParsedAttributes::default();
     while !buf.is_empty() {
         if buf.len() < 3 {
@@ -205,14 +219,20 @@ pub fn parse_attributes(mut buf: &[u8], ctx: &SessionContext) -> Result<ParsedAt
             continue;
         };
         if flags & (flag::OPTIONAL | flag::TRANSITIVE) != expected {
-            let e = DecodeError::AttributeFlags { type_code, attribute: whole.to_vec() };
+            let e = DecodeError::AttributeFlags {
+                type_code,
+                attribute: whole.to_vec(),
+            };
             if is_mp {
                 return Err(e);
             }
             apply_error_action(type_code, e, &mut out);
             continue;
         }
-        let length_error = || DecodeError::AttributeLength { type_code, attribute: whole.to_vec() };
+        let length_error = || DecodeError::AttributeLength {
+            type_code,
+            attribute: whole.to_vec(),
+        };
         let a = &mut out.attributes;
         match type_code {
             ty::ORIGIN => match value {
@@ -250,14 +270,21 @@ pub fn parse_attributes(mut buf: &[u8], ctx: &SessionContext) -> Result<ParsedAt
                     } else {
                         u32::from(u16::from_be_bytes([value[0], value[1]]))
                     };
-                    let ip = Ipv4Addr::new(value[as_len], value[as_len + 1], value[as_len + 2], value[as_len + 3]);
+                    let ip = Ipv4Addr::new(
+                        value[as_len],
+                        value[as_len + 1],
+                        value[as_len + 2],
+                        value[as_len + 3],
+                    );
                     a.aggregator = Some((asn, ip));
                 }
             }
             ty::COMMUNITIES => {
                 if value.len() % 4 == 0 {
-                    a.communities =
-                        value.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+                    a.communities = value
+                        .chunks_exact(4)
+                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
                 } else {
                     out.withdraw(length_error());
                 }
@@ -282,7 +309,10 @@ pub fn parse_attributes(mut buf: &[u8], ctx: &SessionContext) -> Result<ParsedAt
             },
             ty::CLUSTER_LIST => {
                 if value.len() % 4 == 0 {
-                    a.cluster_list = value.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect();
+                    a.cluster_list = value
+                        .chunks_exact(4)
+                        .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+                        .collect();
                 } else {
                     out.withdraw(length_error());
                 }
@@ -384,7 +414,10 @@ fn parse_mp_reach(value: &[u8], out: &mut ParsedAttributes) -> Result<(), Decode
     if value.len() < 5 {
         return Err(bad());
     }
-    let family = Family { afi: u16::from_be_bytes([value[0], value[1]]), safi: value[2] };
+    let family = Family {
+        afi: u16::from_be_bytes([value[0], value[1]]),
+        safi: value[2],
+    };
     let nh_len = usize::from(value[3]);
     let nh = value.get(4..4 + nh_len).ok_or_else(bad)?;
     // One reserved octet (formerly SNPAs) follows the next hop.
@@ -407,7 +440,10 @@ fn parse_mp_unreach(value: &[u8], out: &mut ParsedAttributes) -> Result<(), Deco
     if value.len() < 3 {
         return Err(DecodeError::OptionalAttribute(ty::MP_UNREACH_NLRI));
     }
-    let family = Family { afi: u16::from_be_bytes([value[0], value[1]]), safi: value[2] };
+    let family = Family {
+        afi: u16::from_be_bytes([value[0], value[1]]),
+        safi: value[2],
+    };
     out.unreach_family = Some(family);
     if !is_vpn(family) {
         return Ok(());
@@ -456,7 +492,12 @@ impl PathAttributes {
             emit_attribute(opt, ty::MED, &med.to_be_bytes(), out);
         }
         // LOCAL_PREF is always sent on iBGP (RFC 4271 §5.1.5).
-        emit_attribute(wk, ty::LOCAL_PREF, &self.local_pref.unwrap_or(100).to_be_bytes(), out);
+        emit_attribute(
+            wk,
+            ty::LOCAL_PREF,
+            &self.local_pref.unwrap_or(100).to_be_bytes(),
+            out,
+        );
         if self.atomic_aggregate {
             emit_attribute(wk, ty::ATOMIC_AGGREGATE, &[], out);
         }
@@ -471,7 +512,11 @@ impl PathAttributes {
             emit_attribute(opt_tr, ty::AGGREGATOR, &v, out);
         }
         if !self.communities.is_empty() {
-            let v: Vec<u8> = self.communities.iter().flat_map(|c| c.to_be_bytes()).collect();
+            let v: Vec<u8> = self
+                .communities
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
             emit_attribute(opt_tr, ty::COMMUNITIES, &v, out);
         }
         if let Some(id) = self.originator_id {
@@ -496,14 +541,19 @@ mod tests {
     use super::*;
 
     fn ctx() -> SessionContext {
-        SessionContext { four_octet_as: true }
+        SessionContext {
+            four_octet_as: true,
+        }
     }
 
     #[test]
     fn attributes_round_trip() {
         let attrs = PathAttributes {
             origin: Origin::Egp,
-            as_path: vec![AsSegment { kind: AS_SEQUENCE, asns: vec![65001, 4_200_000_000] }],
+            as_path: vec![AsSegment {
+                kind: AS_SEQUENCE,
+                asns: vec![65001, 4_200_000_000],
+            }],
             med: Some(5),
             local_pref: Some(200),
             communities: vec![0xfde8_0001],
@@ -522,25 +572,40 @@ mod tests {
     #[test]
     fn bad_origin_is_treat_as_withdraw() {
         let parsed = parse_attributes(&[0x40, 1, 1, 7], &ctx()).unwrap();
-        assert_eq!(parsed.treat_as_withdraw, Some(DecodeError::InvalidOrigin(7)));
+        assert_eq!(
+            parsed.treat_as_withdraw,
+            Some(DecodeError::InvalidOrigin(7))
+        );
     }
 
     #[test]
     fn bad_local_pref_length_is_treat_as_withdraw() {
         let parsed = parse_attributes(&[0x40, 5, 3, 0, 0, 100], &ctx()).unwrap();
-        assert!(matches!(parsed.treat_as_withdraw, Some(DecodeError::AttributeLength { type_code: 5, .. })));
+        assert!(matches!(
+            parsed.treat_as_withdraw,
+            Some(DecodeError::AttributeLength { type_code: 5, .. })
+        ));
     }
 
     #[test]
     fn wrong_flags_on_origin_is_treat_as_withdraw() {
         let parsed = parse_attributes(&[0x80, 1, 1, 0], &ctx()).unwrap();
-        assert!(matches!(parsed.treat_as_withdraw, Some(DecodeError::AttributeFlags { type_code: 1, .. })));
+        assert!(matches!(
+            parsed.treat_as_withdraw,
+            Some(DecodeError::AttributeFlags { type_code: 1, .. })
+        ));
     }
 
     #[test]
     fn attribute_overrunning_the_list_resets() {
-        assert_eq!(parse_attributes(&[0x40, 1, 5, 0], &ctx()).unwrap_err(), DecodeError::MalformedAttributeList);
-        assert_eq!(parse_attributes(&[0x40, 1], &ctx()).unwrap_err(), DecodeError::MalformedAttributeList);
+        assert_eq!(
+            parse_attributes(&[0x40, 1, 5, 0], &ctx()).unwrap_err(),
+            DecodeError::MalformedAttributeList
+        );
+        assert_eq!(
+            parse_attributes(&[0x40, 1], &ctx()).unwrap_err(),
+            DecodeError::MalformedAttributeList
+        );
     }
 
     #[test]
@@ -554,28 +619,48 @@ mod tests {
     #[test]
     fn unknown_optional_transitive_is_kept_partial() {
         let parsed = parse_attributes(&[0xc0, 99, 1, 7], &ctx()).unwrap();
-        assert_eq!(parsed.attributes.other, vec![RawAttribute { flags: 0xe0, type_code: 99, value: vec![7] }]);
+        assert_eq!(
+            parsed.attributes.other,
+            vec![RawAttribute {
+                flags: 0xe0,
+                type_code: 99,
+                value: vec![7]
+            }]
+        );
     }
 
     #[test]
     fn repeated_mp_reach_resets() {
         let mp = [0x80, 14, 5, 0, 9, 9, 0, 0];
         let both: Vec<u8> = mp.iter().chain(mp.iter()).copied().collect();
-        assert_eq!(parse_attributes(&both, &ctx()).unwrap_err(), DecodeError::MalformedAttributeList);
+        assert_eq!(
+            parse_attributes(&both, &ctx()).unwrap_err(),
+            DecodeError::MalformedAttributeList
+        );
     }
 
     #[test]
     fn mp_reach_with_bad_next_hop_length_is_an_optional_attribute_error() {
         // AFI 1 SAFI 128, next hop length 5.
         let v = [0x80, 14, 10, 0, 1, 128, 5, 0, 0, 0, 0, 0, 0];
-        assert_eq!(parse_attributes(&v, &ctx()).unwrap_err(), DecodeError::OptionalAttribute(14));
+        assert_eq!(
+            parse_attributes(&v, &ctx()).unwrap_err(),
+            DecodeError::OptionalAttribute(14)
+        );
     }
 
     #[test]
     fn vpnv6_ipv4_mapped_next_hop_reads_as_ipv4() {
         let mut nh = Vec::new();
-        emit_vpn_next_hop(Family::VPNV6, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), &mut nh);
+        emit_vpn_next_hop(
+            Family::VPNV6,
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            &mut nh,
+        );
         assert_eq!(nh.len(), 25);
-        assert_eq!(parse_vpn_next_hop(&nh[1..]), Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(
+            parse_vpn_next_hop(&nh[1..]),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        );
     }
 }

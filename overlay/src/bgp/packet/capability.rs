@@ -60,16 +60,19 @@ impl Capability {
     /// session: RFC 5492 gives no NOTIFICATION for it, and RFC 4724 §3 says
     /// a malformed GR capability is simply not used.
     pub fn parse(cap_code: u8, value: &[u8]) -> Capability {
-        let unknown = || Capability::Unknown { code: cap_code, value: value.to_vec() };
+        let unknown = || Capability::Unknown {
+            code: cap_code,
+            value: value.to_vec(),
+        };
         match (cap_code, value.len()) {
             (code::MULTIPROTOCOL, 4) => Capability::Multiprotocol(Family {
                 afi: u16::from_be_bytes([value[0], value[1]]),
                 safi: value[3],
             }),
             (code::ROUTE_REFRESH, 0) => Capability::RouteRefresh,
-            (code::FOUR_OCTET_AS, 4) => {
-                Capability::FourOctetAs(u32::from_be_bytes([value[0], value[1], value[2], value[3]]))
-            }
+            (code::FOUR_OCTET_AS, 4) => Capability::FourOctetAs(u32::from_be_bytes([
+                value[0], value[1], value[2], value[3],
+            ])),
             (code::EXTENDED_NEXT_HOP, n) if n % 6 == 0 => Capability::ExtendedNextHop(
                 value
                     .chunks_exact(6)
@@ -91,7 +94,10 @@ impl Capability {
                     families: value[2..]
                         .chunks_exact(4)
                         .map(|c| GracefulRestartFamily {
-                            family: Family { afi: u16::from_be_bytes([c[0], c[1]]), safi: c[2] },
+                            family: Family {
+                                afi: u16::from_be_bytes([c[0], c[1]]),
+                                safi: c[2],
+                            },
                             forwarding_preserved: c[3] & FORWARDING_BIT != 0,
                         })
                         .collect(),
@@ -133,7 +139,11 @@ impl Capability {
                 for f in &gr.families {
                     out.extend_from_slice(&f.family.afi.to_be_bytes());
                     out.push(f.family.safi);
-                    out.push(if f.forwarding_preserved { FORWARDING_BIT } else { 0 });
+                    out.push(if f.forwarding_preserved {
+                        FORWARDING_BIT
+                    } else {
+                        0
+                    });
                 }
                 code::GRACEFUL_RESTART
             }
@@ -155,7 +165,9 @@ impl Capability {
                 // RFC 4271 §6.2 has no better subcode for a parameter whose
                 // contents overrun it than Unspecific; we use the one for
                 // optional parameters, which names the part that is wrong.
-                return Err(DecodeError::UnsupportedOptionalParameter(super::iana::OPT_PARAM_CAPABILITIES));
+                return Err(DecodeError::UnsupportedOptionalParameter(
+                    super::iana::OPT_PARAM_CAPABILITIES,
+                ));
             }
             let len = usize::from(buf[1]);
             out.push(Capability::parse(buf[0], &buf[2..2 + len]));
@@ -174,7 +186,10 @@ mod tests {
         let cap = Capability::GracefulRestart(GracefulRestart {
             restarting: true,
             restart_time: 120,
-            families: vec![GracefulRestartFamily { family: Family::VPNV4, forwarding_preserved: true }],
+            families: vec![GracefulRestartFamily {
+                family: Family::VPNV4,
+                forwarding_preserved: true,
+            }],
         });
         let mut out = Vec::new();
         cap.emit(&mut out);
@@ -184,9 +199,18 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_capabilities_are_kept_as_unknown() {
-        assert_eq!(Capability::parse(200, &[1, 2]), Capability::Unknown { code: 200, value: vec![1, 2] });
+        assert_eq!(
+            Capability::parse(200, &[1, 2]),
+            Capability::Unknown {
+                code: 200,
+                value: vec![1, 2]
+            }
+        );
         // A multiprotocol capability of the wrong length is not a family.
-        assert!(matches!(Capability::parse(1, &[0, 1, 0]), Capability::Unknown { .. }));
+        assert!(matches!(
+            Capability::parse(1, &[0, 1, 0]),
+            Capability::Unknown { .. }
+        ));
     }
 
     #[test]

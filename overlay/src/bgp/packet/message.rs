@@ -11,12 +11,12 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::attribute::{emit_vpn_next_hop, parse_attributes, PathAttributes};
+use super::SessionContext;
+use super::attribute::{PathAttributes, emit_vpn_next_hop, parse_attributes};
 use super::capability::Capability;
 use super::error::DecodeError;
-use super::iana::{attr_flag, attr_type, message_type as mt, OPT_PARAM_CAPABILITIES};
+use super::iana::{OPT_PARAM_CAPABILITIES, attr_flag, attr_type, message_type as mt};
 use super::nlri::{Family, VpnNlri, VpnPrefix};
-use super::SessionContext;
 
 /// Field offsets of the header (RFC 4271 §4.1).
 mod field {
@@ -76,7 +76,11 @@ pub struct Notification {
 
 impl From<&DecodeError> for Notification {
     fn from(e: &DecodeError) -> Notification {
-        Notification { code: e.code() as u8, subcode: e.subcode(), data: e.data() }
+        Notification {
+            code: e.code() as u8,
+            subcode: e.subcode(),
+            data: e.data(),
+        }
     }
 }
 
@@ -111,7 +115,7 @@ pub enum Message {
     /// OPEN.
     Open(Open),
     /// UPDATE.
-    Update(Update),
+    Update(Box<Update>),
     /// NOTIFICATION.
     Notification(Notification),
     /// KEEPALIVE.
@@ -149,17 +153,26 @@ impl Message {
         let bad_len = || DecodeError::BadMessageLength(len as u16);
         match buf[field::TYPE] {
             mt::OPEN if len >= MIN_OPEN_LEN => decode_open(body, len as u16).map(Message::Open),
-            mt::UPDATE if len >= MIN_UPDATE_LEN => decode_update(body, ctx).map(Message::Update),
-            mt::NOTIFICATION if len >= MIN_NOTIFICATION_LEN => Ok(Message::Notification(Notification {
-                code: body[0],
-                subcode: body[1],
-                data: body[2..].to_vec(),
-            })),
+            mt::UPDATE if len >= MIN_UPDATE_LEN => {
+                decode_update(body, ctx).map(|u| Message::Update(Box::new(u)))
+            }
+            mt::NOTIFICATION if len >= MIN_NOTIFICATION_LEN => {
+                Ok(Message::Notification(Notification {
+                    code: body[0],
+                    subcode: body[1],
+                    data: body[2..].to_vec(),
+                }))
+            }
             mt::KEEPALIVE if len == HEADER_LEN => Ok(Message::Keepalive),
-            mt::ROUTE_REFRESH if len == ROUTE_REFRESH_LEN => Ok(Message::RouteRefresh(RouteRefresh {
-                family: Family { afi: u16::from_be_bytes([body[0], body[1]]), safi: body[3] },
-                subtype: body[2],
-            })),
+            mt::ROUTE_REFRESH if len == ROUTE_REFRESH_LEN => {
+                Ok(Message::RouteRefresh(RouteRefresh {
+                    family: Family {
+                        afi: u16::from_be_bytes([body[0], body[1]]),
+                        safi: body[3],
+                    },
+                    subtype: body[2],
+                }))
+            }
             mt::OPEN | mt::UPDATE | mt::NOTIFICATION | mt::KEEPALIVE => Err(bad_len()),
             mt::ROUTE_REFRESH => Err(bad_len()),
             other => Err(DecodeError::BadMessageType(other)),
@@ -278,34 +291,48 @@ fn decode_open(body: &[u8], len: u16) -> Result<Open, DecodeError> {
         let [kind, plen, tail @ ..] = rest else {
             return Err(DecodeError::BadMessageLength(len));
         };
-        let value = tail.get(..usize::from(*plen)).ok_or(DecodeError::BadMessageLength(len))?;
+        let value = tail
+            .get(..usize::from(*plen))
+            .ok_or(DecodeError::BadMessageLength(len))?;
         if *kind != OPT_PARAM_CAPABILITIES {
             return Err(DecodeError::UnsupportedOptionalParameter(*kind));
         }
         Capability::parse_list(value, &mut capabilities)?;
         rest = &tail[usize::from(*plen)..];
     }
-    Ok(Open { my_as, hold_time, bgp_id, capabilities })
+    Ok(Open {
+        my_as,
+        hold_time,
+        bgp_id,
+        capabilities,
+    })
 }
 
 fn decode_update(body: &[u8], ctx: &SessionContext) -> Result<Update, DecodeError> {
     // §6.3 and RFC 7606 §4: lengths that do not add up cannot be trusted to
     // locate the NLRI, so they reset the session.
     let withdrawn_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
-    let withdrawn = body.get(2..2 + withdrawn_len).ok_or(DecodeError::MalformedAttributeList)?;
+    let withdrawn = body
+        .get(2..2 + withdrawn_len)
+        .ok_or(DecodeError::MalformedAttributeList)?;
     let rest = &body[2 + withdrawn_len..];
     let [a, b, rest @ ..] = rest else {
         return Err(DecodeError::MalformedAttributeList);
     };
     let attrs_len = usize::from(u16::from_be_bytes([*a, *b]));
-    let attrs = rest.get(..attrs_len).ok_or(DecodeError::MalformedAttributeList)?;
+    let attrs = rest
+        .get(..attrs_len)
+        .ok_or(DecodeError::MalformedAttributeList)?;
     let nlri = &rest[attrs_len..];
     // IPv4 unicast routes are not negotiated; check their syntax and drop them.
     check_ipv4_prefixes(withdrawn)?;
     check_ipv4_prefixes(nlri)?;
 
     if attrs.is_empty() && withdrawn.is_empty() && nlri.is_empty() {
-        return Ok(Update { end_of_rib: Some(Family::IPV4_UNICAST), ..Update::default() });
+        return Ok(Update {
+            end_of_rib: Some(Family::IPV4_UNICAST),
+            ..Update::default()
+        });
     }
     let parsed = parse_attributes(attrs, ctx)?;
     let mut update = Update {
@@ -326,7 +353,9 @@ fn decode_update(body: &[u8], ctx: &SessionContext) -> Result<Update, DecodeErro
         // RFC 4271 §6.3 mandatory attributes, RFC 7606 §3 d: treat-as-withdraw.
         // LOCAL_PREF is not required: RFC 7606 §7.5 lets a receiver use its
         // default, and a missing one is common from route servers.
-        let missing = [attr_type::ORIGIN, attr_type::AS_PATH].into_iter().find(|t| !parsed_has(attrs, *t));
+        let missing = [attr_type::ORIGIN, attr_type::AS_PATH]
+            .into_iter()
+            .find(|t| !parsed_has(attrs, *t));
         if let Some(t) = missing {
             update.treat_as_withdraw = Some(DecodeError::MissingWellKnownAttribute(t));
         }
@@ -387,55 +416,89 @@ enum Pending {
 impl UpdateEncoder {
     /// An encoder for a session with the given context.
     pub fn new(ctx: SessionContext) -> UpdateEncoder {
-        UpdateEncoder { ctx, current: Vec::with_capacity(MAX_MESSAGE_LEN), kind: None, mp_len_at: 0, attrs_len_at: 0 }
+        UpdateEncoder {
+            ctx,
+            current: Vec::with_capacity(MAX_MESSAGE_LEN),
+            kind: None,
+            mp_len_at: 0,
+            attrs_len_at: 0,
+        }
     }
 
     /// Adds a withdrawal of `prefix`, flushing full messages into `out`.
     pub fn withdraw(&mut self, prefix: &VpnPrefix, out: &mut Vec<u8>) {
         let family = prefix.family();
-        self.ensure(Pending::Withdraw(family), VpnNlri::wire_len(prefix), out, |enc| {
-            let start = begin(mt::UPDATE, &mut enc.current);
-            debug_assert_eq!(start, 0);
-            enc.current.extend_from_slice(&[0, 0]);
-            enc.attrs_len_at = enc.current.len();
-            enc.current.extend_from_slice(&[0, 0]);
-            enc.current.extend_from_slice(&[attr_flag::OPTIONAL | attr_flag::EXTENDED_LENGTH, attr_type::MP_UNREACH_NLRI]);
-            enc.mp_len_at = enc.current.len();
-            enc.current.extend_from_slice(&[0, 0]);
-            enc.current.extend_from_slice(&family.afi.to_be_bytes());
-            enc.current.push(family.safi);
-        });
+        self.ensure(
+            Pending::Withdraw(family),
+            VpnNlri::wire_len(prefix),
+            out,
+            |enc| {
+                let start = begin(mt::UPDATE, &mut enc.current);
+                debug_assert_eq!(start, 0);
+                enc.current.extend_from_slice(&[0, 0]);
+                enc.attrs_len_at = enc.current.len();
+                enc.current.extend_from_slice(&[0, 0]);
+                enc.current.extend_from_slice(&[
+                    attr_flag::OPTIONAL | attr_flag::EXTENDED_LENGTH,
+                    attr_type::MP_UNREACH_NLRI,
+                ]);
+                enc.mp_len_at = enc.current.len();
+                enc.current.extend_from_slice(&[0, 0]);
+                enc.current.extend_from_slice(&family.afi.to_be_bytes());
+                enc.current.push(family.safi);
+            },
+        );
         VpnNlri::emit(prefix, None, &mut self.current);
     }
 
     /// Adds an announcement of `nlri` with `attrs` and `next_hop`, flushing
     /// full messages into `out`. Routes are packed together while they share
     /// the same `attrs` (by address: the RIB interns attributes).
-    pub fn announce(&mut self, attrs: &PathAttributes, next_hop: IpAddr, nlri: &VpnNlri, out: &mut Vec<u8>) {
+    pub fn announce(
+        &mut self,
+        attrs: &PathAttributes,
+        next_hop: IpAddr,
+        nlri: &VpnNlri,
+        out: &mut Vec<u8>,
+    ) {
         let family = nlri.prefix.family();
         let ctx = self.ctx;
-        self.ensure(Pending::Announce(family, attrs as *const _, next_hop), VpnNlri::wire_len(&nlri.prefix), out, |enc| {
-            begin(mt::UPDATE, &mut enc.current);
-            enc.current.extend_from_slice(&[0, 0]);
-            enc.attrs_len_at = enc.current.len();
-            enc.current.extend_from_slice(&[0, 0]);
-            // MP_REACH_NLRI first (RFC 7606 §5.1), NLRI at its end so the
-            // other attributes go in before it.
-            let mut others = Vec::new();
-            attrs.emit(&ctx, &mut others);
-            enc.current.extend_from_slice(&others);
-            enc.current.extend_from_slice(&[attr_flag::OPTIONAL | attr_flag::EXTENDED_LENGTH, attr_type::MP_REACH_NLRI]);
-            enc.mp_len_at = enc.current.len();
-            enc.current.extend_from_slice(&[0, 0]);
-            enc.current.extend_from_slice(&family.afi.to_be_bytes());
-            enc.current.push(family.safi);
-            emit_vpn_next_hop(family, next_hop, &mut enc.current);
-            enc.current.push(0);
-        });
+        self.ensure(
+            Pending::Announce(family, attrs as *const _, next_hop),
+            VpnNlri::wire_len(&nlri.prefix),
+            out,
+            |enc| {
+                begin(mt::UPDATE, &mut enc.current);
+                enc.current.extend_from_slice(&[0, 0]);
+                enc.attrs_len_at = enc.current.len();
+                enc.current.extend_from_slice(&[0, 0]);
+                // MP_REACH_NLRI first (RFC 7606 §5.1), NLRI at its end so the
+                // other attributes go in before it.
+                let mut others = Vec::new();
+                attrs.emit(&ctx, &mut others);
+                enc.current.extend_from_slice(&others);
+                enc.current.extend_from_slice(&[
+                    attr_flag::OPTIONAL | attr_flag::EXTENDED_LENGTH,
+                    attr_type::MP_REACH_NLRI,
+                ]);
+                enc.mp_len_at = enc.current.len();
+                enc.current.extend_from_slice(&[0, 0]);
+                enc.current.extend_from_slice(&family.afi.to_be_bytes());
+                enc.current.push(family.safi);
+                emit_vpn_next_hop(family, next_hop, &mut enc.current);
+                enc.current.push(0);
+            },
+        );
         VpnNlri::emit(&nlri.prefix, Some(nlri.label), &mut self.current);
     }
 
-    fn ensure(&mut self, kind: Pending, need: usize, out: &mut Vec<u8>, start: impl FnOnce(&mut UpdateEncoder)) {
+    fn ensure(
+        &mut self,
+        kind: Pending,
+        need: usize,
+        out: &mut Vec<u8>,
+        start: impl FnOnce(&mut UpdateEncoder),
+    ) {
         if self.kind.as_ref() == Some(&kind) && self.current.len() + need <= MAX_MESSAGE_LEN {
             return;
         }
@@ -453,7 +516,8 @@ impl UpdateEncoder {
         let mp_len = (total - self.mp_len_at - 2) as u16;
         self.current[self.mp_len_at..self.mp_len_at + 2].copy_from_slice(&mp_len.to_be_bytes());
         let attrs_len = (total - self.attrs_len_at - 2) as u16;
-        self.current[self.attrs_len_at..self.attrs_len_at + 2].copy_from_slice(&attrs_len.to_be_bytes());
+        self.current[self.attrs_len_at..self.attrs_len_at + 2]
+            .copy_from_slice(&attrs_len.to_be_bytes());
         finish(0, &mut self.current);
         out.extend_from_slice(&self.current);
         self.current.clear();
@@ -463,17 +527,20 @@ impl UpdateEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::packet::capability::{GracefulRestart, GracefulRestartFamily};
     use crate::bgp::packet::Origin;
+    use crate::bgp::packet::capability::{GracefulRestart, GracefulRestartFamily};
     use crate::packet::Label;
 
     fn ctx() -> SessionContext {
-        SessionContext { four_octet_as: true }
+        SessionContext {
+            four_octet_as: true,
+        }
     }
 
     /// A KEEPALIVE: marker, length 19, type 4 (RFC 4271 §4.4).
     static KEEPALIVE: [u8; 19] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 19, 4,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0, 19, 4,
     ];
 
     fn decode_all(mut buf: &[u8]) -> Vec<Message> {
@@ -507,7 +574,10 @@ mod tests {
                 Capability::GracefulRestart(GracefulRestart {
                     restarting: false,
                     restart_time: 120,
-                    families: vec![GracefulRestartFamily { family: Family::VPNV6, forwarding_preserved: true }],
+                    families: vec![GracefulRestartFamily {
+                        family: Family::VPNV6,
+                        forwarding_preserved: true,
+                    }],
                 }),
             ],
         };
@@ -536,14 +606,20 @@ mod tests {
         let mut long = KEEPALIVE.to_vec();
         long.push(0);
         long[17] = 20;
-        assert_eq!(Message::decode(&long, &ctx()), Err(DecodeError::BadMessageLength(20)));
+        assert_eq!(
+            Message::decode(&long, &ctx()),
+            Err(DecodeError::BadMessageLength(20))
+        );
     }
 
     #[test]
     fn unknown_type_is_bad_message_type() {
         let mut m = KEEPALIVE;
         m[18] = 9;
-        assert_eq!(Message::decode(&m, &ctx()), Err(DecodeError::BadMessageType(9)));
+        assert_eq!(
+            Message::decode(&m, &ctx()),
+            Err(DecodeError::BadMessageType(9))
+        );
     }
 
     #[test]
@@ -558,7 +634,10 @@ mod tests {
         let rd = "65000:1".parse().unwrap();
         let routes: Vec<VpnNlri> = (0..1000u32)
             .map(|i| VpnNlri {
-                prefix: VpnPrefix::new(rd, format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap()),
+                prefix: VpnPrefix::new(
+                    rd,
+                    format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap(),
+                ),
                 label: Label::new(16 + i).unwrap(),
             })
             .collect();
@@ -573,7 +652,9 @@ mod tests {
         assert_eq!(msgs.len(), 4);
         let mut got = Vec::new();
         for m in msgs {
-            let Message::Update(u) = m else { panic!("not an update") };
+            let Message::Update(u) = m else {
+                panic!("not an update")
+            };
             assert_eq!(u.attributes, attrs);
             assert_eq!(u.treat_as_withdraw, None);
             got.extend(u.announced);
@@ -583,16 +664,26 @@ mod tests {
 
     #[test]
     fn vpnv6_withdraw_and_end_of_rib_round_trip() {
-        let prefix = VpnPrefix::new("10.0.0.1:5".parse().unwrap(), "2001:db8:1::/48".parse().unwrap());
+        let prefix = VpnPrefix::new(
+            "10.0.0.1:5".parse().unwrap(),
+            "2001:db8:1::/48".parse().unwrap(),
+        );
         let mut enc = UpdateEncoder::new(ctx());
         let mut out = Vec::new();
         enc.withdraw(&prefix, &mut out);
         enc.flush(&mut out);
         encode_end_of_rib(Family::VPNV6, &mut out);
         let msgs = decode_all(&out);
-        let Message::Update(w) = &msgs[0] else { panic!() };
-        assert_eq!(w.withdrawn.iter().map(|n| n.prefix).collect::<Vec<_>>(), vec![prefix]);
-        let Message::Update(eor) = &msgs[1] else { panic!() };
+        let Message::Update(w) = &msgs[0] else {
+            panic!()
+        };
+        assert_eq!(
+            w.withdrawn.iter().map(|n| n.prefix).collect::<Vec<_>>(),
+            vec![prefix]
+        );
+        let Message::Update(eor) = &msgs[1] else {
+            panic!()
+        };
         assert_eq!(eor.end_of_rib, Some(Family::VPNV6));
     }
 
@@ -601,12 +692,18 @@ mod tests {
         // Withdrawn length 10 in a 4-octet body.
         let mut m = vec![0xff; 16];
         m.extend_from_slice(&[0, 23, 2, 0, 10, 0, 0]);
-        assert_eq!(Message::decode(&m, &ctx()), Err(DecodeError::MalformedAttributeList));
+        assert_eq!(
+            Message::decode(&m, &ctx()),
+            Err(DecodeError::MalformedAttributeList)
+        );
     }
 
     #[test]
     fn announcement_without_origin_is_treat_as_withdraw() {
-        let attrs = PathAttributes { next_hop: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))), ..Default::default() };
+        let attrs = PathAttributes {
+            next_hop: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            ..Default::default()
+        };
         let nlri = VpnNlri {
             prefix: VpnPrefix::new("65000:1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()),
             label: Label::new(20).unwrap(),
@@ -622,8 +719,13 @@ mod tests {
         out[16..18].copy_from_slice(&len.to_be_bytes());
         let total = u16::from_be_bytes([out[HEADER_LEN + 2], out[HEADER_LEN + 3]]) - 4;
         out[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&total.to_be_bytes());
-        let Ok(Message::Update(u)) = Message::decode(&out, &ctx()) else { panic!() };
-        assert_eq!(u.treat_as_withdraw, Some(DecodeError::MissingWellKnownAttribute(1)));
+        let Ok(Message::Update(u)) = Message::decode(&out, &ctx()) else {
+            panic!()
+        };
+        assert_eq!(
+            u.treat_as_withdraw,
+            Some(DecodeError::MissingWellKnownAttribute(1))
+        );
         assert_eq!(u.announced.len(), 1);
     }
 }

@@ -43,11 +43,20 @@ pub struct Family {
 
 impl Family {
     /// VPNv4: AFI 1, SAFI 128 (RFC 4364).
-    pub const VPNV4: Family = Family { afi: afi::IPV4, safi: safi::MPLS_VPN };
+    pub const VPNV4: Family = Family {
+        afi: afi::IPV4,
+        safi: safi::MPLS_VPN,
+    };
     /// VPNv6: AFI 2, SAFI 128 (RFC 4659).
-    pub const VPNV6: Family = Family { afi: afi::IPV6, safi: safi::MPLS_VPN };
+    pub const VPNV6: Family = Family {
+        afi: afi::IPV6,
+        safi: safi::MPLS_VPN,
+    };
     /// IPv4 unicast: the family of the plain UPDATE fields (RFC 4271).
-    pub const IPV4_UNICAST: Family = Family { afi: afi::IPV4, safi: safi::UNICAST };
+    pub const IPV4_UNICAST: Family = Family {
+        afi: afi::IPV4,
+        safi: safi::UNICAST,
+    };
 
     /// The VPN family of a prefix.
     pub fn vpn_of(prefix: &IpNet) -> Family {
@@ -224,7 +233,10 @@ pub struct VpnPrefix {
 impl VpnPrefix {
     /// A VPN prefix; host bits of `prefix` are cleared.
     pub fn new(rd: RouteDistinguisher, prefix: IpNet) -> VpnPrefix {
-        VpnPrefix { rd, prefix: prefix.trunc() }
+        VpnPrefix {
+            rd,
+            prefix: prefix.trunc(),
+        }
     }
 
     /// The address family of this prefix.
@@ -277,11 +289,19 @@ impl VpnNlri {
     /// Parses every NLRI in `buf` for family `afi` into `out`. Any error is
     /// fatal for the UPDATE (RFC 7606 §5.3: NLRI that cannot be parsed
     /// leave no way to know which routes to withdraw).
-    pub fn parse_all(afi_code: u16, mut buf: &[u8], out: &mut Vec<VpnNlri>) -> Result<(), DecodeError> {
+    pub fn parse_all(
+        afi_code: u16,
+        mut buf: &[u8],
+        out: &mut Vec<VpnNlri>,
+    ) -> Result<(), DecodeError> {
         let max_bits: u8 = match afi_code {
             afi::IPV4 => 32,
             afi::IPV6 => 128,
-            _ => return Err(DecodeError::OptionalAttribute(super::iana::attr_type::MP_REACH_NLRI)),
+            _ => {
+                return Err(DecodeError::OptionalAttribute(
+                    super::iana::attr_type::MP_REACH_NLRI,
+                ));
+            }
         };
         while let Some((&bits, rest)) = buf.split_first() {
             // Label and RD must fit, and the prefix must fit the family.
@@ -295,7 +315,8 @@ impl VpnNlri {
                 return Err(DecodeError::InvalidNetworkField);
             }
             let label_field = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]);
-            let label = Label::new(label_field >> 4).map_err(|_| DecodeError::InvalidNetworkField)?;
+            let label =
+                Label::new(label_field >> 4).map_err(|_| DecodeError::InvalidNetworkField)?;
             let mut rd = [0u8; RD_LEN];
             rd.copy_from_slice(&rest[LABEL_LEN..LABEL_LEN + RD_LEN]);
             let addr_bytes = &rest[LABEL_LEN + RD_LEN..need];
@@ -368,10 +389,16 @@ mod tests {
         assert_eq!(e, Err(DecodeError::InvalidNetworkField));
         let mut long = VPNV4_NLRI;
         long[0] = 88 + 33; // a /33 in IPv4
-        assert_eq!(VpnNlri::parse_all(afi::IPV4, &long, &mut out), Err(DecodeError::InvalidNetworkField));
+        assert_eq!(
+            VpnNlri::parse_all(afi::IPV4, &long, &mut out),
+            Err(DecodeError::InvalidNetworkField)
+        );
         let mut short = VPNV4_NLRI;
         short[0] = 80; // shorter than label + RD
-        assert_eq!(VpnNlri::parse_all(afi::IPV4, &short, &mut out), Err(DecodeError::InvalidNetworkField));
+        assert_eq!(
+            VpnNlri::parse_all(afi::IPV4, &short, &mut out),
+            Err(DecodeError::InvalidNetworkField)
+        );
     }
 
     #[test]
@@ -380,7 +407,10 @@ mod tests {
             let rd: RouteDistinguisher = text.parse().unwrap();
             assert_eq!(rd.to_string(), text);
         }
-        assert_eq!(RouteDistinguisher::from_ipv4(Ipv4Addr::new(10, 0, 0, 1), 3).to_string(), "10.0.0.1:3");
+        assert_eq!(
+            RouteDistinguisher::from_ipv4(Ipv4Addr::new(10, 0, 0, 1), 3).to_string(),
+            "10.0.0.1:3"
+        );
         assert!("x:1".parse::<RouteDistinguisher>().is_err());
     }
 
@@ -391,6 +421,9 @@ mod tests {
         assert_eq!(RouteTarget::from_ext_community(rt.0), Some(rt));
         assert_eq!(rt.to_string(), "65000:100");
         // Sub-type 0x03 is Route Origin, not a target.
-        assert_eq!(RouteTarget::from_ext_community([0, 3, 0, 0, 0, 0, 0, 1]), None);
+        assert_eq!(
+            RouteTarget::from_ext_community([0, 3, 0, 0, 0, 0, 0, 1]),
+            None
+        );
     }
 }

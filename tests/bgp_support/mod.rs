@@ -1,0 +1,415 @@
+//! Shared pieces of the BGP interop tests: unique loopback addresses, a
+//! Pisek speaker in its own runtime, and gobgpd / BIRD as child processes.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use pisek_agent::bgp::{Bgp, BgpConfig, BgpHandle, RouteEvent};
+use pisek_overlay::bgp::fsm::GracefulRestartConfig;
+use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
+use pisek_overlay::bgp::policy::VrfConfig;
+use pisek_overlay::bgp::speaker::{PeerConfig, SpeakerConfig};
+use tokio::runtime::Runtime;
+
+pub const AS: u32 = 65000;
+/// Tests fail fast: a session is up in about a second with these timers.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A /24 of loopback addresses of our own: 127.<pid>.<n>.0/24, so tests in
+/// parallel (threads and processes) never share an address or a port.
+pub struct Loopback {
+    pub base: [u8; 3],
+}
+
+impl Loopback {
+    pub fn new() -> Loopback {
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = (std::process::id() % 250) as u8 + 2;
+        Loopback {
+            base: [127, pid, n],
+        }
+    }
+
+    pub fn v4(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(self.base[0], self.base[1], self.base[2], host)
+    }
+
+    pub fn ip(&self, host: u8) -> IpAddr {
+        IpAddr::V4(self.v4(host))
+    }
+}
+
+pub fn rt(s: &str) -> RouteTarget {
+    s.parse().expect("route target")
+}
+
+pub fn rd(s: &str) -> RouteDistinguisher {
+    s.parse().expect("route distinguisher")
+}
+
+/// A tenant with one import and export target.
+pub fn vrf(tenant: u32, rd_text: &str, target: &str) -> VrfConfig {
+    VrfConfig {
+        tenant,
+        rd: rd(rd_text),
+        import: vec![rt(target)],
+        export: vec![rt(target)],
+    }
+}
+
+/// Speaker settings with test timers (hold 9 s, retry from 200 ms).
+pub fn speaker_config(router_id: Ipv4Addr) -> SpeakerConfig {
+    SpeakerConfig {
+        local_as: AS,
+        router_id,
+        next_hop: IpAddr::V4(router_id),
+        hold_time: 9,
+        connect_retry: Duration::from_millis(200),
+        connect_retry_max: Duration::from_secs(2),
+        mrai: Duration::ZERO,
+        graceful_restart: Some(GracefulRestartConfig {
+            restart_time: 120,
+            restarting: false,
+        }),
+        stale_routes_time: Duration::from_secs(30),
+        cluster_id: None,
+        families: vec![Family::VPNV4, Family::VPNV6],
+    }
+}
+
+/// A Pisek speaker running in its own runtime, driven from a sync test.
+pub struct Pisek {
+    pub rt: Runtime,
+    pub bgp: Bgp,
+    pub events: tokio::sync::mpsc::UnboundedReceiver<RouteEvent>,
+}
+
+impl Pisek {
+    /// Starts a speaker on `local` (port 179) peering with `peers` (port 179).
+    pub fn start(
+        speaker: SpeakerConfig,
+        local: IpAddr,
+        peers: &[IpAddr],
+        vrfs: Vec<VrfConfig>,
+    ) -> Pisek {
+        let config = BgpConfig {
+            speaker,
+            local_address: local,
+            listen_port: Some(179),
+            peers: peers
+                .iter()
+                .map(|a| {
+                    (
+                        PeerConfig {
+                            address: *a,
+                            rr_client: false,
+                            passive: false,
+                        },
+                        179,
+                    )
+                })
+                .collect(),
+            vrfs,
+        };
+        Pisek::start_with(config)
+    }
+
+    pub fn start_with(config: BgpConfig) -> Pisek {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (bgp, events) = rt.block_on(async {
+            let bgp = pisek_agent::bgp::spawn(config)
+                .await
+                .expect("start speaker");
+            let events = bgp.handle.subscribe().await.expect("subscribe");
+            (bgp, events)
+        });
+        Pisek { rt, bgp, events }
+    }
+
+    pub fn handle(&self) -> &BgpHandle {
+        &self.bgp.handle
+    }
+
+    pub fn advertise(&self, tenant: u32, prefix: &str, label: u32) {
+        let label = pisek_overlay::packet::Label::new(label).expect("label");
+        self.rt
+            .block_on(
+                self.handle()
+                    .advertise(tenant, prefix.parse().expect("prefix"), label),
+            )
+            .expect("advertise");
+    }
+
+    pub fn withdraw(&self, tenant: u32, prefix: &str) {
+        self.rt
+            .block_on(
+                self.handle()
+                    .withdraw(tenant, prefix.parse().expect("prefix")),
+            )
+            .expect("withdraw");
+    }
+
+    /// True when every peer is Established.
+    pub fn established(&self) -> bool {
+        let sessions = self
+            .rt
+            .block_on(self.handle().sessions())
+            .unwrap_or_default();
+        !sessions.is_empty()
+            && sessions
+                .iter()
+                .all(|s| s.state == pisek_overlay::bgp::fsm::State::Established)
+    }
+
+    pub fn wait_established(&self) {
+        common_poll("Pisek session Established", || {
+            self.established().then_some(())
+        });
+    }
+
+    /// Route events received so far.
+    pub fn drain_events(&mut self) -> Vec<RouteEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Stops without a NOTIFICATION (a crash or restart).
+    pub fn crash(self) {
+        self.rt.block_on(async {
+            self.bgp.handle.crash().await;
+            let _ = self.bgp.task.await;
+        });
+    }
+}
+
+fn common_poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    super::common::poll_until(what, WAIT, check)
+}
+
+/// A child process killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// gobgpd on `addr` with its gRPC API on `addr:50051`.
+pub struct Gobgp {
+    pub addr: IpAddr,
+    pub daemon: Option<Daemon>,
+    pub config: PathBuf,
+}
+
+/// One neighbour in a gobgpd config.
+pub struct GobgpNeighbor {
+    pub address: IpAddr,
+    pub rr_client: bool,
+}
+
+impl Gobgp {
+    pub fn write_config(
+        dir: &Path,
+        addr: IpAddr,
+        neighbors: &[GobgpNeighbor],
+        cluster_id: Option<IpAddr>,
+    ) -> PathBuf {
+        let mut conf = format!(
+            "[global.config]\n  as = {AS}\n  router-id = \"{addr}\"\n  port = 179\n  local-address-list = [\"{addr}\"]\n"
+        );
+        for n in neighbors {
+            conf += &format!(
+                r#"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{a}"
+    peer-as = {AS}
+  [neighbors.transport.config]
+    local-address = "{addr}"
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 120
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l3vpn-ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l3vpn-ipv6-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+"#,
+                a = n.address
+            );
+            if n.rr_client {
+                let cid = cluster_id.unwrap_or(addr);
+                conf += &format!(
+                    "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{cid}\"\n"
+                );
+            }
+        }
+        let path = dir.join(format!("gobgpd-{addr}.toml"));
+        std::fs::write(&path, conf).expect("write gobgpd config");
+        path
+    }
+
+    pub fn start(
+        dir: &Path,
+        addr: IpAddr,
+        neighbors: &[GobgpNeighbor],
+        cluster_id: Option<IpAddr>,
+    ) -> Gobgp {
+        let config = Gobgp::write_config(dir, addr, neighbors, cluster_id);
+        let mut g = Gobgp {
+            addr,
+            daemon: None,
+            config,
+        };
+        g.restart();
+        g
+    }
+
+    /// (Re)starts the daemon.
+    pub fn restart(&mut self) {
+        self.daemon = None;
+        let log = std::fs::File::create(self.config.with_extension("log")).expect("log file");
+        let child = Command::new("gobgpd")
+            .args([
+                "-f",
+                &self.config.to_string_lossy(),
+                "-t",
+                "toml",
+                "--api-hosts",
+                &format!("{}:50051", self.addr),
+            ])
+            .args(["--pprof-disable"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start gobgpd");
+        self.daemon = Some(Daemon {
+            child,
+            name: "gobgpd",
+        });
+        let addr = self.addr;
+        common_poll("gobgpd API", || gobgp_cli(addr, &["global"]).ok());
+    }
+
+    /// Kills the daemon (as a crash).
+    pub fn kill(&mut self) {
+        self.daemon = None;
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        gobgp_cli(self.addr, args).unwrap_or_else(|e| panic!("gobgp {args:?}: {e}"))
+    }
+
+    /// `gobgp global rib -a FAMILY -j` parsed.
+    pub fn rib(&self, family: &str) -> serde_json::Value {
+        let out = self.cli(&["global", "rib", "-a", family, "-j"]);
+        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The neighbour's state as gobgp names it ("established", ...).
+    pub fn neighbor_state(&self, neighbor: IpAddr) -> String {
+        let out =
+            gobgp_cli(self.addr, &["neighbor", &neighbor.to_string(), "-j"]).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        v["state"]["session_state"]
+            .as_i64()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+}
+
+pub fn gobgp_cli(addr: IpAddr, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("gobgp")
+        .args(["-u", &addr.to_string(), "-p", "50051"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// One path as `gobgp global rib -j` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GobgpPath {
+    /// "RD:prefix" as gobgp keys it.
+    pub key: String,
+    pub labels: Vec<u64>,
+    pub next_hop: String,
+    pub route_targets: Vec<String>,
+    pub stale: bool,
+}
+
+impl Gobgp {
+    /// Every path in gobgp's global RIB of a family ("vpnv4", "vpnv6").
+    pub fn paths(&self, family: &str) -> Vec<GobgpPath> {
+        let rib = self.rib(family);
+        let mut out = Vec::new();
+        let Some(map) = rib.as_object() else {
+            return out;
+        };
+        for (key, paths) in map {
+            for p in paths.as_array().into_iter().flatten() {
+                let labels = p["nlri"]["labels"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.as_u64())
+                    .collect();
+                let attrs = p["attrs"].as_array().cloned().unwrap_or_default();
+                let next_hop = attrs
+                    .iter()
+                    .find(|a| a["type"] == 14)
+                    .and_then(|a| a["nexthop"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let route_targets = attrs
+                    .iter()
+                    .filter(|a| a["type"] == 16)
+                    .flat_map(|a| a["value"].as_array().cloned().unwrap_or_default())
+                    .filter(|c| c["subtype"] == 2)
+                    .filter_map(|c| c["value"].as_str().map(str::to_string))
+                    .collect();
+                out.push(GobgpPath {
+                    key: key.clone(),
+                    labels,
+                    next_hop,
+                    route_targets,
+                    stale: p["stale"].as_bool().unwrap_or(false),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+}
