@@ -110,9 +110,10 @@ pub enum DecodeError {
     /// AS_PATH segments that do not parse (§6.3: Malformed AS_PATH).
     #[error("malformed AS_PATH")]
     MalformedAsPath,
-    /// ROUTE-REFRESH with a bad length (RFC 7313 §5: Invalid Message Length).
-    #[error("bad ROUTE-REFRESH length {0}")]
-    BadRouteRefreshLength(u16),
+    /// ROUTE-REFRESH with a bad length (RFC 7313 §5: Invalid Message
+    /// Length; data = the whole message).
+    #[error("bad ROUTE-REFRESH length {}", .0.len())]
+    BadRouteRefreshLength(Vec<u8>),
 }
 
 impl DecodeError {
@@ -169,7 +170,7 @@ impl DecodeError {
             BadMessageType(t) => vec![*t],
             // §6.2: the largest locally supported version.
             UnsupportedVersion(_) => 4u16.to_be_bytes().to_vec(),
-            UnsupportedCapability(caps) => caps.clone(),
+            UnsupportedCapability(caps) | BadRouteRefreshLength(caps) => caps.clone(),
             MissingWellKnownAttribute(t) => vec![*t],
             AttributeFlags { attribute, .. } | AttributeLength { attribute, .. } => {
                 attribute.clone()

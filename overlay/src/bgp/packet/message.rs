@@ -174,7 +174,8 @@ impl Message {
                 }))
             }
             mt::OPEN | mt::UPDATE | mt::NOTIFICATION | mt::KEEPALIVE => Err(bad_len()),
-            mt::ROUTE_REFRESH => Err(bad_len()),
+            // RFC 7313 §5: its own error code, with the message as data.
+            mt::ROUTE_REFRESH => Err(DecodeError::BadRouteRefreshLength(buf.to_vec())),
             other => Err(DecodeError::BadMessageType(other)),
         }
     }
