@@ -167,7 +167,8 @@ impl BgpHandle {
 
 /// Starts the speaker: binds the listener (if any) and spawns the tasks.
 pub async fn spawn(config: BgpConfig) -> anyhow::Result<Bgp> {
-    let (tx, rx) = mpsc::channel(1024);
+    // Small: readers wait here, which pushes back on peers through TCP.
+    let (tx, rx) = mpsc::channel(64);
     let listener = match config.listen_port {
         Some(port) => {
             let addr = SocketAddr::new(config.local_address, port);
