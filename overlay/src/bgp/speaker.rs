@@ -816,6 +816,7 @@ impl Speaker {
         p.pending.clear();
         p.sent.clear();
         p.next_flush = None;
+        p.last_flush = None;
         p.eor_due.clear();
         let helper = up
             .as_ref()
@@ -958,13 +959,8 @@ impl Speaker {
                 .is_some_and(|s| s == LOCAL || (reflector && s != source_of(PeerId(i as u16))));
             if may_get || p.sent.contains(&prefix) {
                 p.pending.insert(prefix);
-                p.next_flush.get_or_insert(
-                    now + if p.sent.is_empty() {
-                        Duration::ZERO
-                    } else {
-                        mrai
-                    },
-                );
+                let allowed = p.last_flush.map_or(now, |t| (t + mrai).max(now));
+                p.next_flush.get_or_insert(allowed);
             }
         }
     }
@@ -1066,10 +1062,7 @@ impl Speaker {
         }
         if !bytes.is_empty() {
             self.send(PeerId(i as u16), conn, bytes, now);
-            if !self.config.mrai.is_zero() {
-                // Changes that arrive within the MRAI wait for it.
-                self.peers[i].next_flush = None;
-            }
+            self.peers[i].last_flush = Some(now);
         }
     }
 }
