@@ -1521,8 +1521,15 @@ mod tests {
             vec![c0, config(1)],
             &[&[(1, false, false)], &[(0, false, true)]],
         );
+        // The initial dump (End-of-RIB) was the last burst; after an MRAI of
+        // quiet, a change goes at once.
+        lab.advance(Duration::from_secs(5));
         lab.advertise(0, "10.1.0.0/24", 100);
-        assert_eq!(lab.take_events(1).len(), 1, "the first change goes at once");
+        assert_eq!(
+            lab.take_events(1).len(),
+            1,
+            "a change after quiet goes at once"
+        );
         lab.advertise(0, "10.1.1.0/24", 101);
         lab.advertise(0, "10.1.2.0/24", 102);
         assert!(
