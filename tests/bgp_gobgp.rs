@@ -57,6 +57,8 @@ fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
         next_hop: me.clone(),
         route_targets: vec!["65000:100".to_string()],
         stale: false,
+        originator_id: None,
+        cluster_list: Vec::new(),
     };
     assert_eq!(
         v4,
@@ -316,4 +318,150 @@ fn gobgp_keeps_pisek_routes_stale_across_a_graceful_restart() {
         (p.len() == 1 && !p[0].stale).then_some(p)
     });
     assert_eq!(fresh[0].key, "65000:1:10.1.0.0/24");
+}
+
+#[test]
+fn pisek_reflects_routes_between_two_gobgp_clients() {
+    if !common::require("Pisek reflector", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (rr, a, b) = (lo.ip(1), lo.ip(2), lo.ip(3));
+    let to_rr = [GobgpNeighbor {
+        address: rr,
+        rr_client: false,
+    }];
+    let ga = Gobgp::start(&dir.path, a, &to_rr, None);
+    let gb = Gobgp::start(&dir.path, b, &to_rr, None);
+    let cluster: std::net::Ipv4Addr = "10.255.0.9".parse().unwrap();
+    let pisek = Pisek::start_reflector(speaker_config(lo.v4(1)), rr, &[a, b], cluster);
+    pisek.wait_established();
+
+    let nh = a.to_string();
+    ga.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.7.0.0/24",
+        "label",
+        "700",
+        "rd",
+        "65000:7",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    ga.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv6",
+        "add",
+        "fd00:7::/64",
+        "label",
+        "701",
+        "rd",
+        "65000:7",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    let v4 = poll("B learns A's VPNv4 route through Pisek", || {
+        gb.paths("vpnv4").into_iter().next()
+    });
+    assert_eq!(v4.key, "65000:7:10.7.0.0/24");
+    assert_eq!(v4.labels, vec![700]);
+    assert_eq!(v4.next_hop, nh, "a reflector does not change the next hop");
+    assert_eq!(v4.route_targets, vec!["65000:100".to_string()]);
+    assert_eq!(
+        v4.originator_id.as_deref(),
+        Some(nh.as_str()),
+        "ORIGINATOR_ID is A (RFC 4456 §8)"
+    );
+    assert_eq!(
+        v4.cluster_list,
+        vec![cluster.to_string()],
+        "CLUSTER_LIST starts with our cluster id"
+    );
+    let v6 = poll("B learns A's VPNv6 route through Pisek", || {
+        gb.paths("vpnv6").into_iter().next()
+    });
+    assert_eq!(
+        (v6.labels.clone(), v6.originator_id.clone()),
+        (vec![701], Some(nh.clone()))
+    );
+    // A does not get its own route back.
+    assert!(ga.paths("vpnv4").iter().all(|p| p.originator_id.is_none()));
+
+    ga.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "del",
+        "10.7.0.0/24",
+        "label",
+        "700",
+        "rd",
+        "65000:7",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    poll("the withdrawal is reflected", || {
+        gb.paths("vpnv4").is_empty().then_some(())
+    });
+}
+
+#[test]
+fn pisek_keeps_gobgp_routes_while_gobgp_is_down() {
+    if !common::require("gobgp helper", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (mut gobgp, mut pisek) = gobgp_pair(&lo, &dir);
+    let nh = lo.ip(2).to_string();
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.2.0.0/24",
+        "label",
+        "200",
+        "rd",
+        "65000:2",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    poll("the route is learned", || {
+        pisek.drain_events().into_iter().find(|e| e.route.is_some())
+    });
+
+    // gobgpd dies (no NOTIFICATION): Pisek, the GR helper, keeps its route.
+    gobgp.kill();
+    poll("Pisek notices", || (!pisek.established()).then_some(()));
+    let sessions = pisek.rt.block_on(pisek.handle().sessions()).unwrap();
+    assert!(sessions[0].stale, "routes kept as stale");
+    assert_eq!(sessions[0].routes_received, 1);
+    assert!(pisek.drain_events().is_empty(), "no route removed");
+
+    // gobgpd comes back without the route and without preserved forwarding
+    // state: the stale route goes (RFC 4724 §4.2).
+    gobgp.restart();
+    pisek.wait_established();
+    let gone = poll("the stale route is removed", || {
+        pisek.drain_events().into_iter().find(|e| e.route.is_none())
+    });
+    assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
 }

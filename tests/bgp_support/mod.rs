@@ -119,6 +119,36 @@ impl Pisek {
         Pisek::start_with(config)
     }
 
+    /// Starts a route reflector on `local` with every peer a client.
+    pub fn start_reflector(
+        mut speaker: SpeakerConfig,
+        local: IpAddr,
+        clients: &[IpAddr],
+        cluster_id: Ipv4Addr,
+    ) -> Pisek {
+        speaker.cluster_id = Some(cluster_id);
+        let config = BgpConfig {
+            speaker,
+            local_address: local,
+            listen_port: Some(179),
+            peers: clients
+                .iter()
+                .map(|a| {
+                    (
+                        PeerConfig {
+                            address: *a,
+                            rr_client: true,
+                            passive: false,
+                        },
+                        179,
+                    )
+                })
+                .collect(),
+            vrfs: Vec::new(),
+        };
+        Pisek::start_with(config)
+    }
+
     pub fn start_with(config: BgpConfig) -> Pisek {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -368,6 +398,10 @@ pub struct GobgpPath {
     pub next_hop: String,
     pub route_targets: Vec<String>,
     pub stale: bool,
+    /// ORIGINATOR_ID, if present.
+    pub originator_id: Option<String>,
+    /// CLUSTER_LIST, if present.
+    pub cluster_list: Vec<String>,
 }
 
 impl Gobgp {
@@ -400,12 +434,25 @@ impl Gobgp {
                     .filter(|c| c["subtype"] == 2)
                     .filter_map(|c| c["value"].as_str().map(str::to_string))
                     .collect();
+                let originator_id = attrs
+                    .iter()
+                    .find(|a| a["type"] == 9)
+                    .and_then(|a| a["value"].as_str())
+                    .map(str::to_string);
+                let cluster_list = attrs
+                    .iter()
+                    .filter(|a| a["type"] == 10)
+                    .flat_map(|a| a["value"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect();
                 out.push(GobgpPath {
                     key: key.clone(),
                     labels,
                     next_hop,
                     route_targets,
                     stale: p["stale"].as_bool().unwrap_or(false),
+                    originator_id,
+                    cluster_list,
                 });
             }
         }
