@@ -159,7 +159,7 @@ impl Pisek {
             let bgp = pisek_agent::bgp::spawn(config)
                 .await
                 .expect("start speaker");
-            let events = bgp.handle.subscribe().await.expect("subscribe");
+            let events = bgp.handle.subscribe_tenant(1).await.expect("subscribe");
             (bgp, events)
         });
         Pisek { rt, bgp, events }

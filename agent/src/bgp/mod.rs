@@ -60,7 +60,7 @@ enum Command {
     Advertise(TenantId, IpNet, Label, oneshot::Sender<anyhow::Result<()>>),
     Withdraw(TenantId, IpNet, oneshot::Sender<anyhow::Result<()>>),
     SetVrf(VrfConfig),
-    Subscribe(mpsc::UnboundedSender<RouteEvent>),
+    Subscribe(Option<TenantId>, mpsc::UnboundedSender<RouteEvent>),
     Sessions(oneshot::Sender<Vec<PeerStatus>>),
     RouteCount(oneshot::Sender<usize>),
     Refresh,
@@ -118,13 +118,28 @@ impl BgpHandle {
             .map_err(|_| anyhow::anyhow!("BGP speaker stopped"))
     }
 
-    /// A stream of best-path changes of every tenant (filter on `tenant`).
-    /// Routes already known are not replayed; subscribe before starting peers
-    /// or call [`BgpHandle::set_vrf`] again to get them.
+    /// A stream of best-path changes of every tenant. Routes already known
+    /// are not replayed: subscribe before peers come up, or call
+    /// [`BgpHandle::set_vrf`] again to have a VRF's routes reported.
     pub async fn subscribe(&self) -> anyhow::Result<mpsc::UnboundedReceiver<RouteEvent>> {
+        self.subscribe_to(None).await
+    }
+
+    /// A stream of best-path changes of one tenant.
+    pub async fn subscribe_tenant(
+        &self,
+        tenant: TenantId,
+    ) -> anyhow::Result<mpsc::UnboundedReceiver<RouteEvent>> {
+        self.subscribe_to(Some(tenant)).await
+    }
+
+    async fn subscribe_to(
+        &self,
+        tenant: Option<TenantId>,
+    ) -> anyhow::Result<mpsc::UnboundedReceiver<RouteEvent>> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.tx
-            .send(Command::Subscribe(tx))
+            .send(Command::Subscribe(tenant, tx))
             .await
             .map_err(|_| anyhow::anyhow!("BGP speaker stopped"))?;
         Ok(rx)
@@ -225,7 +240,8 @@ struct Driver {
     /// Outgoing connection attempts in flight, by attempt number.
     connecting: HashMap<PeerId, (u64, JoinHandle<()>)>,
     next_id: u64,
-    subscribers: Vec<mpsc::UnboundedSender<RouteEvent>>,
+    /// Route event subscribers, each for one tenant or (None) all.
+    subscribers: Vec<(Option<TenantId>, mpsc::UnboundedSender<RouteEvent>)>,
 }
 
 impl Driver {
@@ -334,7 +350,7 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::SetVrf(vrf) => self.speaker.set_vrf(vrf),
-            Command::Subscribe(tx) => self.subscribers.push(tx),
+            Command::Subscribe(tenant, tx) => self.subscribers.push((tenant, tx)),
             Command::Sessions(reply) => {
                 let _ = reply.send(self.speaker.peer_status());
             }
@@ -422,7 +438,9 @@ impl Driver {
                     }
                 }
                 Output::Route(event) => {
-                    self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+                    self.subscribers.retain(|(tenant, tx)| {
+                        tenant.is_some_and(|t| t != event.tenant) || tx.send(event.clone()).is_ok()
+                    });
                 }
                 Output::SessionState { peer, state } => {
                     tracing::info!(peer = peer.0, %state, "BGP session state");

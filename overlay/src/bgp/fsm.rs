@@ -149,8 +149,11 @@ pub struct SessionConfig {
     pub families: Vec<Family>,
     /// Graceful restart, if offered.
     pub graceful_restart: Option<GracefulRestartConfig>,
-    /// Offer RFC 8950 extended next hop for VPNv4 (IPv6 next hops).
-    pub extended_next_hop: bool,
+    /// The address family of our next hops (1 IPv4, 2 IPv6): for each
+    /// offered family of the other AFI we announce the extended next hop
+    /// capability (RFC 8950 §3; BIRD also reads it for VPNv6 routes with
+    /// IPv4 next hops, the RFC 4659 §3.2.1.2 case).
+    pub next_hop_afi: u16,
     /// Never connect; only accept the peer's connections.
     pub passive: bool,
     /// First connect retry interval; doubles per failure up to `connect_retry_max`.
@@ -168,11 +171,14 @@ impl SessionConfig {
             .map(|f| Capability::Multiprotocol(*f))
             .collect();
         capabilities.push(Capability::RouteRefresh);
-        if self.extended_next_hop && self.families.contains(&Family::VPNV4) {
-            capabilities.push(Capability::ExtendedNextHop(vec![(
-                Family::VPNV4,
-                super::packet::iana::afi::IPV6,
-            )]));
+        let other_afi: Vec<(Family, u16)> = self
+            .families
+            .iter()
+            .filter(|f| f.afi != self.next_hop_afi)
+            .map(|f| (*f, self.next_hop_afi))
+            .collect();
+        if !other_afi.is_empty() {
+            capabilities.push(Capability::ExtendedNextHop(other_afi));
         }
         if let Some(gr) = self.graceful_restart {
             capabilities.push(Capability::GracefulRestart(GracefulRestart {
@@ -576,7 +582,7 @@ mod tests {
                 restart_time: 120,
                 restarting: false,
             }),
-            extended_next_hop: false,
+            next_hop_afi: crate::bgp::packet::iana::afi::IPV4,
             passive: false,
             connect_retry: Duration::from_secs(1),
             connect_retry_max: Duration::from_secs(8),

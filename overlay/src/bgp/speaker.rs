@@ -24,8 +24,8 @@ use super::fsm::{
 };
 use super::packet::message::{encode_end_of_rib, frame_len};
 use super::packet::{
-    DecodeError, Family, Message, Origin, PathAttributes, RouteRefresh, SessionContext, Update,
-    UpdateEncoder, VpnNlri, VpnPrefix,
+    Family, Message, Origin, PathAttributes, RouteRefresh, SessionContext, Update, UpdateEncoder,
+    VpnNlri, VpnPrefix,
 };
 use super::policy::{Policy, TenantId, VrfConfig};
 use super::rib::{BestChange, LOCAL, Path, Rib, Source, SourceInfo};
@@ -250,7 +250,10 @@ impl Speaker {
             hold_time: self.config.hold_time,
             families: self.config.families.clone(),
             graceful_restart: self.config.graceful_restart,
-            extended_next_hop: self.config.next_hop.is_ipv6(),
+            next_hop_afi: match self.config.next_hop {
+                IpAddr::V4(_) => super::packet::iana::afi::IPV4,
+                IpAddr::V6(_) => super::packet::iana::afi::IPV6,
+            },
             passive: config.passive,
             connect_retry: self.config.connect_retry,
             connect_retry_max: self.config.connect_retry_max,
@@ -1090,11 +1093,6 @@ fn message_event(m: Message) -> Event {
         Message::Keepalive => Event::KeepAliveMsg,
         Message::RouteRefresh(r) => Event::RouteRefreshMsg(r),
     }
-}
-
-/// The NOTIFICATION (code, subcode) a speaker sends for a decode error.
-pub fn notification_for(e: &DecodeError) -> (u8, u8) {
-    (e.code() as u8, e.subcode())
 }
 
 #[cfg(test)]
