@@ -203,6 +203,8 @@ struct Connection {
     partial: Vec<u8>,
 }
 
+type ReflectedCache = HashMap<(usize, Ipv4Addr), (Arc<PathAttributes>, Arc<PathAttributes>)>;
+
 /// The BGP speaker. See the module documentation.
 pub struct Speaker {
     config: SpeakerConfig,
@@ -213,8 +215,10 @@ pub struct Speaker {
     /// Our own routes: prefix -> (tenant, label).
     local: HashMap<VpnPrefix, (TenantId, Label)>,
     outputs: VecDeque<Output>,
-    /// Reflected copies of attribute sets (ORIGINATOR_ID, CLUSTER_LIST added).
-    reflected: HashMap<(usize, Ipv4Addr), Arc<PathAttributes>>,
+    /// Reflected copies of attribute sets (ORIGINATOR_ID, CLUSTER_LIST
+    /// added), keyed by the original's address; the original is kept in the
+    /// value so that address cannot be reused while the entry lives.
+    reflected: ReflectedCache,
 }
 
 impl Speaker {
@@ -994,7 +998,7 @@ impl Speaker {
             return None;
         }
         let key = (Arc::as_ptr(&best.attrs) as usize, originator);
-        if let Some(a) = self.reflected.get(&key) {
+        if let Some((_, a)) = self.reflected.get(&key) {
             return Some(a.clone());
         }
         let mut attrs = (*best.attrs).clone();
@@ -1004,7 +1008,7 @@ impl Speaker {
         if self.reflected.len() > 4096 {
             self.reflected.clear();
         }
-        self.reflected.insert(key, a.clone());
+        self.reflected.insert(key, (best.attrs.clone(), a.clone()));
         Some(a)
     }
 
