@@ -437,6 +437,7 @@ fn pisek_child(n: usize) -> anyhow::Result<()> {
                 import: vec!["65000:100".parse()?],
                 export: Vec::new(),
             }],
+            routes: Vec::new(),
         };
         let bgp = pisek_agent::bgp::spawn(config).await?;
         let mut events = bgp.handle.subscribe().await?;

@@ -170,18 +170,12 @@ fn bird_keeps_pisek_routes_stale_across_a_graceful_restart() {
 
     // Pisek comes back restarting, re-advertises one route; its End-of-RIB
     // makes BIRD drop the other.
-    let mut config = speaker_config(bird.pisek);
-    config.graceful_restart = Some(pisek_overlay::bgp::fsm::GracefulRestartConfig {
-        restart_time: 120,
-        restarting: true,
-    });
-    let pisek = Pisek::start(
-        config,
-        bird.pisek.into(),
-        &[bird.addr.into()],
+    let pisek = Pisek::start_restarting(
+        bird.pisek,
+        bird.addr.into(),
         vec![vrf(1, "65000:1", "65000:100")],
+        &[("10.1.0.0/24", 100)],
     );
-    pisek.advertise(1, "10.1.0.0/24", 100);
     pisek.wait_established();
     poll("End-of-RIB clears the stale route", || {
         learned_block(&bird, "vpntab4", "65000:1 10.1.1.0/24 ")

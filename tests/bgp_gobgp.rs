@@ -300,18 +300,12 @@ fn gobgp_keeps_pisek_routes_stale_across_a_graceful_restart() {
 
     // It comes back restarting (R and F bits), re-advertises one route, and
     // its End-of-RIB makes gobgp drop the other.
-    let mut config = speaker_config(lo.v4(1));
-    config.graceful_restart = Some(pisek_overlay::bgp::fsm::GracefulRestartConfig {
-        restart_time: 120,
-        restarting: true,
-    });
-    let pisek = Pisek::start(
-        config,
-        lo.ip(1),
-        &[lo.ip(2)],
+    let pisek = Pisek::start_restarting(
+        lo.v4(1),
+        lo.ip(2),
         vec![vrf(1, "65000:1", "65000:100")],
+        &[("10.1.0.0/24", 100)],
     );
-    pisek.advertise(1, "10.1.0.0/24", 100);
     pisek.wait_established();
     let fresh = poll("End-of-RIB clears the stale route", || {
         let p = gobgp.paths("vpnv4");

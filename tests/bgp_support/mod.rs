@@ -115,6 +115,7 @@ impl Pisek {
                 })
                 .collect(),
             vrfs,
+            routes: Vec::new(),
         };
         Pisek::start_with(config)
     }
@@ -145,6 +146,48 @@ impl Pisek {
                 })
                 .collect(),
             vrfs: Vec::new(),
+            routes: Vec::new(),
+        };
+        Pisek::start_with(config)
+    }
+
+    /// Starts a speaker that comes back from a restart (Restart State and
+    /// Forwarding State bits set) with `routes` (tenant 1) advertised before
+    /// its sessions come up.
+    pub fn start_restarting(
+        local: Ipv4Addr,
+        peer: IpAddr,
+        vrfs: Vec<VrfConfig>,
+        routes: &[(&str, u32)],
+    ) -> Pisek {
+        let mut speaker = speaker_config(local);
+        speaker.graceful_restart = Some(GracefulRestartConfig {
+            restart_time: 120,
+            restarting: true,
+        });
+        let config = BgpConfig {
+            speaker,
+            local_address: IpAddr::V4(local),
+            listen_port: Some(179),
+            peers: vec![(
+                PeerConfig {
+                    address: peer,
+                    rr_client: false,
+                    passive: false,
+                },
+                179,
+            )],
+            vrfs,
+            routes: routes
+                .iter()
+                .map(|(p, l)| {
+                    (
+                        1,
+                        p.parse().expect("prefix"),
+                        pisek_overlay::packet::Label::new(*l).expect("label"),
+                    )
+                })
+                .collect(),
         };
         Pisek::start_with(config)
     }

@@ -49,6 +49,10 @@ pub struct BgpConfig {
     pub peers: Vec<(PeerConfig, u16)>,
     /// VRFs at start.
     pub vrfs: Vec<VrfConfig>,
+    /// Routes to advertise from the start (tenant, prefix, label), before any
+    /// session comes up: after a restart they are in the first UPDATEs, ahead
+    /// of End-of-RIB, so peers keep them (RFC 4724 §4.1).
+    pub routes: Vec<(TenantId, IpNet, Label)>,
 }
 
 enum Command {
@@ -263,6 +267,11 @@ impl Driver {
 
     async fn run(&mut self, mut rx: mpsc::Receiver<Command>) {
         let now = Instant::now().into_std();
+        for (tenant, prefix, label) in self.config.routes.clone() {
+            if let Err(e) = self.speaker.advertise(tenant, prefix, label, now) {
+                tracing::error!(error = %e, %prefix, "cannot advertise");
+            }
+        }
         for (peer, _) in self.config.peers.clone() {
             if let Err(e) = self.speaker.add_peer(peer, now) {
                 tracing::error!(error = %e, "cannot add BGP peer");
