@@ -12,7 +12,7 @@
 //! 10 ms. Memory is the receiver's resident set after learning minus before
 //! (session up, no routes), divided by N.
 //!
-//! `cargo bench --bench bgp_learn [-- ROUTES]`
+//! `cargo bench --bench bgp_learn [-- ROUTES] [--one-label]`
 //! Needs root (port 179 on 127.x addresses), `bird`/`birdc`, `gobgpd`/`gobgp`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,12 +40,20 @@ fn main() -> anyhow::Result<()> {
         let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
         return pisek_child(n);
     }
-    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let n: usize = args.iter().find_map(|s| s.parse().ok()).unwrap_or(100_000);
+    // `--one-label`: every route carries label 16 (as one VRF's routes from
+    // one PE do); by default each route has a label of its own.
+    let one_label = args.iter().any(|a| a == "--one-label");
     let dir = std::env::temp_dir().join(format!("pisek-bgp-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let updates = build_updates(n);
+    let updates = build_updates(n, one_label);
     println!(
-        "bgp_learn: {n} VPNv4 routes in {} octets of UPDATEs, one sender, same run",
+        "bgp_learn: {n} VPNv4 routes ({}) in {} octets of UPDATEs, one sender, same run",
+        if one_label {
+            "one label"
+        } else {
+            "a label per route"
+        },
         updates.len()
     );
 
@@ -110,7 +118,7 @@ struct Outcome {
 }
 
 /// All N routes as UPDATE messages, packed.
-fn build_updates(n: usize) -> Vec<u8> {
+fn build_updates(n: usize, one_label: bool) -> Vec<u8> {
     let attrs = PathAttributes {
         origin: Origin::Igp,
         local_pref: Some(100),
@@ -128,7 +136,7 @@ fn build_updates(n: usize) -> Vec<u8> {
         let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + (i << 8));
         let nlri = VpnNlri {
             prefix: VpnPrefix::new(rd, ipnet::IpNet::new(IpAddr::V4(addr), 24).expect("prefix")),
-            label: Label::new(16 + i % 100_000).expect("label"),
+            label: Label::new(if one_label { 16 } else { 16 + i % 1_000_000 }).expect("label"),
         };
         enc.announce(&attrs, IpAddr::V4(SENDER), &nlri, &mut out);
     }
