@@ -78,6 +78,21 @@ fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
     assert_eq!(v6[0].route_targets, vec!["65000:100".to_string()]);
     assert!(v6[0].next_hop.ends_with(&me), "next hop {}", v6[0].next_hop);
 
+    let mut ours = pisek.rt.block_on(pisek.handle().advertised()).unwrap();
+    ours.sort_by_key(|(p, _, _)| *p);
+    let listed: Vec<String> = ours
+        .iter()
+        .map(|(p, t, l)| format!("{p} t{t} {}", l.value()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "65000:1:10.1.0.0/24 t1 100",
+            "65000:1:10.1.7.9/32 t1 100",
+            "65000:1:fd00:1::/64 t1 101"
+        ]
+    );
+
     pisek.withdraw(1, "10.1.0.0/24");
     pisek.withdraw(1, "fd00:1::/64");
     poll("gobgp drops the withdrawn routes", || {

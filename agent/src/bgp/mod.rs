@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
+use pisek_overlay::bgp::packet::VpnPrefix;
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
 use pisek_overlay::bgp::speaker::{
     ConnId, Output, PeerConfig, PeerId, PeerStatus, Speaker, SpeakerConfig,
@@ -67,6 +68,7 @@ enum Command {
     Subscribe(Option<TenantId>, mpsc::UnboundedSender<RouteEvent>),
     Sessions(oneshot::Sender<Vec<PeerStatus>>),
     RouteCount(oneshot::Sender<usize>),
+    Advertised(oneshot::Sender<Vec<(VpnPrefix, TenantId, Label)>>),
     Refresh,
     Stop { notify_peers: bool },
 }
@@ -152,6 +154,11 @@ impl BgpHandle {
     /// Every peer's session state and route count.
     pub async fn sessions(&self) -> anyhow::Result<Vec<PeerStatus>> {
         self.call(Command::Sessions).await
+    }
+
+    /// The routes this node advertises: (VPN prefix, tenant, label).
+    pub async fn advertised(&self) -> anyhow::Result<Vec<(VpnPrefix, TenantId, Label)>> {
+        self.call(Command::Advertised).await
     }
 
     /// Number of prefixes in the RIB.
@@ -362,6 +369,9 @@ impl Driver {
             Command::Subscribe(tenant, tx) => self.subscribers.push((tenant, tx)),
             Command::Sessions(reply) => {
                 let _ = reply.send(self.speaker.peer_status());
+            }
+            Command::Advertised(reply) => {
+                let _ = reply.send(self.speaker.advertised().collect());
             }
             Command::RouteCount(reply) => {
                 let _ = reply.send(self.speaker.rib().len());

@@ -305,6 +305,11 @@ impl Speaker {
             .collect()
     }
 
+    /// The routes this node advertises: (VPN prefix, tenant, label).
+    pub fn advertised(&self) -> impl Iterator<Item = (VpnPrefix, TenantId, Label)> + '_ {
+        self.local.iter().map(|(p, (t, l))| (*p, *t, *l))
+    }
+
     /// The RIB (for inspection).
     pub fn rib(&self) -> &Rib {
         &self.rib

@@ -178,21 +178,18 @@ pub fn parse_attributes(
 ) -> Result<ParsedAttributes, DecodeError> {
     let mut out = ParsedAttributes::default();
     while !buf.is_empty() {
-        if buf.len() < 3 {
-            return Err(DecodeError::MalformedAttributeList);
-        }
-        let (flags, type_code) = (buf[0], buf[1]);
-        let (header, len) = if flags & flag::EXTENDED_LENGTH != 0 {
-            if buf.len() < 4 {
-                return Err(DecodeError::MalformedAttributeList);
+        let Some((flags, type_code, header, whole)) = split_attribute(buf) else {
+            // RFC 7606 §4: an attribute running past the list is
+            // treat-as-withdraw, if we know which routes to withdraw: only
+            // when the MP attributes came before the damage (§5.1 asks
+            // senders to put them first); else they may be in it: reset.
+            if out.reach_family.is_some() || out.unreach_family.is_some() {
+                out.withdraw(DecodeError::MalformedAttributeList);
+                return Ok(out);
             }
-            (4, usize::from(u16::from_be_bytes([buf[2], buf[3]])))
-        } else {
-            (3, usize::from(buf[2]))
-        };
-        let Some(whole) = buf.get(..header + len) else {
             return Err(DecodeError::MalformedAttributeList);
         };
+        let len = whole.len() - header;
         let value = &whole[header..];
         buf = &buf[header + len..];
 
@@ -329,6 +326,20 @@ pub fn parse_attributes(
         }
     }
     Ok(out)
+}
+
+/// Splits the first attribute off `buf`: (flags, type, header length, the
+/// whole attribute), or None if it does not fit.
+fn split_attribute(buf: &[u8]) -> Option<(u8, u8, usize, &[u8])> {
+    let (&flags, rest) = buf.split_first()?;
+    let (&type_code, rest) = rest.split_first()?;
+    let (header, len) = if flags & flag::EXTENDED_LENGTH != 0 {
+        let [a, b, ..] = rest else { return None };
+        (4, usize::from(u16::from_be_bytes([*a, *b])))
+    } else {
+        (3, usize::from(*rest.first()?))
+    };
+    Some((flags, type_code, header, buf.get(..header + len)?))
 }
 
 /// RFC 7606 §7: what a flags error on a known attribute does.
@@ -594,6 +605,23 @@ mod tests {
             parsed.treat_as_withdraw,
             Some(DecodeError::AttributeFlags { type_code: 1, .. })
         ));
+    }
+
+    #[test]
+    fn attribute_overrunning_the_list_after_mp_reach_is_treat_as_withdraw() {
+        // MP_REACH_NLRI for VPNv4 with one route, then an ORIGIN claiming 5 octets.
+        let mut v = vec![
+            0x80, 14, 0, 0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1, 0,
+        ];
+        v.extend_from_slice(&[112, 0, 0x06, 0x41, 0, 0, 0xfd, 0xe8, 0, 0, 0, 7, 10, 1, 2]);
+        v[2] = (v.len() - 3) as u8;
+        v.extend_from_slice(&[0x40, 1, 5, 0]);
+        let parsed = parse_attributes(&v, &ctx()).unwrap();
+        assert_eq!(
+            parsed.treat_as_withdraw,
+            Some(DecodeError::MalformedAttributeList)
+        );
+        assert_eq!(parsed.reach.len(), 1, "the routes to withdraw are known");
     }
 
     #[test]
