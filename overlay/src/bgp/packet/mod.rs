@@ -5,6 +5,8 @@
 
 pub mod attribute;
 pub mod capability;
+#[cfg(test)]
+mod conformance;
 pub mod error;
 pub mod iana;
 pub mod message;
