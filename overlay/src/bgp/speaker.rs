@@ -807,16 +807,10 @@ impl Speaker {
         let p = &mut self.peers[i];
         p.pending.extend(prefixes);
         p.next_flush = Some(now);
-        // Once we have been through one restart, later sessions are normal.
-        if let Some(gr) = self.config.graceful_restart.as_mut() {
+        // The Restart State bit is for the first session after our restart
+        // (RFC 4724 §4.1); later OPENs to this peer go without it.
+        if let Some(gr) = p.session.graceful_restart.as_mut() {
             gr.restarting = false;
-        }
-        for p in &mut self.peers {
-            if let Some(gr) = p.session.graceful_restart.as_mut() {
-                if p.fsm.state() == State::Established {
-                    gr.restarting = false;
-                }
-            }
         }
     }
 
