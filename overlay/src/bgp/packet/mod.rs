@@ -1,0 +1,28 @@
+//! The BGP wire format: messages, capabilities, path attributes, labeled VPN
+//! NLRI, and decode errors that map onto NOTIFICATIONs.
+//!
+//! This is Pisek's own codec; `docs/bgp.md` says why it is not a crate.
+
+pub mod attribute;
+pub mod capability;
+#[cfg(test)]
+mod conformance;
+pub mod error;
+pub mod iana;
+pub mod message;
+pub mod nlri;
+
+pub use attribute::{AsSegment, Origin, PathAttributes};
+pub use capability::{Capability, GracefulRestart, GracefulRestartFamily};
+pub use error::{DecodeError, ErrorCode};
+pub use message::{Message, Notification, Open, RouteRefresh, Update, UpdateEncoder};
+pub use nlri::{Family, RouteDistinguisher, RouteTarget, VpnNlri, VpnPrefix};
+
+/// What the two speakers agreed on in their OPENs that changes the wire
+/// format (STYLE: negotiated capabilities are passed to encode/decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionContext {
+    /// Both sides announced four-octet AS support (RFC 6793): AS numbers in
+    /// AS_PATH and AGGREGATOR are 4 octets.
+    pub four_octet_as: bool,
+}

@@ -1,0 +1,186 @@
+//! Interop with BIRD 2 (Debian `bird2`): BIRD runs in a namespace of its
+//! own behind a veth, Pisek in the test; `birdc show route all` shows
+//! exactly what arrived, and BIRD's static VPN routes are what Pisek learns.
+mod bgp_support;
+mod common;
+
+use std::net::IpAddr;
+
+use bgp_support::*;
+use pisek_overlay::bgp::packet::Family;
+use pisek_overlay::bgp::speaker::RouteEvent;
+
+fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::poll_until(what, WAIT, check)
+}
+
+const STATIC4: &str =
+    "route 65000:2 10.2.0.0/24 via GW mpls 200 { bgp_ext_community.add((rt, 65000, 100)); };";
+const STATIC6: &str =
+    "route 65000:2 fd00:2::/64 via GW mpls 201 { bgp_ext_community.add((rt, 65000, 100)); };";
+
+fn bird_pair(dir: &common::TempDir, with_statics: bool) -> (Bird, Pisek) {
+    let (s4, s6) = if with_statics {
+        (vec![STATIC4.to_string()], vec![STATIC6.to_string()])
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let bird = Bird::start(&dir.path, &s4, &s6);
+    let pisek = Pisek::start(
+        speaker_config(bird.pisek),
+        bird.pisek.into(),
+        &[bird.addr.into()],
+        vec![vrf(1, "65000:1", "65000:100")],
+    );
+    pisek.wait_established();
+    (bird, pisek)
+}
+
+/// The route block BIRD shows for `key` ("RD prefix") learned from Pisek.
+fn learned_block(bird: &Bird, table: &str, key: &str) -> Option<String> {
+    bird.routes(table)
+        .into_iter()
+        .find(|b| b.starts_with(key) && b.contains("[pisek"))
+}
+
+#[test]
+fn bird_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
+    if !common::require("bird advertise", &["bird", "birdc"]) {
+        return;
+    }
+    let dir = common::TempDir::new("bird");
+    let (bird, pisek) = bird_pair(&dir, false);
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    pisek.advertise(1, "fd00:1::/64", 101);
+
+    let nh = bird.pisek.to_string();
+    for (table, key, label) in [
+        ("vpntab4", "65000:1 10.1.0.0/24 ", 100),
+        ("vpntab6", "65000:1 fd00:1::/64 ", 101),
+    ] {
+        let block = poll(&format!("BIRD learns {key}"), || {
+            learned_block(&bird, table, key)
+        });
+        // Reachable (not "unreachable"), through Pisek's address, with our label.
+        assert!(block.contains(" unicast "), "{block}");
+        assert!(block.contains(&format!("BGP.next_hop: {nh}\n")), "{block}");
+        assert!(
+            block.contains(&format!("via {nh} on eth0 mpls {label}\n")),
+            "{block}"
+        );
+        assert!(
+            block.contains("BGP.ext_community: (rt, 65000, 100)"),
+            "{block}"
+        );
+        assert!(
+            block.ends_with(&format!("BGP.mpls_label_stack: {label}")),
+            "{block}"
+        );
+        assert!(block.contains("BGP.local_pref: 100"), "{block}");
+    }
+
+    pisek.withdraw(1, "10.1.0.0/24");
+    poll("BIRD drops the withdrawn route", || {
+        learned_block(&bird, "vpntab4", "65000:1 10.1.0.0/24 ")
+            .is_none()
+            .then_some(())
+    });
+    assert!(learned_block(&bird, "vpntab6", "65000:1 fd00:1::/64 ").is_some());
+}
+
+#[test]
+fn pisek_learns_and_forgets_routes_bird_originates() {
+    if !common::require("bird learn", &["bird", "birdc"]) {
+        return;
+    }
+    let dir = common::TempDir::new("bird");
+    let (bird, mut pisek) = bird_pair(&dir, true);
+    let mut seen: Vec<RouteEvent> = Vec::new();
+    poll("both BIRD routes imported", || {
+        seen.extend(pisek.drain_events());
+        (seen.len() >= 2).then_some(())
+    });
+    seen.sort_by_key(|e| e.prefix.family());
+    let expected = [
+        ("10.2.0.0/24", 200, Family::VPNV4),
+        ("fd00:2::/64", 201, Family::VPNV6),
+    ];
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (e, (prefix, label, family)) in seen.iter().zip(expected) {
+        assert_eq!(e.tenant, 1);
+        assert_eq!(e.prefix.rd.to_string(), "65000:2");
+        assert_eq!(e.prefix.prefix.to_string(), prefix);
+        assert_eq!(e.prefix.family(), family);
+        let route = e.route.as_ref().expect("an announcement");
+        assert_eq!(route.label.value(), label);
+        assert_eq!(route.next_hop, IpAddr::V4(bird.gateway));
+    }
+
+    bird.cli(&["disable", "static_vpn4"]);
+    let gone = poll("the VPNv4 route is withdrawn", || {
+        pisek.drain_events().into_iter().find(|e| e.route.is_none())
+    });
+    assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
+}
+
+#[test]
+fn session_survives_bird_restart() {
+    if !common::require("bird restart", &["bird", "birdc"]) {
+        return;
+    }
+    let dir = common::TempDir::new("bird");
+    let (mut bird, pisek) = bird_pair(&dir, false);
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    poll("BIRD has the route", || {
+        learned_block(&bird, "vpntab4", "65000:1 10.1.0.0/24 ")
+    });
+
+    bird.kill();
+    poll("Pisek notices BIRD is gone", || {
+        (!pisek.established()).then_some(())
+    });
+    bird.restart();
+    pisek.wait_established();
+    let block = poll("BIRD has the route again", || {
+        learned_block(&bird, "vpntab4", "65000:1 10.1.0.0/24 ")
+    });
+    assert!(block.ends_with("BGP.mpls_label_stack: 100"), "{block}");
+}
+
+#[test]
+fn bird_keeps_pisek_routes_stale_across_a_graceful_restart() {
+    if !common::require("bird graceful restart", &["bird", "birdc"]) {
+        return;
+    }
+    let dir = common::TempDir::new("bird");
+    let (bird, pisek) = bird_pair(&dir, false);
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    pisek.advertise(1, "10.1.1.0/24", 100);
+    poll("BIRD has both routes", || {
+        learned_block(&bird, "vpntab4", "65000:1 10.1.1.0/24 ")
+    });
+
+    pisek.crash();
+    // BIRD, as the helper, keeps both routes while the session is down.
+    poll("BIRD notices Pisek is gone", || {
+        (!bird.established()).then_some(())
+    });
+    assert!(learned_block(&bird, "vpntab4", "65000:1 10.1.0.0/24 ").is_some());
+    assert!(learned_block(&bird, "vpntab4", "65000:1 10.1.1.0/24 ").is_some());
+
+    // Pisek comes back restarting, re-advertises one route; its End-of-RIB
+    // makes BIRD drop the other.
+    let pisek = Pisek::start_restarting(
+        bird.pisek,
+        bird.addr.into(),
+        vec![vrf(1, "65000:1", "65000:100")],
+        &[("10.1.0.0/24", 100)],
+    );
+    pisek.wait_established();
+    poll("End-of-RIB clears the stale route", || {
+        learned_block(&bird, "vpntab4", "65000:1 10.1.1.0/24 ")
+            .is_none()
+            .then_some(())
+    });
+    assert!(learned_block(&bird, "vpntab4", "65000:1 10.1.0.0/24 ").is_some());
+}

@@ -1,0 +1,476 @@
+//! Interop with GoBGP (Debian `gobgpd`): Pisek and gobgpd peer over iBGP on
+//! loopback addresses of their own (127.<pid>.<n>.0/24, port 179), and
+//! gobgp's CLI shows exactly what arrived.
+mod bgp_support;
+mod common;
+
+use std::net::IpAddr;
+
+use bgp_support::*;
+use pisek_overlay::bgp::packet::Family;
+use pisek_overlay::bgp::speaker::RouteEvent;
+
+fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::poll_until(what, WAIT, check)
+}
+
+fn gobgp_pair(lo: &Loopback, dir: &common::TempDir) -> (Gobgp, Pisek) {
+    let gobgp = Gobgp::start(
+        &dir.path,
+        lo.ip(2),
+        &[GobgpNeighbor {
+            address: lo.ip(1),
+            rr_client: false,
+        }],
+        None,
+    );
+    let pisek = Pisek::start(
+        speaker_config(lo.v4(1)),
+        lo.ip(1),
+        &[lo.ip(2)],
+        vec![vrf(1, "65000:1", "65000:100")],
+    );
+    pisek.wait_established();
+    (gobgp, pisek)
+}
+
+#[test]
+fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
+    if !common::require("gobgp advertise", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (gobgp, pisek) = gobgp_pair(&lo, &dir);
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    pisek.advertise(1, "10.1.7.9/32", 100);
+    pisek.advertise(1, "fd00:1::/64", 101);
+
+    let me = lo.ip(1).to_string();
+    let v4 = poll("gobgp has both VPNv4 routes", || {
+        let p = gobgp.paths("vpnv4");
+        (p.len() == 2).then_some(p)
+    });
+    let expect = |key: &str, label: u64| GobgpPath {
+        key: key.to_string(),
+        labels: vec![label],
+        next_hop: me.clone(),
+        route_targets: vec!["65000:100".to_string()],
+        stale: false,
+        originator_id: None,
+        cluster_list: Vec::new(),
+    };
+    assert_eq!(
+        v4,
+        vec![
+            expect("65000:1:10.1.0.0/24", 100),
+            expect("65000:1:10.1.7.9/32", 100)
+        ]
+    );
+    // VPNv6 over an IPv4 session: the next hop travels IPv4-mapped
+    // (RFC 4659 §3.2.1.2), and gobgp shows it as the IPv4 address.
+    let v6 = poll("gobgp has the VPNv6 route", || {
+        let p = gobgp.paths("vpnv6");
+        (p.len() == 1).then_some(p)
+    });
+    assert_eq!(v6[0].key, "65000:1:fd00:1::/64");
+    assert_eq!(v6[0].labels, vec![101]);
+    assert_eq!(v6[0].route_targets, vec!["65000:100".to_string()]);
+    assert!(v6[0].next_hop.ends_with(&me), "next hop {}", v6[0].next_hop);
+
+    let mut ours = pisek.rt.block_on(pisek.handle().advertised()).unwrap();
+    ours.sort_by_key(|(p, _, _)| *p);
+    let listed: Vec<String> = ours
+        .iter()
+        .map(|(p, t, l)| format!("{p} t{t} {}", l.value()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "65000:1:10.1.0.0/24 t1 100",
+            "65000:1:10.1.7.9/32 t1 100",
+            "65000:1:fd00:1::/64 t1 101"
+        ]
+    );
+
+    pisek.withdraw(1, "10.1.0.0/24");
+    pisek.withdraw(1, "fd00:1::/64");
+    poll("gobgp drops the withdrawn routes", || {
+        let (v4, v6) = (gobgp.paths("vpnv4"), gobgp.paths("vpnv6"));
+        (v4.len() == 1 && v4[0].key == "65000:1:10.1.7.9/32" && v6.is_empty()).then_some(())
+    });
+}
+
+#[test]
+fn pisek_learns_and_forgets_routes_gobgp_originates() {
+    if !common::require("gobgp learn", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (gobgp, mut pisek) = gobgp_pair(&lo, &dir);
+    let nh = lo.ip(2).to_string();
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.2.0.0/24",
+        "label",
+        "200",
+        "rd",
+        "65000:2",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv6",
+        "add",
+        "fd00:2::/64",
+        "label",
+        "201",
+        "rd",
+        "65000:2",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    // A route for another tenant's target is learned but not imported.
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.3.0.0/24",
+        "label",
+        "300",
+        "rd",
+        "65000:3",
+        "rt",
+        "65000:999",
+        "nexthop",
+        &nh,
+    ]);
+
+    let mut seen: Vec<RouteEvent> = Vec::new();
+    poll("two imported routes", || {
+        seen.extend(pisek.drain_events());
+        (seen.len() >= 2).then_some(())
+    });
+    seen.sort_by_key(|e| e.prefix.family());
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (e, (prefix, label, family)) in seen.iter().zip([
+        ("10.2.0.0/24", 200, Family::VPNV4),
+        ("fd00:2::/64", 201, Family::VPNV6),
+    ]) {
+        assert_eq!(e.tenant, 1);
+        assert_eq!(e.prefix.rd.to_string(), "65000:2");
+        assert_eq!(e.prefix.prefix.to_string(), prefix);
+        assert_eq!(e.prefix.family(), family);
+        let route = e.route.as_ref().expect("an announcement");
+        assert_eq!(route.label.value(), label);
+        // gobgp sends a VPNv6 next hop IPv4-mapped; Pisek reads it as IPv4.
+        assert_eq!(route.next_hop, lo.ip(2));
+    }
+    poll("all three routes in the RIB", || {
+        (pisek.rt.block_on(pisek.handle().route_count()).ok()? == 3).then_some(())
+    });
+
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "del",
+        "10.2.0.0/24",
+        "label",
+        "200",
+        "rd",
+        "65000:2",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    let gone = poll("a removal event", || {
+        pisek.drain_events().into_iter().find(|e| e.route.is_none())
+    });
+    assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
+    assert_eq!(gone.tenant, 1);
+}
+
+#[test]
+fn session_survives_gobgp_restart() {
+    if !common::require("gobgp restart", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (mut gobgp, pisek) = gobgp_pair(&lo, &dir);
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    poll("gobgp has the route", || {
+        (gobgp.paths("vpnv4").len() == 1).then_some(())
+    });
+
+    gobgp.kill();
+    poll("Pisek notices the peer is gone", || {
+        (!pisek.established()).then_some(())
+    });
+    gobgp.restart();
+    pisek.wait_established();
+    let paths = poll("gobgp has the route again", || {
+        let p = gobgp.paths("vpnv4");
+        (p.len() == 1).then_some(p)
+    });
+    assert_eq!(paths[0].labels, vec![100]);
+}
+
+#[test]
+fn gobgp_reflects_routes_between_two_pisek_speakers() {
+    if !common::require("gobgp reflector", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (a, b, rr) = (lo.ip(1), lo.ip(3), lo.ip(2));
+    let cluster: IpAddr = "10.255.0.1".parse().unwrap();
+    let _gobgp = Gobgp::start(
+        &dir.path,
+        rr,
+        &[
+            GobgpNeighbor {
+                address: a,
+                rr_client: true,
+            },
+            GobgpNeighbor {
+                address: b,
+                rr_client: true,
+            },
+        ],
+        Some(cluster),
+    );
+    let pa = Pisek::start(
+        speaker_config(lo.v4(1)),
+        a,
+        &[rr],
+        vec![vrf(1, "65000:1", "65000:100")],
+    );
+    let mut pb = Pisek::start(
+        speaker_config(lo.v4(3)),
+        b,
+        &[rr],
+        vec![vrf(1, "65000:3", "65000:100")],
+    );
+    pa.wait_established();
+    pb.wait_established();
+    pa.advertise(1, "10.1.0.0/24", 100);
+
+    let event = poll("B learns A's route through the reflector", || {
+        pb.drain_events().into_iter().find(|e| e.route.is_some())
+    });
+    let route = event.route.expect("announcement");
+    assert_eq!(event.prefix.to_string(), "65000:1:10.1.0.0/24");
+    assert_eq!(route.label.value(), 100);
+    assert_eq!(route.next_hop, a, "the reflector keeps the next hop");
+    assert_eq!(
+        route.attributes.originator_id,
+        Some(lo.v4(1)),
+        "ORIGINATOR_ID is A"
+    );
+    assert_eq!(
+        route.attributes.cluster_list,
+        vec!["10.255.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+}
+
+#[test]
+fn gobgp_keeps_pisek_routes_stale_across_a_graceful_restart() {
+    if !common::require("gobgp graceful restart", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (gobgp, pisek) = gobgp_pair(&lo, &dir);
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    pisek.advertise(1, "10.1.1.0/24", 100);
+    poll("gobgp has both routes", || {
+        (gobgp.paths("vpnv4").len() == 2).then_some(())
+    });
+
+    // Pisek goes away without a NOTIFICATION, as a restarting agent does.
+    pisek.crash();
+    let stale = poll("gobgp keeps the routes as stale", || {
+        let p = gobgp.paths("vpnv4");
+        (p.len() == 2 && p.iter().all(|r| r.stale)).then_some(p)
+    });
+    assert_eq!(stale.len(), 2);
+
+    // It comes back restarting (R and F bits), re-advertises one route, and
+    // its End-of-RIB makes gobgp drop the other.
+    let pisek = Pisek::start_restarting(
+        lo.v4(1),
+        lo.ip(2),
+        vec![vrf(1, "65000:1", "65000:100")],
+        &[("10.1.0.0/24", 100)],
+    );
+    pisek.wait_established();
+    let fresh = poll("End-of-RIB clears the stale route", || {
+        let p = gobgp.paths("vpnv4");
+        (p.len() == 1 && !p[0].stale).then_some(p)
+    });
+    assert_eq!(fresh[0].key, "65000:1:10.1.0.0/24");
+}
+
+#[test]
+fn pisek_reflects_routes_between_two_gobgp_clients() {
+    if !common::require("Pisek reflector", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (rr, a, b) = (lo.ip(1), lo.ip(2), lo.ip(3));
+    let to_rr = [GobgpNeighbor {
+        address: rr,
+        rr_client: false,
+    }];
+    let ga = Gobgp::start(&dir.path, a, &to_rr, None);
+    let gb = Gobgp::start(&dir.path, b, &to_rr, None);
+    let cluster: std::net::Ipv4Addr = "10.255.0.9".parse().unwrap();
+    let pisek = Pisek::start_reflector(speaker_config(lo.v4(1)), rr, &[a, b], cluster);
+    pisek.wait_established();
+
+    let nh = a.to_string();
+    ga.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.7.0.0/24",
+        "label",
+        "700",
+        "rd",
+        "65000:7",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    ga.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv6",
+        "add",
+        "fd00:7::/64",
+        "label",
+        "701",
+        "rd",
+        "65000:7",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    let v4 = poll("B learns A's VPNv4 route through Pisek", || {
+        gb.paths("vpnv4").into_iter().next()
+    });
+    assert_eq!(v4.key, "65000:7:10.7.0.0/24");
+    assert_eq!(v4.labels, vec![700]);
+    assert_eq!(v4.next_hop, nh, "a reflector does not change the next hop");
+    assert_eq!(v4.route_targets, vec!["65000:100".to_string()]);
+    assert_eq!(
+        v4.originator_id.as_deref(),
+        Some(nh.as_str()),
+        "ORIGINATOR_ID is A (RFC 4456 §8)"
+    );
+    assert_eq!(
+        v4.cluster_list,
+        vec![cluster.to_string()],
+        "CLUSTER_LIST starts with our cluster id"
+    );
+    let v6 = poll("B learns A's VPNv6 route through Pisek", || {
+        gb.paths("vpnv6").into_iter().next()
+    });
+    assert_eq!(
+        (v6.labels.clone(), v6.originator_id.clone()),
+        (vec![701], Some(nh.clone()))
+    );
+    // A does not get its own route back.
+    assert!(ga.paths("vpnv4").iter().all(|p| p.originator_id.is_none()));
+
+    ga.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "del",
+        "10.7.0.0/24",
+        "label",
+        "700",
+        "rd",
+        "65000:7",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    poll("the withdrawal is reflected", || {
+        gb.paths("vpnv4").is_empty().then_some(())
+    });
+}
+
+#[test]
+fn pisek_keeps_gobgp_routes_while_gobgp_is_down() {
+    if !common::require("gobgp helper", &["gobgpd", "gobgp"]) {
+        return;
+    }
+    let lo = Loopback::new();
+    let dir = common::TempDir::new("gobgp");
+    let (mut gobgp, mut pisek) = gobgp_pair(&lo, &dir);
+    let nh = lo.ip(2).to_string();
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.2.0.0/24",
+        "label",
+        "200",
+        "rd",
+        "65000:2",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &nh,
+    ]);
+    poll("the route is learned", || {
+        pisek.drain_events().into_iter().find(|e| e.route.is_some())
+    });
+
+    // gobgpd dies (no NOTIFICATION): Pisek, the GR helper, keeps its route.
+    gobgp.kill();
+    poll("Pisek notices", || (!pisek.established()).then_some(()));
+    let sessions = pisek.rt.block_on(pisek.handle().sessions()).unwrap();
+    assert!(sessions[0].stale, "routes kept as stale");
+    assert_eq!(sessions[0].routes_received, 1);
+    assert!(pisek.drain_events().is_empty(), "no route removed");
+
+    // gobgpd comes back without the route and without preserved forwarding
+    // state: the stale route goes (RFC 4724 §4.2).
+    gobgp.restart();
+    pisek.wait_established();
+    let gone = poll("the stale route is removed", || {
+        pisek.drain_events().into_iter().find(|e| e.route.is_none())
+    });
+    assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
+}
