@@ -7,4 +7,5 @@
 
 pub mod bgp;
 pub mod collector;
+pub mod config;
 pub mod dataplane;
