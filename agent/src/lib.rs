@@ -9,3 +9,5 @@ pub mod bgp;
 pub mod collector;
 pub mod config;
 pub mod dataplane;
+pub mod ipam;
+pub mod state;
