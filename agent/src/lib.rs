@@ -10,4 +10,5 @@ pub mod collector;
 pub mod config;
 pub mod dataplane;
 pub mod ipam;
+pub mod netlink;
 pub mod state;
