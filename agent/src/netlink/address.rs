@@ -42,11 +42,9 @@ impl Netlink {
             .set_link_index_filter(index)
             .execute();
         let mut out = Vec::new();
-        while let Some(msg) = stream
-            .try_next()
-            .await
-            .map_err(|e| NetlinkError::from_rtnetlink(format!("listing addresses of link {index}"), e))?
-        {
+        while let Some(msg) = stream.try_next().await.map_err(|e| {
+            NetlinkError::from_rtnetlink(format!("listing addresses of link {index}"), e)
+        })? {
             for attr in &msg.attributes {
                 if let AddressAttribute::Address(a) = attr {
                     out.push((*a, msg.header.prefix_len));

@@ -36,7 +36,10 @@ impl Netlink {
             Ok(Some(msg)) => Ok(Some(describe(msg))),
             Ok(None) => Ok(None),
             Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
-            Err(e) => Err(NetlinkError::from_rtnetlink(format!("looking up link {name}"), e)),
+            Err(e) => Err(NetlinkError::from_rtnetlink(
+                format!("looking up link {name}"),
+                e,
+            )),
         }
     }
 
@@ -98,11 +101,18 @@ impl Netlink {
             .set(message)
             .execute()
             .await
-            .map_err(|e| NetlinkError::from_rtnetlink(format!("renaming link {index} to {new_name}"), e))
+            .map_err(|e| {
+                NetlinkError::from_rtnetlink(format!("renaming link {index} to {new_name}"), e)
+            })
     }
 
     /// Sets a link's MTU and brings it up (both idempotent in the kernel).
-    pub async fn set_mtu_and_up(&self, index: u32, mtu: u32, name: &str) -> Result<(), NetlinkError> {
+    pub async fn set_mtu_and_up(
+        &self,
+        index: u32,
+        mtu: u32,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
         let message = LinkMessageBuilder::<LinkUnspec>::new()
             .index(index)
             .mtu(mtu)
@@ -113,7 +123,9 @@ impl Netlink {
             .set(message)
             .execute()
             .await
-            .map_err(|e| NetlinkError::from_rtnetlink(format!("setting {name} up with MTU {mtu}"), e))
+            .map_err(|e| {
+                NetlinkError::from_rtnetlink(format!("setting {name} up with MTU {mtu}"), e)
+            })
     }
 
     /// Deletes the link with this name; a missing link is success. Returns
@@ -126,7 +138,10 @@ impl Netlink {
         match self.handle().link().del(link.index).execute().await {
             Ok(()) => Ok(true),
             Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(false),
-            Err(e) => Err(NetlinkError::from_rtnetlink(format!("deleting link {name}"), e)),
+            Err(e) => Err(NetlinkError::from_rtnetlink(
+                format!("deleting link {name}"),
+                e,
+            )),
         }
     }
 }

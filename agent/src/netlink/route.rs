@@ -141,11 +141,9 @@ impl Netlink {
         };
         let mut stream = self.handle().route().get(filter).execute();
         let mut out = Vec::new();
-        while let Some(msg) = stream
-            .try_next()
-            .await
-            .map_err(|e| NetlinkError::from_rtnetlink(format!("listing routes of table {table}"), e))?
-        {
+        while let Some(msg) = stream.try_next().await.map_err(|e| {
+            NetlinkError::from_rtnetlink(format!("listing routes of table {table}"), e)
+        })? {
             let entry = describe(msg, ipv6);
             if entry.table == table {
                 out.push(entry);

@@ -4,8 +4,8 @@
 
 use super::{Netlink, NetlinkError, errno_of};
 use futures_util::TryStreamExt;
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::IpVersion;
 
 /// An `iif <dev> lookup <table>` rule as read back from the kernel.
@@ -70,7 +70,9 @@ impl Netlink {
             AddressFamily::Inet
         };
         message.header.action = RuleAction::ToTable;
-        message.attributes.push(RuleAttribute::Iifname(iif.to_string()));
+        message
+            .attributes
+            .push(RuleAttribute::Iifname(iif.to_string()));
         message.attributes.push(RuleAttribute::Table(table));
         message.attributes.push(RuleAttribute::Priority(priority));
         match self.handle().rule().del(message).execute().await {
