@@ -94,6 +94,7 @@ pub enum IpamError {
 
 /// Every lease of this node, all tenants. Serialized into the state file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Leases {
     /// Leases by [`WorkloadKey::as_string`].
     leases: BTreeMap<String, Lease>,

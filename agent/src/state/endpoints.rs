@@ -51,6 +51,7 @@ pub struct EndpointRecord {
 
 /// Endpoint records by [`WorkloadKey::as_string`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Endpoints {
     by_key: BTreeMap<String, EndpointRecord>,
 }

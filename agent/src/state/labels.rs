@@ -22,6 +22,7 @@ pub struct LabelsExhausted {
 
 /// Label per tenant id.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct LabelAllocations {
     /// Tenant id -> label value.
     by_tenant: BTreeMap<u32, u32>,
@@ -95,8 +96,7 @@ mod tests {
     #[test]
     fn reserved_value_in_a_state_file_is_never_returned() {
         // A hand-edited or corrupted state file must not make label 3 a VRF label.
-        let mut labels: LabelAllocations =
-            serde_json::from_str(r#"{"by_tenant":{"1":3}}"#).expect("parse");
+        let mut labels: LabelAllocations = serde_json::from_str(r#"{"1":3}"#).expect("parse");
         assert_eq!(labels.get(1), None);
         let label = labels.label_for(1).expect("label");
         assert!(!label.is_reserved());
