@@ -22,7 +22,10 @@
 //!   [`HOST_VETH_MAC`], `default via <gateway> dev <ifname> onlink`;
 //! - host: `pk<hash>` (MAC [`HOST_VETH_MAC`]), a permanent neighbour for each
 //!   workload address, `<addr> dev pk<hash>` in the tenant's table, and
-//!   `iif pk<hash> lookup <table>` per address family.
+//!   `iif pk<hash> lookup <table>` per address family;
+//! - per tenant (shared by its attachments, kept on detach): `unreachable
+//!   default` in the tenant's table, so no lookup falls through to the main
+//!   table.
 
 use crate::config::{Config, TenantConfig};
 use crate::ipam::{IpamError, Lease, WorkloadKey};
@@ -122,6 +125,15 @@ pub enum AttachError {
         /// What differs.
         detail: String,
     },
+    /// The namespace already has an interface of the requested name that the
+    /// agent did not make.
+    #[error("{} already has an interface named {ifname}", netns.display())]
+    InterfaceExists {
+        /// The namespace.
+        netns: PathBuf,
+        /// The name taken.
+        ifname: String,
+    },
     /// No address left, or a lease in another tenant.
     #[error("{0}")]
     Ipam(#[from] IpamError),
@@ -152,6 +164,7 @@ impl AttachError {
             AttachError::UnknownTenant(_) => "unknown_tenant",
             AttachError::Netns(_) => "netns_not_found",
             AttachError::Conflict { .. } => "already_attached",
+            AttachError::InterfaceExists { .. } => "interface_exists",
             AttachError::Ipam(IpamError::Exhausted { .. }) => "ipam_exhausted",
             AttachError::Ipam(_) => "ipam",
             AttachError::State(_) => "state",
@@ -450,6 +463,9 @@ impl Attachments {
             .await?;
         }
         for ipv6 in families(&r.addresses) {
+            // Before the rule: from its first packet the workload's traffic
+            // must end in the tenant's table, never in the host's main table.
+            host.ensure_unreachable_default(r.table_id, ipv6).await?;
             host.ensure_iif_rule(&r.host_ifname, r.table_id, r.rule_priority, ipv6)
                 .await?;
         }
@@ -696,7 +712,20 @@ async fn ensure_workload_side(
     for addr in &r.addresses {
         workload
             .ensure_address(link, *addr, host_prefix_len(*addr), ifname)
-            .await?;
+            .await
+            .map_err(|e| {
+                // The kernel's only hint that IPv6 is off on the interface.
+                if addr.is_ipv6() && e.errno() == Some(nix::errno::Errno::EACCES as i32) {
+                    AttachError::Netlink(NetlinkError::Conflict(format!(
+                        "cannot add {addr} to {ifname}: IPv6 is disabled in {} \
+                         (net.ipv6.conf.{ifname}.disable_ipv6) but tenant `{}` is dual stack",
+                        r.netns.display(),
+                        r.tenant
+                    )))
+                } else {
+                    e.into()
+                }
+            })?;
     }
     for addr in &r.addresses {
         let gateway = gateway_for(*addr);

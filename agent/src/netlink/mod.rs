@@ -8,14 +8,13 @@
 //! result. Every `delete_*` function treats "already gone" as success.
 //!
 //! ```text
-//!  agent netns (the host)                      workload netns
-//!  ┌────────────────────────────────┐          ┌──────────────────────────────┐
-//!  │ pk<hash> (veth, ee:ee:ee:ee:ee:ee)◄───────►│ eth0 10.1.1.2/32             │
-//!  │ rule  iif pk<hash> lookup T     │          │ neigh 169.254.1.1 ee:ee:..   │
-//!  │ table T: 10.1.1.2 dev pk<hash>  │          │ default via 169.254.1.1      │
-//!  │          default dev pisek-t<N> │(dataplane│         dev eth0 onlink      │
-//!  │ neigh 10.1.1.2 <eth0 mac>       │   seam)  └──────────────────────────────┘
-//!  └────────────────────────────────┘
+//!  agent netns (the host)                        workload netns
+//!  pk<hash>  veth, MAC ee:ee:ee:ee:ee:ee  <---->  eth0  10.1.1.2/32
+//!  rule     iif pk<hash> lookup T                 neigh 169.254.1.1 ee:ee:ee:ee:ee:ee
+//!  table T  10.1.1.2 dev pk<hash>                 default via 169.254.1.1 dev eth0 onlink
+//!           default dev pisek-t<N>  (data plane)
+//!           unreachable default metric 4278198272 (last resort)
+//!  neigh    10.1.1.2 <eth0's MAC> dev pk<hash>
 //! ```
 //!
 //! Seam for the data plane: [`Netlink::ensure_iif_rule`] and
@@ -32,7 +31,7 @@ mod rule;
 pub mod sysctl;
 
 pub use link::LinkInfo;
-pub use route::RouteEntry;
+pub use route::{RouteEntry, UNREACHABLE_METRIC};
 pub use rule::IifRule;
 
 use std::os::fd::AsFd;

@@ -4,10 +4,14 @@
 use super::{Netlink, NetlinkError, errno_of};
 use futures_util::TryStreamExt;
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::RouteMessageBuilder;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Metric of the tenant tables' `unreachable default` (see
+/// [`Netlink::ensure_unreachable_default`]).
+pub const UNREACHABLE_METRIC: u32 = 4_278_198_272;
 
 /// A route as the agent reads it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +65,45 @@ impl Netlink {
             .map_err(|e| {
                 NetlinkError::from_rtnetlink(
                     format!("adding route {dest}/{prefix_len} dev {ifname} table {table}"),
+                    e,
+                )
+            })
+    }
+
+    /// `unreachable default metric 4278198272 table <table>`: the tenant
+    /// table's last resort. A policy rule whose table has no matching route
+    /// does not stop the lookup: the kernel goes on to the next rule and
+    /// finally the main table, which would route a tenant's packets with the
+    /// host's routes. This route makes every lookup in the table end there.
+    /// Its metric is the highest usable (the one Linux VRF documentation
+    /// uses), so the data plane's `default dev pisek-t<N>` wins over it.
+    pub async fn ensure_unreachable_default(
+        &self,
+        table: u32,
+        ipv6: bool,
+    ) -> Result<(), NetlinkError> {
+        let message = if ipv6 {
+            RouteMessageBuilder::<Ipv6Addr>::new()
+                .table_id(table)
+                .kind(RouteType::Unreachable)
+                .priority(UNREACHABLE_METRIC)
+                .build()
+        } else {
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .table_id(table)
+                .kind(RouteType::Unreachable)
+                .priority(UNREACHABLE_METRIC)
+                .build()
+        };
+        self.handle()
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| {
+                NetlinkError::from_rtnetlink(
+                    format!("adding unreachable default to table {table}"),
                     e,
                 )
             })
