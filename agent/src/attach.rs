@@ -686,11 +686,9 @@ async fn ensure_workload_side(
                 .await
                 .map_err(|e| {
                     if e.errno() == Some(nix::errno::Errno::EEXIST as i32) {
-                        AttachError::Conflict {
-                            key: r.key.clone(),
-                            detail: format!(
-                                "the namespace already has an interface named {ifname}"
-                            ),
+                        AttachError::InterfaceExists {
+                            netns: r.netns.clone(),
+                            ifname: ifname.clone(),
                         }
                     } else {
                         e.into()
