@@ -443,7 +443,7 @@ impl Attachments {
         host.set_mtu_and_up(link.index, r.mtu, &r.host_ifname)
             .await?;
         if r.addresses.iter().any(IpAddr::is_ipv4) {
-            netlink::sysctl::disable_rp_filter(&r.host_ifname).map_err(|source| {
+            netlink::sysctl::enable_strict_rp_filter(&r.host_ifname).map_err(|source| {
                 AttachError::Netlink(NetlinkError::Kernel {
                     what: format!("configuring {}", r.host_ifname),
                     source,

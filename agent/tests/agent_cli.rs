@@ -79,7 +79,10 @@ fn check_config(path: &PathBuf) -> (Option<i32>, String, String) {
 #[test]
 fn valid_config_passes_the_check() {
     let dir = Dir::new("ok");
-    let path = config(&dir, "[[tenant]]\nname = \"city\"\nid = 1\nprefixes = [\"10.1.1.0/24\"]\n");
+    let path = config(
+        &dir,
+        "[[tenant]]\nname = \"city\"\nid = 1\nprefixes = [\"10.1.1.0/24\"]\n",
+    );
     let (code, stdout, stderr) = check_config(&path);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.ends_with(": ok\n"), "{stdout}");
@@ -97,10 +100,20 @@ fn invalid_config_exits_2_with_one_line_per_problem() {
     for line in &lines {
         assert!(line.starts_with(&path.display().to_string()), "{line}");
     }
-    assert!(lines.iter().any(|l| l.contains("tenant[0].name: `City`")), "{stderr}");
-    assert!(lines.iter().any(|l| l.contains("tenant[0].id: 0 is outside")), "{stderr}");
     assert!(
-        lines.iter().any(|l| l.contains("did you mean 10.1.1.0/24?")),
+        lines.iter().any(|l| l.contains("tenant[0].name: `City`")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("tenant[0].id: 0 is outside")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("did you mean 10.1.1.0/24?")),
         "{stderr}"
     );
 }
@@ -108,13 +121,23 @@ fn invalid_config_exits_2_with_one_line_per_problem() {
 #[test]
 fn unknown_field_names_its_line() {
     let dir = Dir::new("unknown");
-    let path = config(&dir, "[[tenant]]\nname = \"city\"\nid = 1\nprefix = [\"10.1.1.0/24\"]\n");
+    let path = config(
+        &dir,
+        "[[tenant]]\nname = \"city\"\nid = 1\nprefix = [\"10.1.1.0/24\"]\n",
+    );
     let (code, _, stderr) = check_config(&path);
     assert_eq!(code, Some(2));
     let text = std::fs::read_to_string(&path).expect("read");
-    let line = text.lines().position(|l| l.starts_with("prefix =")).expect("line") + 1;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("prefix ="))
+        .expect("line")
+        + 1;
     assert!(
-        stderr.starts_with(&format!("{}:{line}:1: unknown field `prefix`", path.display())),
+        stderr.starts_with(&format!(
+            "{}:{line}:1: unknown field `prefix`",
+            path.display()
+        )),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

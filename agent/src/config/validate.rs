@@ -105,7 +105,7 @@ pub(crate) fn looks_like_wireguard_key(key: &str) -> bool {
 
 fn wireguard(config: &Config, p: &mut Problems) {
     let wg = &config.wireguard;
-    match std::fs::read_to_string(&wg.private_key_file) {
+    match read_key_file(&wg.private_key_file) {
         Err(e) => p.add(
             "wireguard.private_key_file",
             format!("cannot read {}: {e}", wg.private_key_file.display()),
@@ -171,6 +171,17 @@ fn wireguard(config: &Config, p: &mut Problems) {
             );
         }
     }
+}
+
+/// Reads at most a few hundred bytes: a key is 44, and a mistyped path such as
+/// `/dev/zero` must not hang or exhaust the agent.
+fn read_key_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(256)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn bgp(config: &Config, p: &mut Problems) {

@@ -11,13 +11,16 @@ pub fn enable_forwarding() -> std::io::Result<()> {
     write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
 }
 
-/// Turns off reverse-path filtering on a workload's host interface. The
-/// reverse-path lookup does not see the `iif` rule, so it would look the
-/// workload's address up in the main table and drop its packets.
-/// (The kernel uses the larger of `all` and the interface's value, so `all`
-/// must not be 1 either.)
-pub fn disable_rp_filter(ifname: &str) -> std::io::Result<()> {
-    write(&format!("/proc/sys/net/ipv4/conf/{ifname}/rp_filter"), "0")
+/// Turns on strict reverse-path filtering (RFC 3704 §2.2) on a workload's
+/// host interface: the kernel's own anti-spoofing for traffic that stays on
+/// the node. The reverse lookup runs with the interface as input, so it sees
+/// the `iif` rule and the tenant table: a packet whose source is not the
+/// workload's own address (another workload's, or one the tenant table does
+/// not route back through this interface) is dropped and counted in
+/// `TcpExtIPReversePathFilter` (`nstat`). The kernel applies the larger of
+/// `all` and the interface's value, so `all = 2` (loose) weakens it.
+pub fn enable_strict_rp_filter(ifname: &str) -> std::io::Result<()> {
+    write(&format!("/proc/sys/net/ipv4/conf/{ifname}/rp_filter"), "1")
 }
 
 fn write(path: &str, value: &str) -> std::io::Result<()> {
