@@ -527,3 +527,65 @@ fn agent_restart_keeps_interfaces_and_addresses() {
     assert_eq!(vrfs[0]["label"], 16);
     assert_eq!(vrfs[1]["label"], 17);
 }
+
+#[test]
+fn gc_detaches_what_the_runtime_no_longer_has() {
+    if !require("gc_detaches_what_the_runtime_no_longer_has", &["ip"]) {
+        return;
+    }
+    let agent = Agent::start("gc");
+    let keep = Netns::new("gk");
+    let gone = Netns::new("gg");
+    let kept = agent.attach(&keep, "city");
+    let dropped = agent.attach(&gone, "city");
+    let released: serde_json::Value = agent
+        .client()
+        .call(&Request::Gc {
+            valid_attachments: vec![pisek_agent::ipam::WorkloadKey::new(
+                keep.name.clone(),
+                "eth0",
+            )],
+        })
+        .expect("gc");
+    assert_eq!(released["released"][0]["container_id"], gone.name.as_str());
+    assert_eq!(agent.host_veths(), vec![kept.host_ifname.clone()]);
+    assert!(!agent.host_veths().contains(&dropped.host_ifname));
+    assert_eq!(agent.leases(), vec![format!("{}/eth0", keep.name)]);
+}
+
+#[test]
+fn attachment_interrupted_by_a_crash_is_removed_on_start() {
+    if !require(
+        "attachment_interrupted_by_a_crash_is_removed_on_start",
+        &["ip"],
+    ) {
+        return;
+    }
+    let mut agent = Agent::start("cr");
+    let a = Netns::new("ca");
+    let b = Netns::new("cb");
+    let att_a = agent.attach(&a, "city");
+    let att_b = agent.attach(&b, "city");
+    agent.stop();
+    // Make the state look as if the agent died in the middle of attaching b:
+    // lease and record written, phase still `attaching`, objects partly made.
+    let mut state = agent.state();
+    let key = format!("{}/eth0", b.name);
+    state["endpoints"][&key]["phase"] = "attaching".into();
+    std::fs::write(agent.state_file(), state.to_string()).expect("write state");
+    agent.run();
+    // b is gone entirely; a is adopted untouched.
+    assert_eq!(agent.host_veths(), vec![att_a.host_ifname.clone()]);
+    assert!(
+        !agent
+            .iif_rules()
+            .iter()
+            .any(|r| r.contains(&att_b.host_ifname))
+    );
+    assert_eq!(agent.leases(), vec![format!("{}/eth0", a.name)]);
+    assert!(!text(&b.ip(["link", "show"]).stdout).contains("eth0"));
+    let check = agent.pisekctl(&["check", "--container-id", &a.name]);
+    assert!(check.contains(": ok"), "{check}");
+    // b attaches again cleanly and gets the released address back.
+    assert_eq!(agent.attach(&b, "city").addresses, att_b.addresses);
+}
