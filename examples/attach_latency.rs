@@ -44,10 +44,7 @@ impl Drop for Namespaces {
 fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/examples/attach_latency -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
     dir.join(name)
 }
 
@@ -174,18 +171,51 @@ prefixes = ["10.1.1.0/24"]
     };
     for _ in 0..iterations {
         let start = Instant::now();
-        h(&["link", "add", "pkbench", "type", "veth", "peer", "name", "pkbenchp"]);
+        h(&[
+            "link", "add", "pkbench", "type", "veth", "peer", "name", "pkbenchp",
+        ]);
         h(&["link", "set", "pkbenchp", "netns", &pod]);
         p(&["link", "set", "pkbenchp", "name", "eth0"]);
         p(&["link", "set", "eth0", "mtu", "1408", "up"]);
         p(&["addr", "add", "10.1.1.1/32", "dev", "eth0"]);
-        p(&["neigh", "replace", "169.254.1.1", "lladdr", "ee:ee:ee:ee:ee:ee", "dev", "eth0", "nud", "permanent"]);
-        p(&["route", "replace", "default", "via", "169.254.1.1", "dev", "eth0", "onlink"]);
+        p(&[
+            "neigh",
+            "replace",
+            "169.254.1.1",
+            "lladdr",
+            "ee:ee:ee:ee:ee:ee",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        p(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "onlink",
+        ]);
         h(&["link", "set", "pkbench", "mtu", "1408", "up"]);
-        h(&["route", "replace", "10.1.1.1/32", "dev", "pkbench", "table", "100001"]);
-        h(&["rule", "add", "iif", "pkbench", "lookup", "100001", "priority", "10001"]);
+        h(&[
+            "route",
+            "replace",
+            "10.1.1.1/32",
+            "dev",
+            "pkbench",
+            "table",
+            "100001",
+        ]);
+        h(&[
+            "rule", "add", "iif", "pkbench", "lookup", "100001", "priority", "10001",
+        ]);
         ip_attach.push(start.elapsed());
-        h(&["rule", "del", "iif", "pkbench", "lookup", "100001", "priority", "10001"]);
+        h(&[
+            "rule", "del", "iif", "pkbench", "lookup", "100001", "priority", "10001",
+        ]);
         h(&["link", "del", "pkbench"]);
         ip_both.push(start.elapsed());
     }
@@ -196,15 +226,17 @@ prefixes = ["10.1.1.0/24"]
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);
 
-    for v in [&mut agent_attach, &mut agent_both, &mut ip_attach, &mut ip_both] {
+    for v in [
+        &mut agent_attach,
+        &mut agent_both,
+        &mut ip_attach,
+        &mut ip_both,
+    ] {
         v.sort();
     }
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1e3);
     println!("attach + detach of one workload, {iterations} iterations (ms)");
-    println!(
-        "{:<34}  {:>7}  {:>7}  {:>7}",
-        "", "p50", "p90", "p99"
-    );
+    println!("{:<34}  {:>7}  {:>7}  {:>7}", "", "p50", "p90", "p99");
     for (name, v) in [
         ("pisek-agent attach (API)", &agent_attach),
         ("pisek-agent attach + detach", &agent_both),
@@ -218,8 +250,8 @@ prefixes = ["10.1.1.0/24"]
             ms(percentile(v, 0.99))
         );
     }
-    let ratio = percentile(&agent_attach, 0.5).as_secs_f64()
-        / percentile(&ip_attach, 0.5).as_secs_f64();
+    let ratio =
+        percentile(&agent_attach, 0.5).as_secs_f64() / percentile(&ip_attach, 0.5).as_secs_f64();
     println!("agent attach / ip attach (p50): {ratio:.2}");
     println!("agent open fds before/after the loop: {fds_before}/{fds_after}");
 }

@@ -50,10 +50,25 @@ struct Agent {
     host: Netns,
     dir: TempDir,
     child: Option<Child>,
+    /// The state directory is a tiny tmpfs in the agent's own mount namespace.
+    tiny_state_fs: bool,
 }
 
 impl Agent {
     fn start(tag: &str) -> Agent {
+        Agent::start_with(tag, false)
+    }
+
+    /// An agent whose state directory is a 16 KiB tmpfs, mounted in a mount
+    /// namespace of its own (so the machine's mounts are untouched and the
+    /// mount goes away with the agent): a disk that fills up. Propagation is
+    /// `slave` so the namespaces the test adds later (bind mounts under
+    /// /run/netns) still show up for the agent.
+    fn start_with_full_disk(tag: &str) -> Agent {
+        Agent::start_with(tag, true)
+    }
+
+    fn start_with(tag: &str, tiny_state_fs: bool) -> Agent {
         let host = Netns::new(tag);
         let dir = TempDir::new(tag);
         let key = dir.path.join("wg.key");
@@ -85,6 +100,7 @@ dir = "{dir}/state"
             host,
             dir,
             child: None,
+            tiny_state_fs,
         };
         agent.run();
         agent
@@ -94,11 +110,23 @@ dir = "{dir}/state"
     fn run(&mut self) {
         let binary = agent_binary("pisek-agent");
         let config = self.dir.path.join("agent.toml");
-        let child = self
-            .host
-            .command(&binary)
-            .arg("--config")
-            .arg(&config)
+        let mut command = if self.tiny_state_fs {
+            let state = self.dir.path.join("state");
+            std::fs::create_dir_all(&state).expect("state dir");
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "slave", "sh", "-c"])
+                .arg(r#"mount -t tmpfs -o size=16k,mode=0700 pisek-test "$0" && exec ip netns exec "$1" "$2" --config "$3""#)
+                .arg(&state)
+                .arg(&self.host.name)
+                .arg(&binary)
+                .arg(&config);
+            c
+        } else {
+            let mut c = self.host.command(&binary);
+            c.arg("--config").arg(&config);
+            c
+        };
+        let child = command
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .spawn()
@@ -189,7 +217,23 @@ dir = "{dir}/state"
     }
 
     fn state(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.state_file()).expect("state file");
+        let text = if self.tiny_state_fs {
+            // Only visible in the agent's mount namespace.
+            let pid = self.child.as_ref().expect("agent running").id().to_string();
+            let out = Command::new("nsenter")
+                .args(["-t", &pid, "-m", "cat"])
+                .arg(self.state_file())
+                .output()
+                .expect("nsenter");
+            assert!(
+                out.status.success(),
+                "cannot read the state: {}",
+                text(&out.stderr)
+            );
+            text(&out.stdout)
+        } else {
+            std::fs::read_to_string(self.state_file()).expect("state file")
+        };
         serde_json::from_str(&text).expect("state file is JSON")
     }
 
@@ -588,4 +632,42 @@ fn attachment_interrupted_by_a_crash_is_removed_on_start() {
     assert!(check.contains(": ok"), "{check}");
     // b attaches again cleanly and gets the released address back.
     assert_eq!(agent.attach(&b, "city").addresses, att_b.addresses);
+}
+
+#[test]
+fn full_disk_loses_no_allocation_and_leaks_nothing() {
+    if !require(
+        "full_disk_loses_no_allocation_and_leaks_nothing",
+        &["ip", "unshare", "nsenter", "mount"],
+    ) {
+        return;
+    }
+    let agent = Agent::start_with_full_disk("fd");
+    let mut workloads = Vec::new();
+    // Attach until the state no longer fits (16 KiB: the state file and its
+    // temporary copy need pages of their own).
+    let refused = loop {
+        let ns = Netns::new("fw");
+        match agent.attach_as(&ns.name, &ns.path(), "city") {
+            Ok(_) => workloads.push(ns),
+            Err(e) => break (ns, e),
+        }
+        assert!(workloads.len() < 200, "the state never filled the disk");
+    };
+    let (ns, err) = refused;
+    assert!(
+        matches!(&err, ClientError::Api(e) if e.code == "state"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    // Every earlier attachment is still recorded; the refused one left nothing.
+    let leases = agent.leases();
+    assert_eq!(leases.len(), workloads.len(), "{leases:?}");
+    assert!(!leases.contains(&format!("{}/eth0", ns.name)));
+    assert_eq!(agent.host_veths().len(), workloads.len());
+    assert!(!text(&ns.ip(["link", "show"]).stdout).contains("eth0"));
+    // The agent still answers, and the attached workloads still work.
+    let endpoints: Vec<Attachment> = agent.client().call(&Request::Endpoints).expect("endpoints");
+    assert_eq!(endpoints.len(), workloads.len());
+    assert!(workloads[0].ping_once("10.1.1.2"));
 }

@@ -325,6 +325,9 @@ impl Attachments {
             .clone();
         let key = WorkloadKey::new(&req.container_id, &req.ifname);
         let mut store = self.store.lock().await;
+        if let Err(e) = self.remove_half_made(&mut store, Some(&key)).await {
+            tracing::warn!(error = %e, "half-made attachments remain");
+        }
         if let Some(existing) = store.state().endpoints.get(&key) {
             if existing.tenant != req.tenant || existing.netns != req.netns {
                 return Err(AttachError::Conflict {
@@ -635,19 +638,28 @@ impl Attachments {
     /// `attaching`), so their addresses and interfaces do not leak. Complete
     /// attachments are adopted as they are.
     pub async fn recover(&self) -> Result<Vec<WorkloadKey>, AttachError> {
-        let half_made: Vec<EndpointRecord> = {
-            let store = self.store.lock().await;
-            store
-                .state()
-                .endpoints
-                .iter()
-                .filter(|r| r.phase == EndpointPhase::Attaching)
-                .cloned()
-                .collect()
-        };
         let mut store = self.store.lock().await;
+        self.remove_half_made(&mut store, None).await
+    }
+
+    /// Removes every attachment in phase `attaching` except `keep`: those a
+    /// crash interrupted, and those whose rollback could not be written (a
+    /// full disk). Attach calls it too, so such leftovers go as soon as the
+    /// disk has room again, not only at the next start.
+    async fn remove_half_made(
+        &self,
+        store: &mut StateStore,
+        keep: Option<&WorkloadKey>,
+    ) -> Result<Vec<WorkloadKey>, AttachError> {
+        let half_made: Vec<EndpointRecord> = store
+            .state()
+            .endpoints
+            .iter()
+            .filter(|r| r.phase == EndpointPhase::Attaching && Some(&r.key) != keep)
+            .cloned()
+            .collect();
         for r in &half_made {
-            tracing::warn!(endpoint = %r.key, "removing an attachment interrupted by a crash");
+            tracing::warn!(endpoint = %r.key, "removing a half-made attachment");
             self.remove_objects(r).await?;
             store.update(|s| -> Result<(), AttachError> {
                 s.endpoints.remove(&r.key);
