@@ -48,6 +48,10 @@ pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// administered (bit 1 of the first octet), as Calico does.
 pub const HOST_VETH_MAC: [u8; 6] = [0xee; 6];
 
+/// The kernel's main routing table (RT_TABLE_MAIN), where the workload's
+/// default route lives.
+const MAIN_TABLE: u32 = 254;
+
 /// What to attach.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -404,7 +408,7 @@ impl Attachments {
     ) -> Result<[u8; 6], AttachError> {
         let temp = peer_temp_ifname(&record.key);
         self.ensure_veth_pair(record, &temp, netns).await?;
-        let workload = Netlink::open_in_netns(&record.netns)?;
+        let workload = Netlink::open_in_netns(netns, &record.netns)?;
         let mac = ensure_workload_side(&workload, record, &temp).await?;
         self.ensure_host_side(record, mac).await?;
         Ok(mac)
@@ -541,7 +545,9 @@ impl Attachments {
         .ok_or_else(|| AttachError::NotAttached(key.clone()))?;
         let mut problems = Vec::new();
         self.check_host_side(&record, &mut problems).await?;
-        match Netlink::open_in_netns(&record.netns) {
+        match netlink::open_netns(&record.netns)
+            .and_then(|file| Netlink::open_in_netns(&file, &record.netns))
+        {
             Ok(workload) => check_workload_side(&workload, &record, &mut problems).await?,
             Err(e) => problems.push(e.to_string()),
         }
@@ -788,7 +794,7 @@ async fn check_workload_side(
         }
     }
     for ipv6 in families(&r.addresses) {
-        let routes = workload.routes_in_table(ipv6, 254).await?;
+        let routes = workload.routes_in_table(ipv6, MAIN_TABLE).await?;
         let gateway = if ipv6 {
             IpAddr::V6(GATEWAY_V6)
         } else {

@@ -22,6 +22,7 @@ use thiserror::Error;
 /// What identifies one attachment: the container and the interface name in
 /// its namespace (CNI's `CNI_CONTAINERID` + `CNI_IFNAME`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkloadKey {
     /// The runtime's container id (or any unique name for a plain namespace).
     pub container_id: String,

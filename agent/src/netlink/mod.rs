@@ -122,35 +122,33 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
-    /// A connection inside the network namespace at `path` (an nsfs file such
-    /// as `/run/netns/x` or `/proc/<pid>/ns/net`).
+    /// A connection inside the network namespace open as `netns` (opened
+    /// with [`open_netns`] from `path`, which names it in errors).
     ///
     /// A netlink socket belongs to the namespace it was created in, so the
     /// socket is created on a short-lived thread that entered the namespace;
     /// the thread then exits and the agent's threads never change namespace.
     /// (A pooled thread must not be used: it would stay in the namespace.)
-    pub fn open_in_netns(path: &Path) -> Result<Netlink, NetlinkError> {
-        let netns = open_netns(path)?;
+    pub fn open_in_netns(netns: &std::fs::File, path: &Path) -> Result<Netlink, NetlinkError> {
+        let netns_error = |source: std::io::Error| NetlinkError::Netns {
+            path: path.to_path_buf(),
+            source,
+        };
+        let netns = netns.try_clone().map_err(netns_error)?;
         let runtime = tokio::runtime::Handle::current();
-        let owned_path = path.to_path_buf();
         let joined = std::thread::spawn(move || {
-            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(
-                |e| NetlinkError::Netns {
-                    path: owned_path.clone(),
-                    source: std::io::Error::from(e),
-                },
-            )?;
+            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
             let _enter = runtime.enter();
-            rtnetlink::new_connection().map_err(|source| NetlinkError::Kernel {
-                what: format!("opening a route netlink socket in {}", owned_path.display()),
-                source,
-            })
+            rtnetlink::new_connection()
         })
         .join();
-        let (connection, handle, _) = joined.map_err(|_| NetlinkError::Protocol {
-            what: format!("entering {}", path.display()),
-            detail: "the helper thread panicked".into(),
-        })??;
+        let (connection, handle, _) = joined
+            .map_err(|_| NetlinkError::Protocol {
+                what: format!("entering {}", path.display()),
+                detail: "the helper thread panicked".into(),
+            })?
+            .map_err(netns_error)?;
         tokio::spawn(connection);
         Ok(Netlink { handle })
     }
