@@ -373,6 +373,27 @@ fn attached_workloads_of_one_tenant_talk_through_the_kernel() {
     assert_eq!(json.as_array().map(Vec::len), Some(2));
     let check = agent.pisekctl(&["check", "--container-id", &a.name]);
     assert!(check.contains(": ok"), "{check}");
+    let routes = agent.pisekctl(&["routes", "--tenant", "city"]);
+    let local = routes.lines().find(|l| l.contains("10.1.1.1/32"));
+    assert!(
+        local.is_some_and(|l| l.contains("local") && l.contains(host_if.as_str())),
+        "{routes}"
+    );
+    // Every listing answers, as a table with a header and as JSON.
+    for (command, header) in [
+        ("status", "NODE"),
+        ("vrfs", "TENANT"),
+        ("routes", "TENANT"),
+        ("peers", "PEER"),
+        ("bgp", "NEIGHBOR"),
+        ("drops", "REASON"),
+    ] {
+        let table = agent.pisekctl(&[command]);
+        assert!(table.starts_with(header), "pisekctl {command}: {table}");
+        let json = agent.pisekctl(&[command, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&json)
+            .unwrap_or_else(|e| panic!("pisekctl {command} --json: {e}: {json}"));
+    }
 
     // Detach leaves nothing behind: no veth, rule, route, lease or record.
     agent.detach(&a);
