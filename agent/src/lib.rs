@@ -5,6 +5,12 @@
 //! - [`bgp`]: the BGP speaker's driver (TCP sessions, timers) around `pisek_overlay::bgp`.
 //! - [`collector`]: the sensor collector (MQTT -> Graphite), binary `pisek-collector`.
 
+pub mod api;
+pub mod attach;
 pub mod bgp;
 pub mod collector;
+pub mod config;
 pub mod dataplane;
+pub mod ipam;
+pub mod netlink;
+pub mod state;

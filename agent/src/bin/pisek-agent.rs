@@ -1,5 +1,23 @@
-//! `pisek-agent`: the gateway daemon.
+//! `pisek-agent`: the gateway (and edge) daemon.
+//!
+//! This is the agent's groundwork: it loads and validates the config, opens
+//! the state directory, allocates the tenants' VRF labels, finishes or undoes
+//! attachments a crash interrupted, and serves the attach API. The data plane
+//! (TUNs, WireGuard, forwarder) and the BGP speaker are wired in by their own
+//! modules; until then `status` reports `dataplane: false`.
+//!
+//! On SIGTERM or SIGINT the agent exits and leaves every interface, route
+//! and rule in place: workloads keep their addresses and same-node traffic
+//! keeps flowing; the next start adopts them from the state.
+use anyhow::Context;
 use clap::Parser;
+use pisek_agent::api::{ApiServer, NoDataplane, bind_socket};
+use pisek_agent::attach::Attachments;
+use pisek_agent::config::{Config, LogFormat};
+use pisek_agent::netlink::{Netlink, sysctl};
+use pisek_agent::state::StateStore;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Pisek gateway agent.
 #[derive(Parser)]
@@ -8,12 +26,104 @@ struct Args {
     /// Path of the agent's configuration.
     #[arg(long, default_value = "/etc/pisek/agent.toml")]
     config: std::path::PathBuf,
+    /// Only check the configuration, print every problem, and exit.
+    #[arg(long)]
+    check_config: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
-    anyhow::bail!(
-        "the agent is not built yet (issue 7); config would be {}",
-        args.config.display()
-    )
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("{line}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("pisek-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(config.log.level.as_deref().unwrap_or("info"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let mut store = StateStore::open(&config.state.dir).context("opening the state directory")?;
+    // Every tenant gets its VRF label now, so it is on disk before any route
+    // carrying it is advertised.
+    store
+        .update(|s| -> Result<(), anyhow::Error> {
+            for t in &config.tenants {
+                s.labels.label_for(t.id)?;
+            }
+            Ok(())
+        })
+        .context("allocating VRF labels")?;
+    sysctl::enable_forwarding().context("enabling forwarding")?;
+    let host = Netlink::open().context("opening netlink")?;
+    let attachments = Arc::new(Attachments::new(
+        Arc::clone(&config),
+        Arc::new(tokio::sync::Mutex::new(store)),
+        host,
+    ));
+    let undone = attachments
+        .recover()
+        .await
+        .context("removing attachments a crash interrupted")?;
+    if !undone.is_empty() {
+        tracing::warn!(count = undone.len(), "removed half-made attachments");
+    }
+    let adopted = attachments.list().await.len();
+    let listener = bind_socket(&config.api.socket)
+        .with_context(|| format!("binding the API socket {}", config.api.socket.display()))?;
+    tracing::info!(
+        node = %config.node.name,
+        socket = %config.api.socket.display(),
+        endpoints = adopted,
+        "agent ready"
+    );
+    let server = ApiServer::new(Arc::clone(&config), attachments, Arc::new(NoDataplane));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = server.serve(listener) => r.context("serving the API")?,
+        _ = term.recv() => tracing::info!("SIGTERM: exiting, interfaces and routes stay"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting, interfaces and routes stay"),
+    }
+    let _ = std::fs::remove_file(&config.api.socket);
+    Ok(())
 }

@@ -1,19 +1,408 @@
 //! `pisekctl`: the operator's command line for a running agent.
-use clap::Parser;
+//!
+//! Every command talks to the agent's API socket and prints an aligned table,
+//! or, with `--json`, the API's result as JSON.
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use pisek_agent::api::{
+    ApiClient, BgpSessionInfo, Detached, DropCounter, PeerInfo, Request, RouteInfo, Status, VrfInfo,
+};
+use pisek_agent::attach::Attachment;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
 
 /// Pisek operator CLI.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
     /// Path of the agent's API socket.
-    #[arg(long, default_value = "/run/pisek/agent.sock")]
-    socket: std::path::PathBuf,
+    #[arg(long, global = true, default_value = "/run/pisek/agent.sock")]
+    socket: PathBuf,
+    /// Print the agent's answer as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum Command {
+    /// The agent's summary.
+    Status,
+    /// Attached endpoints.
+    Endpoints,
+    /// Tenants' VRFs: label, kernel table, TUN, prefixes.
+    Vrfs,
+    /// Routes of a tenant (all tenants without --tenant).
+    Routes {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// WireGuard peers.
+    Peers,
+    /// BGP sessions.
+    Bgp,
+    /// Drop counters by reason.
+    Drops,
+    /// Attach a network namespace to a tenant, as a pod.
+    Attach {
+        /// Path of the namespace (`/run/netns/NAME`).
+        #[arg(long)]
+        netns: PathBuf,
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Container id; by default `netns-<name of the namespace file>`.
+        #[arg(long)]
+        container_id: Option<String>,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
+    /// Detach a namespace (by --netns as attached with `attach`, or by --container-id).
+    Detach {
+        /// Path of the namespace.
+        #[arg(long, required_unless_present = "container_id")]
+        netns: Option<PathBuf>,
+        /// Container id.
+        #[arg(long)]
+        container_id: Option<String>,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
+    /// Compare an attachment with the live system.
+    Check {
+        /// Path of the namespace.
+        #[arg(long, required_unless_present = "container_id")]
+        netns: Option<PathBuf>,
+        /// Container id.
+        #[arg(long)]
+        container_id: Option<String>,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
+}
+
+fn main() {
     let args = Args::parse();
-    anyhow::bail!(
-        "the agent API is not built yet (issue 7); socket would be {}",
-        args.socket.display()
+    if let Err(e) = run(&args) {
+        eprintln!("pisekctl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The container id `pisekctl attach --netns` uses for a namespace.
+fn container_id_for(netns: &Path) -> anyhow::Result<String> {
+    let name = netns
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("--netns has no file name")?;
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(format!("netns-{clean}"))
+}
+
+fn key(netns: &Option<PathBuf>, container_id: &Option<String>) -> anyhow::Result<String> {
+    match (container_id, netns) {
+        (Some(id), _) => Ok(id.clone()),
+        (None, Some(path)) => container_id_for(path),
+        (None, None) => bail!("give --netns or --container-id"),
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let mut client = ApiClient::connect(&args.socket)?;
+    let json = args.json;
+    match &args.command {
+        Command::Status => show(&mut client, &Request::Status, json, |s: Status| {
+            table(
+                &[
+                    "NODE",
+                    "ROLE",
+                    "TUNNEL",
+                    "TENANTS",
+                    "ENDPOINTS",
+                    "DATAPLANE",
+                    "UPTIME",
+                    "VERSION",
+                ],
+                vec![vec![
+                    s.node,
+                    s.role,
+                    s.tunnel_address.to_string(),
+                    s.tenants.to_string(),
+                    s.endpoints.to_string(),
+                    if s.dataplane {
+                        "running"
+                    } else {
+                        "not running"
+                    }
+                    .into(),
+                    format!("{}s", s.uptime_secs),
+                    s.version,
+                ]],
+            )
+        }),
+        Command::Endpoints => show(&mut client, &Request::Endpoints, json, endpoints_table),
+        Command::Vrfs => show(&mut client, &Request::Vrfs, json, |v: Vec<VrfInfo>| {
+            table(
+                &[
+                    "TENANT",
+                    "ID",
+                    "LABEL",
+                    "TABLE",
+                    "TUN",
+                    "PREFIXES",
+                    "EXPORT RT",
+                    "IMPORT RT",
+                    "ENDPOINTS",
+                ],
+                v.into_iter()
+                    .map(|v| {
+                        vec![
+                            v.tenant,
+                            v.id.to_string(),
+                            opt(v.label),
+                            v.table.to_string(),
+                            v.tun,
+                            v.prefixes.join(","),
+                            v.export_route_targets.join(","),
+                            v.import_route_targets.join(","),
+                            v.endpoints.to_string(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }),
+        Command::Routes { tenant } => show(
+            &mut client,
+            &Request::Routes {
+                tenant: tenant.clone(),
+            },
+            json,
+            |r: Vec<RouteInfo>| {
+                table(
+                    &[
+                        "TENANT",
+                        "PREFIX",
+                        "SOURCE",
+                        "INTERFACE",
+                        "NEXT HOP",
+                        "LABEL",
+                    ],
+                    r.into_iter()
+                        .map(|r| {
+                            vec![
+                                r.tenant,
+                                r.prefix,
+                                r.source,
+                                r.interface.unwrap_or_else(|| "-".into()),
+                                opt(r.next_hop),
+                                opt(r.label),
+                            ]
+                        })
+                        .collect(),
+                )
+            },
+        ),
+        Command::Peers => show(&mut client, &Request::Peers, json, |p: Vec<PeerInfo>| {
+            table(
+                &["PEER", "ENDPOINT", "TUNNEL", "HANDSHAKE", "RX", "TX", "KEY"],
+                p.into_iter()
+                    .map(|p| {
+                        vec![
+                            p.name,
+                            p.endpoint.unwrap_or_else(|| "-".into()),
+                            p.tunnel_address.to_string(),
+                            p.last_handshake_secs
+                                .map_or("never".into(), |s| format!("{s}s ago")),
+                            p.rx_bytes.to_string(),
+                            p.tx_bytes.to_string(),
+                            p.public_key,
+                        ]
+                    })
+                    .collect(),
+            )
+        }),
+        Command::Bgp => show(
+            &mut client,
+            &Request::Bgp,
+            json,
+            |b: Vec<BgpSessionInfo>| {
+                table(
+                    &[
+                        "NEIGHBOR",
+                        "NAME",
+                        "STATE",
+                        "UPTIME",
+                        "RECEIVED",
+                        "ADVERTISED",
+                    ],
+                    b.into_iter()
+                        .map(|b| {
+                            vec![
+                                b.neighbor.to_string(),
+                                b.name.unwrap_or_else(|| "-".into()),
+                                b.state,
+                                b.uptime_secs.map_or("-".into(), |s| format!("{s}s")),
+                                b.received.to_string(),
+                                b.advertised.to_string(),
+                            ]
+                        })
+                        .collect(),
+                )
+            },
+        ),
+        Command::Drops => show(&mut client, &Request::Drops, json, |d: Vec<DropCounter>| {
+            table(
+                &["REASON", "TENANT", "PACKETS"],
+                d.into_iter()
+                    .map(|d| {
+                        vec![
+                            d.reason,
+                            d.tenant.unwrap_or_else(|| "-".into()),
+                            d.packets.to_string(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }),
+        Command::Attach {
+            netns,
+            tenant,
+            container_id,
+            ifname,
+        } => {
+            let container_id = match container_id {
+                Some(id) => id.clone(),
+                None => container_id_for(netns)?,
+            };
+            let request = Request::Attach {
+                container_id,
+                netns: netns.clone(),
+                ifname: ifname.clone(),
+                tenant: tenant.clone(),
+            };
+            show(&mut client, &request, json, |a: Attachment| {
+                endpoints_table(vec![a])
+            })
+        }
+        Command::Detach {
+            netns,
+            container_id,
+            ifname,
+        } => {
+            let request = Request::Detach {
+                container_id: key(netns, container_id)?,
+                ifname: ifname.clone(),
+            };
+            show(&mut client, &request, json, |d: Detached| match d.removed {
+                Some(a) => format!("detached {} ({})\n", a.container_id, a.addresses.join(", ")),
+                None => "nothing was attached\n".into(),
+            })
+        }
+        Command::Check {
+            netns,
+            container_id,
+            ifname,
+        } => {
+            let request = Request::Check {
+                container_id: key(netns, container_id)?,
+                ifname: ifname.clone(),
+            };
+            show(&mut client, &request, json, |a: Attachment| {
+                format!("{} {}: ok\n", a.container_id, a.ifname)
+            })
+        }
+    }
+}
+
+/// Calls the agent and prints the result as JSON or through `render`.
+fn show<T: DeserializeOwned + Serialize>(
+    client: &mut ApiClient,
+    request: &Request,
+    json: bool,
+    render: impl FnOnce(T) -> String,
+) -> anyhow::Result<()> {
+    let result: T = client.call(request)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", render(result));
+    }
+    Ok(())
+}
+
+fn endpoints_table(endpoints: Vec<Attachment>) -> String {
+    table(
+        &[
+            "CONTAINER",
+            "IFNAME",
+            "TENANT",
+            "ADDRESSES",
+            "HOST IF",
+            "MAC",
+            "MTU",
+            "NETNS",
+        ],
+        endpoints
+            .into_iter()
+            .map(|a| {
+                vec![
+                    a.container_id,
+                    a.ifname,
+                    a.tenant,
+                    a.addresses.join(","),
+                    a.host_ifname,
+                    a.mac.unwrap_or_else(|| "-".into()),
+                    a.mtu.to_string(),
+                    a.netns.display().to_string(),
+                ]
+            })
+            .collect(),
     )
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+/// Left-aligned columns, two spaces apart, header first.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
 }

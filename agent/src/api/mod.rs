@@ -1,0 +1,29 @@
+//! The agent's Unix-socket API: newline-delimited JSON, one request object per
+//! line, one response object per line, in order, any number per connection.
+//!
+//! ```text
+//! client ──{"op":"attach",...}\n──► server task per connection
+//!        ◄──{"ok":true,"result":{...}}\n──   │ parse (bounded line) → dispatch
+//!                                            └─► Attachments (state + netlink)
+//!                                            └─► DataplaneView (VRFs, peers, BGP, drops)
+//! ```
+//!
+//! The socket is created with mode 0600 (only root talks to the agent), by
+//! binding a temporary name, setting the mode, and renaming it into place, so
+//! there is no moment at which it is reachable with a wider mode.
+//! A malformed request gets `{"ok":false,"error":{"code":"malformed_request",
+//! ...}}` and the connection stays usable. `docs/api.md` lists every op.
+
+mod client;
+mod protocol;
+mod server;
+
+pub use client::{ApiClient, ClientError};
+pub use protocol::{
+    ApiError, BgpSessionInfo, Detached, DropCounter, GcResult, MAX_REQUEST_BYTES, PeerInfo,
+    Request, Response, RouteInfo, Status, VrfInfo,
+};
+pub use server::{ApiServer, DataplaneView, NoDataplane, bind_socket};
+
+#[cfg(test)]
+mod tests;

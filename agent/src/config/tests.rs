@@ -1,0 +1,207 @@
+use super::*;
+use std::io::Write;
+
+const KEY: &str = "YNqHbfBQKaGvzefSSuLF5KoKsRB1A7ULpnIzX0tPTkA=";
+
+/// A complete gateway config; `{key}` is replaced with a key file's path.
+const GATEWAY: &str = r#"
+[node]
+name = "gw-1"
+role = "gateway"
+
+[underlay]
+listen = "0.0.0.0:51820"
+
+[tunnel]
+address = "10.255.0.2"
+network = "10.255.0.0/24"
+
+[wireguard]
+private_key_file = "{key}"
+
+[[wireguard.peer]]
+name = "edge-1"
+public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+endpoint = "192.0.2.1:51820"
+tunnel_address = "10.255.0.1"
+
+[bgp]
+asn = 65000
+
+[[bgp.neighbor]]
+address = "10.255.0.1"
+
+[[tenant]]
+name = "city"
+id = 1
+export_route_targets = ["65000:1"]
+import_route_targets = ["65000:1"]
+prefixes = ["10.1.1.0/24", "fd00:1:1::/64"]
+namespaces = ["city"]
+
+[[tenant]]
+name = "conference"
+id = 2
+prefixes = ["10.1.1.0/24"]
+"#;
+
+struct KeyFile(std::path::PathBuf);
+
+impl KeyFile {
+    fn new(content: &str) -> KeyFile {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("pisek-config-test-{}-{n}.key", std::process::id()));
+        let mut f = std::fs::File::create(&path).expect("create key file");
+        f.write_all(content.as_bytes()).expect("write key file");
+        KeyFile(path)
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn gateway(key: &KeyFile) -> String {
+    GATEWAY.replace("{key}", &key.0.display().to_string())
+}
+
+#[test]
+fn complete_gateway_config_is_valid_and_fills_defaults() {
+    let key = KeyFile::new(KEY);
+    let config = Config::parse(&gateway(&key), "agent.toml").expect("parses");
+    assert_eq!(config.validate(), vec![]);
+    assert_eq!(config.underlay.mtu, 1500);
+    assert_eq!(
+        config.api.socket,
+        std::path::Path::new("/run/pisek/agent.sock")
+    );
+    assert_eq!(config.state.dir, std::path::Path::new("/var/lib/pisek"));
+    assert!(config.metrics.listen.ip().is_loopback());
+    assert!(!config.bgp.is_route_reflector(config.node.role));
+    assert!(config.bgp.is_route_reflector(Role::Edge));
+    // Tenants may overlap in address space: both use 10.1.1.0/24.
+    assert_eq!(config.tenants.len(), 2);
+    assert_eq!(config.tenant_for_namespace("city").map(|t| t.id), Some(1));
+}
+
+#[test]
+fn tenant_kernel_ids_derive_from_the_tenant_id() {
+    let key = KeyFile::new(KEY);
+    let config = Config::parse(&gateway(&key), "agent.toml").expect("parses");
+    let city = config.tenant("city").expect("city");
+    assert_eq!(city.table_id(), 100_001);
+    assert_eq!(city.rule_priority(), 10_001);
+    assert_eq!(city.tun_name(), "pisek-t1");
+}
+
+#[test]
+fn unknown_field_is_rejected_with_its_line() {
+    let key = KeyFile::new(KEY);
+    let text = gateway(&key).replace("asn = 65000", "asn = 65000\nrouter_idd = \"1.2.3.4\"");
+    let err = Config::parse(&text, "agent.toml").expect_err("unknown field");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("router_idd"))
+        .expect("line")
+        + 1;
+    match &err {
+        ConfigError::Syntax {
+            line: l, message, ..
+        } => {
+            assert_eq!(*l, line);
+            assert!(message.contains("router_idd"), "{message}");
+        }
+        other => panic!("expected a syntax error, got {other}"),
+    }
+    assert!(err.to_string().starts_with(&format!("agent.toml:{line}:")));
+}
+
+#[test]
+fn wrong_type_names_the_line() {
+    let key = KeyFile::new(KEY);
+    let text = gateway(&key).replace("id = 2", "id = \"two\"");
+    let err = Config::parse(&text, "agent.toml").expect_err("wrong type");
+    let line = text
+        .lines()
+        .position(|l| l == "id = \"two\"")
+        .expect("line")
+        + 1;
+    assert!(
+        matches!(err, ConfigError::Syntax { line: l, .. } if l == line),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_once_per_line() {
+    let key = KeyFile::new("not a key");
+    let text = gateway(&key)
+        .replace("address = \"10.255.0.2\"", "address = \"10.9.0.2\"")
+        .replace("id = 2", "id = 1")
+        .replace("\"10.1.1.0/24\", \"fd00", "\"10.1.1.5/24\", \"fd00")
+        .replace("[\"65000:1\"]\nimport", "[\"nonsense\"]\nimport");
+    let config = Config::parse(&text, "agent.toml").expect("parses");
+    let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+    let expect = [
+        "tunnel.address: 10.9.0.2 is not inside",
+        "wireguard.private_key_file:",
+        "tenant[1].id: 1 is also the id of tenant[0]",
+        "tenant[0].prefixes[0]: 10.1.1.5/24 has host bits set",
+        "tenant[0].export_route_targets[0]: `nonsense` is not a route target",
+    ];
+    for e in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "missing `{e}` in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+}
+
+#[test]
+fn load_reports_problems_with_the_file_name() {
+    let key = KeyFile::new(KEY);
+    let text = gateway(&key).replace("id = 2", "id = 10000");
+    let file = KeyFile::new(&text);
+    let err = Config::load(&file.0).expect_err("invalid");
+    let lines = err.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("tenant[1].id: 10000 is outside 1..=9999"),
+        "{lines:?}"
+    );
+    assert!(lines[0].starts_with(&file.0.display().to_string()));
+}
+
+#[test]
+fn gateway_peer_without_endpoint_is_a_problem() {
+    let key = KeyFile::new(KEY);
+    let text = gateway(&key).replace("endpoint = \"192.0.2.1:51820\"\n", "");
+    let config = Config::parse(&text, "agent.toml").expect("parses");
+    let problems = config.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field, "wireguard.peer[0].endpoint");
+}
+
+#[test]
+fn edge_is_reflector_without_neighbors() {
+    let key = KeyFile::new(KEY);
+    let text = gateway(&key)
+        .replace("role = \"gateway\"", "role = \"edge\"")
+        .replace("[[bgp.neighbor]]\naddress = \"10.255.0.1\"\n", "");
+    let config = Config::parse(&text, "agent.toml").expect("parses");
+    assert_eq!(config.validate(), vec![]);
+    assert!(config.bgp.is_route_reflector(config.node.role));
+}
+
+#[test]
+fn wireguard_key_shape() {
+    assert!(validate::looks_like_wireguard_key(KEY));
+    assert!(validate::looks_like_wireguard_key(&format!("{KEY}\n")));
+    assert!(!validate::looks_like_wireguard_key(&KEY[1..]));
+    assert!(!validate::looks_like_wireguard_key(""));
+}

@@ -1,0 +1,206 @@
+use super::*;
+
+fn net(s: &str) -> IpNetwork {
+    s.parse().expect("prefix")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+#[test]
+fn first_lease_skips_the_network_address() {
+    let mut leases = Leases::default();
+    let lease = leases
+        .allocate(
+            &WorkloadKey::new("c1", "eth0"),
+            "city",
+            &[net("10.1.1.0/24")],
+        )
+        .expect("lease");
+    assert_eq!(lease.addresses, vec![ip("10.1.1.1")]);
+}
+
+#[test]
+fn dual_stack_tenant_gets_one_address_per_prefix() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24"), net("fd00:1:1::/64")];
+    let a = leases
+        .allocate(&WorkloadKey::new("c1", "eth0"), "city", &prefixes)
+        .expect("lease");
+    let b = leases
+        .allocate(&WorkloadKey::new("c2", "eth0"), "city", &prefixes)
+        .expect("lease");
+    assert_eq!(a.addresses, vec![ip("10.1.1.1"), ip("fd00:1:1::1")]);
+    assert_eq!(b.addresses, vec![ip("10.1.1.2"), ip("fd00:1:1::2")]);
+}
+
+#[test]
+fn repeated_allocate_returns_the_same_lease() {
+    let mut leases = Leases::default();
+    let key = WorkloadKey::new("c1", "eth0");
+    let first = leases
+        .allocate(&key, "city", &[net("10.1.1.0/24")])
+        .expect("lease");
+    let again = leases
+        .allocate(&key, "city", &[net("10.1.1.0/24")])
+        .expect("lease");
+    assert_eq!(first, again);
+    assert_eq!(leases.len(), 1);
+}
+
+#[test]
+fn same_container_with_another_ifname_is_another_lease() {
+    let mut leases = Leases::default();
+    let a = leases
+        .allocate(
+            &WorkloadKey::new("c1", "eth0"),
+            "city",
+            &[net("10.1.1.0/24")],
+        )
+        .expect("lease");
+    let b = leases
+        .allocate(
+            &WorkloadKey::new("c1", "net1"),
+            "city",
+            &[net("10.1.1.0/24")],
+        )
+        .expect("lease");
+    assert_ne!(a.addresses, b.addresses);
+}
+
+#[test]
+fn tenants_may_use_the_same_addresses() {
+    let mut leases = Leases::default();
+    let a = leases
+        .allocate(
+            &WorkloadKey::new("c1", "eth0"),
+            "city",
+            &[net("10.1.1.0/24")],
+        )
+        .expect("lease");
+    let b = leases
+        .allocate(
+            &WorkloadKey::new("c2", "eth0"),
+            "conference",
+            &[net("10.1.1.0/24")],
+        )
+        .expect("lease");
+    assert_eq!(a.addresses, b.addresses);
+}
+
+#[test]
+fn full_prefix_is_an_error_and_leases_nothing() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/30")];
+    for c in ["c1", "c2"] {
+        leases
+            .allocate(&WorkloadKey::new(c, "eth0"), "city", &prefixes)
+            .expect("lease");
+    }
+    let before = leases.clone();
+    let err = leases
+        .allocate(&WorkloadKey::new("c3", "eth0"), "city", &prefixes)
+        .expect_err("full");
+    assert_eq!(
+        err.to_string(),
+        "tenant `city`: no free address left in 10.1.1.0/30 (2 leased)"
+    );
+    assert_eq!(leases, before);
+}
+
+#[test]
+fn full_second_prefix_leases_nothing_from_the_first() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24"), net("fd00::/127")];
+    leases
+        .allocate(&WorkloadKey::new("c1", "eth0"), "city", &prefixes)
+        .expect("lease");
+    let before = leases.clone();
+    assert!(matches!(
+        leases.allocate(&WorkloadKey::new("c2", "eth0"), "city", &prefixes),
+        Err(IpamError::Exhausted { .. })
+    ));
+    assert_eq!(leases, before);
+}
+
+#[test]
+fn released_address_is_reused() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24")];
+    let k1 = WorkloadKey::new("c1", "eth0");
+    leases.allocate(&k1, "city", &prefixes).expect("lease");
+    leases
+        .allocate(&WorkloadKey::new("c2", "eth0"), "city", &prefixes)
+        .expect("lease");
+    assert!(leases.release(&k1).is_some());
+    assert!(leases.release(&k1).is_none(), "second release is a no-op");
+    let c3 = leases
+        .allocate(&WorkloadKey::new("c3", "eth0"), "city", &prefixes)
+        .expect("lease");
+    assert_eq!(c3.addresses, vec![ip("10.1.1.1")]);
+}
+
+#[test]
+fn lease_in_another_tenant_is_refused() {
+    let mut leases = Leases::default();
+    let key = WorkloadKey::new("c1", "eth0");
+    leases
+        .allocate(&key, "city", &[net("10.1.1.0/24")])
+        .expect("lease");
+    assert_eq!(
+        leases.allocate(&key, "conference", &[net("10.2.0.0/24")]),
+        Err(IpamError::OtherTenant {
+            key: key.clone(),
+            existing: "city".into()
+        })
+    );
+}
+
+#[test]
+fn gc_releases_only_leases_of_gone_containers() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24")];
+    for c in ["alive", "gone1", "gone2"] {
+        leases
+            .allocate(&WorkloadKey::new(c, "eth0"), "city", &prefixes)
+            .expect("lease");
+    }
+    let released = leases.collect_garbage(|k| k.container_id == "alive");
+    let mut gone: Vec<_> = released
+        .iter()
+        .map(|l| l.key.container_id.as_str())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["gone1", "gone2"]);
+    assert_eq!(leases.len(), 1);
+    assert!(leases.get(&WorkloadKey::new("alive", "eth0")).is_some());
+}
+
+#[test]
+fn ipv4_slash_31_hands_out_its_upper_address() {
+    let mut leases = Leases::default();
+    let lease = leases
+        .allocate(
+            &WorkloadKey::new("c1", "eth0"),
+            "city",
+            &[net("10.1.1.0/31")],
+        )
+        .expect("lease");
+    assert_eq!(lease.addresses, vec![ip("10.1.1.1")]);
+}
+
+#[test]
+fn leases_round_trip_through_json() {
+    let mut leases = Leases::default();
+    leases
+        .allocate(
+            &WorkloadKey::new("c1", "eth0"),
+            "city",
+            &[net("10.1.1.0/24"), net("fd00::/64")],
+        )
+        .expect("lease");
+    let json = serde_json::to_string(&leases).expect("serialize");
+    let back: Leases = serde_json::from_str(&json).expect("deserialize");
+    assert_eq!(back, leases);
+}

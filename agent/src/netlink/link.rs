@@ -1,0 +1,186 @@
+//! Links: look up by name, create veth pairs, move, rename, configure, delete.
+
+use super::{Netlink, NetlinkError, errno_of};
+use futures_util::TryStreamExt;
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
+use std::os::fd::AsRawFd;
+
+/// What the agent needs to know about an existing link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Interface index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// `veth`, `tun`, ... (the rtnetlink kind), if the link has one.
+    pub kind: Option<String>,
+    /// MAC address, if any.
+    pub mac: Option<[u8; 6]>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+}
+
+impl Netlink {
+    /// The link with this name, or `None` when there is none.
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut links = self
+            .handle()
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(Some(describe(msg))),
+            Ok(None) => Ok(None),
+            Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
+            Err(e) => Err(NetlinkError::from_rtnetlink(
+                format!("looking up link {name}"),
+                e,
+            )),
+        }
+    }
+
+    /// Creates the veth pair `host`/`peer` in this namespace, the host end with
+    /// MAC `host_mac`, or adopts `host` if it already exists as a veth.
+    /// Returns true when it created the pair.
+    pub async fn ensure_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        host_mac: [u8; 6],
+    ) -> Result<bool, NetlinkError> {
+        if let Some(existing) = self.link_by_name(host).await? {
+            if existing.kind.as_deref() != Some("veth") {
+                return Err(NetlinkError::Conflict(format!(
+                    "interface {host} exists and is not a veth (kind {})",
+                    existing.kind.as_deref().unwrap_or("none")
+                )));
+            }
+            return Ok(false);
+        }
+        let message = LinkVeth::new(host, peer).address(host_mac.to_vec()).build();
+        self.handle()
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rtnetlink(format!("creating veth {host}/{peer}"), e))?;
+        Ok(true)
+    }
+
+    /// Moves a link of this namespace into the namespace open as `netns`.
+    pub async fn move_link_to_netns(
+        &self,
+        index: u32,
+        netns: &std::fs::File,
+        what: &str,
+    ) -> Result<(), NetlinkError> {
+        let message = LinkMessageBuilder::<LinkUnspec>::new()
+            .index(index)
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        self.handle()
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rtnetlink(format!("moving {what} into its netns"), e))
+    }
+
+    /// Renames a (down) link.
+    pub async fn rename_link(&self, index: u32, new_name: &str) -> Result<(), NetlinkError> {
+        let message = LinkMessageBuilder::<LinkUnspec>::new()
+            .index(index)
+            .name(new_name.to_string())
+            .build();
+        self.handle()
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| {
+                NetlinkError::from_rtnetlink(format!("renaming link {index} to {new_name}"), e)
+            })
+    }
+
+    /// Sets a link's MTU and brings it up (both idempotent in the kernel).
+    pub async fn set_mtu_and_up(
+        &self,
+        index: u32,
+        mtu: u32,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
+        let message = LinkMessageBuilder::<LinkUnspec>::new()
+            .index(index)
+            .mtu(mtu)
+            .up()
+            .build();
+        self.handle()
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| {
+                NetlinkError::from_rtnetlink(format!("setting {name} up with MTU {mtu}"), e)
+            })
+    }
+
+    /// Deletes the link with this name; a missing link is success. Returns
+    /// true when it deleted one. Deleting one end of a veth pair deletes the
+    /// other, wherever it is, and the routes through it.
+    pub async fn delete_link(&self, name: &str) -> Result<bool, NetlinkError> {
+        let Some(link) = self.link_by_name(name).await? else {
+            return Ok(false);
+        };
+        match self.handle().link().del(link.index).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(false),
+            Err(e) => Err(NetlinkError::from_rtnetlink(
+                format!("deleting link {name}"),
+                e,
+            )),
+        }
+    }
+}
+
+const fn libc_enodev() -> i32 {
+    nix::errno::Errno::ENODEV as i32
+}
+
+fn describe(msg: netlink_packet_route::link::LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        mac: None,
+        mtu: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+    };
+    for attr in msg.attributes {
+        match attr {
+            LinkAttribute::IfName(name) => info.name = name,
+            LinkAttribute::Mtu(mtu) => info.mtu = Some(mtu),
+            LinkAttribute::Address(bytes) => info.mac = <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let NlLinkInfo::Kind(kind) = i {
+                        info.kind = Some(kind_name(&kind));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+fn kind_name(kind: &InfoKind) -> String {
+    match kind {
+        InfoKind::Veth => "veth".into(),
+        InfoKind::Tun => "tun".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,184 @@
+//! The agent's kernel networking work, through rtnetlink: veth pairs,
+//! addresses, routes, neighbours and policy rules, in the agent's own network
+//! namespace or in a workload's (opened by path).
+//!
+//! Every `ensure_*` function is idempotent: it adopts an object that already
+//! exists with the wanted name and shape, and creates it otherwise, so a
+//! repeated attach, or an attach after an agent crash, converges on the same
+//! result. Every `delete_*` function treats "already gone" as success.
+//!
+//! ```text
+//!  agent netns (the host)                        workload netns
+//!  pk<hash>  veth, MAC ee:ee:ee:ee:ee:ee  <---->  eth0  10.1.1.2/32
+//!  rule     iif pk<hash> lookup T                 neigh 169.254.1.1 ee:ee:ee:ee:ee:ee
+//!  table T  10.1.1.2 dev pk<hash>                 default via 169.254.1.1 dev eth0 onlink
+//!           default dev pisek-t<N>  (data plane)
+//!           unreachable default metric 4278198272 (last resort)
+//!  neigh    10.1.1.2 <eth0's MAC> dev pk<hash>
+//! ```
+//!
+//! Seam for the data plane: [`Netlink::ensure_iif_rule`] and
+//! [`Netlink::ensure_device_route`] are what the TUN side needs too (`iif
+//! pisek-t<N> lookup T`, `default dev pisek-t<N> table T`); the attach code
+//! does not install the default route, the dataplane wiring does, once per
+//! tenant.
+
+mod address;
+mod link;
+mod neighbour;
+mod route;
+mod rule;
+pub mod sysctl;
+
+pub use link::LinkInfo;
+pub use route::{RouteEntry, UNREACHABLE_METRIC};
+pub use rule::IifRule;
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A kernel networking operation failed.
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    /// The kernel refused a request.
+    #[error("{what}: {source}")]
+    Kernel {
+        /// What was being done, naming the object.
+        what: String,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// The rtnetlink layer failed (socket, unexpected message).
+    #[error("{what}: {detail}")]
+    Protocol {
+        /// What was being done.
+        what: String,
+        /// The rtnetlink error.
+        detail: String,
+    },
+    /// A network namespace file could not be opened or entered.
+    #[error("network namespace {path}: {source}")]
+    Netns {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An object exists with the wanted name but is something else.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl NetlinkError {
+    /// Wraps an rtnetlink error with what was being done.
+    pub(crate) fn from_rtnetlink(what: impl Into<String>, e: rtnetlink::Error) -> NetlinkError {
+        let what = what.into();
+        match e {
+            rtnetlink::Error::NetlinkError(msg) => NetlinkError::Kernel {
+                what,
+                source: msg.to_io(),
+            },
+            other => NetlinkError::Protocol {
+                what,
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    /// The errno of a kernel refusal.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Kernel { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// The errno (positive) of an rtnetlink error, if the kernel sent one.
+pub(crate) fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => Some(msg.raw_code().abs()),
+        _ => None,
+    }
+}
+
+/// A route netlink connection bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: rtnetlink::Handle,
+}
+
+impl Netlink {
+    /// A connection in the calling thread's network namespace (the agent's
+    /// own, the "host"). Must be called inside a tokio runtime.
+    pub fn open() -> Result<Netlink, NetlinkError> {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(|source| NetlinkError::Kernel {
+                what: "opening a route netlink socket".into(),
+                source,
+            })?;
+        tokio::spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    /// A connection inside the network namespace open as `netns` (opened
+    /// with [`open_netns`] from `path`, which names it in errors).
+    ///
+    /// A netlink socket belongs to the namespace it was created in, so the
+    /// socket is created on a short-lived thread that entered the namespace;
+    /// the thread then exits and the agent's threads never change namespace.
+    /// (A pooled thread must not be used: it would stay in the namespace.)
+    pub fn open_in_netns(netns: &std::fs::File, path: &Path) -> Result<Netlink, NetlinkError> {
+        let netns_error = |source: std::io::Error| NetlinkError::Netns {
+            path: path.to_path_buf(),
+            source,
+        };
+        let netns = netns.try_clone().map_err(netns_error)?;
+        let runtime = tokio::runtime::Handle::current();
+        let joined = std::thread::spawn(move || {
+            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let _enter = runtime.enter();
+            rtnetlink::new_connection()
+        })
+        .join();
+        let (connection, handle, _) = joined
+            .map_err(|_| NetlinkError::Protocol {
+                what: format!("entering {}", path.display()),
+                detail: "the helper thread panicked".into(),
+            })?
+            .map_err(netns_error)?;
+        tokio::spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    pub(crate) fn handle(&self) -> &rtnetlink::Handle {
+        &self.handle
+    }
+}
+
+/// Opens a network namespace file, checking that it is one: a clear error for
+/// a path that does not exist or is an ordinary file.
+pub fn open_netns(path: &Path) -> Result<std::fs::File, NetlinkError> {
+    let file = std::fs::File::open(path).map_err(|source| NetlinkError::Netns {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // nsfs files have the magic NSFS_MAGIC; statfs tells them apart from a
+    // regular file someone passed by mistake.
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| NetlinkError::Netns {
+        path: path.to_path_buf(),
+        source: std::io::Error::from(e),
+    })?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return Err(NetlinkError::Netns {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a network namespace (not an nsfs file)",
+            ),
+        });
+    }
+    Ok(file)
+}
