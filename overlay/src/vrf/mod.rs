@@ -322,6 +322,13 @@ impl Vrfs {
         &self.labels
     }
 
+    /// Commits every VRF that changed since its last commit.
+    pub fn commit_changed(&mut self) {
+        for vrf in self.by_tenant.values_mut().filter(|v| !v.is_committed()) {
+            vrf.commit();
+        }
+    }
+
     /// Every VRF, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Vrf> + '_ {
         self.by_tenant.values()
