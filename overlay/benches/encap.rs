@@ -6,6 +6,10 @@
 //! never copied, so its size only matters where a checksum covers it (the
 //! IPv6 UDP checksum).
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::CpuTime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pisek_overlay::packet::{Encap, Encapsulation, Label, RxChecksum};
 use std::hint::black_box;
@@ -36,7 +40,7 @@ fn cases() -> Vec<(&'static str, Encapsulation, Encap)> {
     ]
 }
 
-fn encap(c: &mut Criterion) {
+fn encap(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("encap");
     for (name, encapsulation, params) in cases() {
         for size in SIZES {
@@ -57,7 +61,7 @@ fn encap(c: &mut Criterion) {
     group.finish();
 }
 
-fn decap(c: &mut Criterion) {
+fn decap(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("decap");
     for (name, encapsulation, params) in cases() {
         for size in SIZES {
@@ -82,5 +86,9 @@ fn decap(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encap, decap);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = encap, decap
+}
 criterion_main!(benches);

@@ -9,6 +9,10 @@
 //! `prefix_trie` routing table and the compiled poptrie forwarding table
 //! (`Vrf::commit`), whose build time and size are printed.
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::CpuTime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use pisek_overlay::packet::{Encapsulation, Label};
@@ -131,7 +135,7 @@ fn commit(name: &str, mut vrf: Vrf) -> Vrf {
     vrf
 }
 
-fn lpm(c: &mut Criterion) {
+fn lpm(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("lpm_100k");
     group.throughput(Throughput::Elements(BATCH as u64));
 
@@ -167,5 +171,9 @@ fn lpm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lpm);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = lpm
+}
 criterion_main!(benches);
