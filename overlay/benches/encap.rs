@@ -4,8 +4,13 @@
 //! `cargo bench -p pisek-overlay --bench encap`. Encapsulation runs in place
 //! on a buffer with headroom, as the forwarder does; the inner packet is
 //! never copied, so its size only matters where a checksum covers it (the
-//! IPv6 UDP checksum).
+//! IPv6 UDP checksum). The anchor in the same run is one copy of the inner
+//! packet. Times are thread CPU time (see `support/cpu_time.rs`).
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::CpuTime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pisek_overlay::packet::{Encap, Encapsulation, Label, RxChecksum};
 use std::hint::black_box;
@@ -36,7 +41,7 @@ fn cases() -> Vec<(&'static str, Encapsulation, Encap)> {
     ]
 }
 
-fn encap(c: &mut Criterion) {
+fn encap(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("encap");
     for (name, encapsulation, params) in cases() {
         for size in SIZES {
@@ -57,7 +62,7 @@ fn encap(c: &mut Criterion) {
     group.finish();
 }
 
-fn decap(c: &mut Criterion) {
+fn decap(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("decap");
     for (name, encapsulation, params) in cases() {
         for size in SIZES {
@@ -82,5 +87,27 @@ fn decap(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encap, decap);
+/// The anchor: copying the inner packet once, the least an encapsulator
+/// that does not work in place pays on top of writing headers.
+fn copy_anchor(c: &mut Criterion<CpuTime>) {
+    let mut group = c.benchmark_group("anchor");
+    for size in SIZES {
+        let inner = inner_packet(size);
+        let mut out = vec![0u8; Encapsulation::MAX_HEADROOM + size];
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(BenchmarkId::new("copy_payload", size), &size, |b, _| {
+            b.iter(|| {
+                out[Encapsulation::MAX_HEADROOM..].copy_from_slice(black_box(&inner));
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = encap, decap, copy_anchor
+}
 criterion_main!(benches);

@@ -5,14 +5,21 @@
 //! routes /48, some host routes) and are drawn from a fixed-seed generator,
 //! so runs compare. Each iteration looks up a batch of 1024 destinations
 //! that fall inside the table's routes (plus some misses); criterion
-//! reports lookups per second.
+//! reports lookups per second. Both structures are measured: the
+//! `prefix_trie` routing table and the compiled poptrie forwarding table
+//! (`Vrf::commit`), whose build time and size are printed.
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::CpuTime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use pisek_overlay::packet::{Encapsulation, Label};
 use pisek_overlay::vrf::{NextHop, TenantId, Vrf};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
 
 const ROUTES: usize = 100_000;
 const BATCH: usize = 1024;
@@ -115,33 +122,58 @@ fn v6_table() -> (Vrf, Vec<Ipv6Addr>) {
     (vrf, destinations)
 }
 
-fn lpm(c: &mut Criterion) {
+/// Compiles the VRF, printing how long that took and the table's size.
+fn commit(name: &str, mut vrf: Vrf) -> Vrf {
+    let start = Instant::now();
+    vrf.commit();
+    eprintln!(
+        "{name}: {} routes compiled in {:.1} ms, forwarding table {:.1} MiB",
+        vrf.len(),
+        start.elapsed().as_secs_f64() * 1e3,
+        vrf.forwarding_table_memory() as f64 / (1 << 20) as f64
+    );
+    vrf
+}
+
+fn lpm(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("lpm_100k");
     group.throughput(Throughput::Elements(BATCH as u64));
 
-    let (vrf, destinations) = v4_table();
-    group.bench_function(BenchmarkId::new("ipv4", ROUTES), |b| {
-        b.iter(|| {
-            let mut found = 0usize;
-            for d in &destinations {
-                found += usize::from(vrf.lookup_v4(black_box(*d)).is_some());
-            }
-            black_box(found)
-        })
-    });
+    // "trie": the prefix_trie routing table (before commit); "poptrie": the
+    // compiled forwarding table the forwarder uses.
+    let (trie, destinations) = v4_table();
+    let compiled = commit("ipv4", trie.clone());
+    for (name, vrf) in [("ipv4_trie", &trie), ("ipv4_poptrie", &compiled)] {
+        group.bench_function(BenchmarkId::new(name, ROUTES), |b| {
+            b.iter(|| {
+                let mut found = 0usize;
+                for d in &destinations {
+                    found += usize::from(vrf.lookup_v4(black_box(*d)).is_some());
+                }
+                black_box(found)
+            })
+        });
+    }
 
-    let (vrf, destinations) = v6_table();
-    group.bench_function(BenchmarkId::new("ipv6", ROUTES), |b| {
-        b.iter(|| {
-            let mut found = 0usize;
-            for d in &destinations {
-                found += usize::from(vrf.lookup_v6(black_box(*d)).is_some());
-            }
-            black_box(found)
-        })
-    });
+    let (trie, destinations) = v6_table();
+    let compiled = commit("ipv6", trie.clone());
+    for (name, vrf) in [("ipv6_trie", &trie), ("ipv6_poptrie", &compiled)] {
+        group.bench_function(BenchmarkId::new(name, ROUTES), |b| {
+            b.iter(|| {
+                let mut found = 0usize;
+                for d in &destinations {
+                    found += usize::from(vrf.lookup_v6(black_box(*d)).is_some());
+                }
+                black_box(found)
+            })
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, lpm);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = lpm
+}
 criterion_main!(benches);

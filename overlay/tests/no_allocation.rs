@@ -1,5 +1,6 @@
 //! The per-packet operations allocate nothing: encapsulation, decapsulation,
-//! the TTL hop, ICMP "too big", VRF lookup and the label table, counted by
+//! the TTL hop, ICMP "too big", VRF lookup (routing trie and compiled
+//! forwarding table) and the label table, counted by
 //! a global allocator that tallies every allocation of this thread.
 
 use ipnet::IpNet;
@@ -61,6 +62,8 @@ fn packet_path_operations_do_not_allocate() {
         );
     }
     vrf.insert("fd00::/16".parse().unwrap(), NextHop::Local(InterfaceId(3)));
+    let uncommitted = vrfs.clone();
+    vrfs.commit_changed();
 
     let mut inner = vec![0u8; 1400];
     inner[..20].copy_from_slice(&[
@@ -75,9 +78,11 @@ fn packet_path_operations_do_not_allocate() {
 
     let n = allocations_during(|| {
         for encapsulation in [Encapsulation::MplsOverUdp, Encapsulation::MplsOverGre] {
-            let vrf = vrfs.get(tenant).unwrap();
-            assert!(vrf.lookup("10.2.0.9".parse().unwrap()).is_some());
-            assert!(vrf.lookup("fd00::1".parse().unwrap()).is_some());
+            for table in [&vrfs, &uncommitted] {
+                let vrf = table.get(tenant).unwrap();
+                assert!(vrf.lookup("10.2.0.9".parse().unwrap()).is_some());
+                assert!(vrf.lookup("fd00::1".parse().unwrap()).is_some());
+            }
             let payload = headroom..headroom + inner.len();
             ttl::decrement(&mut buf[payload.clone()]).unwrap();
             let range = encapsulation

@@ -1,10 +1,13 @@
 //! MPLS-in-UDP decapsulation of arbitrary bytes: never panics, and what it
 //! accepts re-encapsulates to a packet that decapsulates to the same inner
-//! packet and label.
+//! packet and label. The inner packet then goes through what the receiving
+//! forwarder does with it (flow hash, TTL hop, ICMP "too big"), which must
+//! not panic either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pisek_overlay::packet::{Encap, MplsOverUdp, RxChecksum, TxChecksum};
+use pisek_overlay::packet::{Encap, MplsOverUdp, RxChecksum, TxChecksum, flow_hash, packet_too_big, ttl};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fuzz_target!(|data: &[u8]| {
     for checksum in [RxChecksum::Verify, RxChecksum::Trust] {
@@ -13,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(d.inner_range.end <= data.len());
         assert_eq!(&data[d.inner_range.clone()], d.inner);
+        inner_packet_path(d.inner);
 
         let mut encap = Encap::new(d.source, d.destination, d.entry.label);
         encap.checksum = TxChecksum::Full;
@@ -27,3 +31,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.entry.label, d.entry.label);
     }
 });
+
+fn inner_packet_path(inner: &[u8]) {
+    let _ = flow_hash(inner);
+    let mut copy = inner.to_vec();
+    if let Ok(ttl) = ttl::decrement(&mut copy) {
+        assert!(ttl >= 1);
+    }
+    let mut out = [0u8; 1500];
+    for gateway in [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
+        if let Ok(n) = packet_too_big(inner, 1280, gateway, &mut out) {
+            assert!(n <= 1280);
+        }
+    }
+}

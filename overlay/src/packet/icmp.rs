@@ -98,6 +98,14 @@ fn too_big_v4(original: &[u8], mtu: u32, source: IpAddr, out: &mut [u8]) -> Resu
             "source address is not a unicast host",
         ));
     }
+    let destination = header.destination_addr();
+    if destination.is_multicast() || destination.is_broadcast() {
+        // RFC 1812 §4.3.2.7: no ICMP error about a multicast or broadcast
+        // datagram (IPv6 differs: RFC 4443 §2.4(e.3) allows "too big").
+        return Err(Error::IcmpSuppressed(
+            "destination is multicast or broadcast",
+        ));
+    }
     if header.fragments_offset().value() != 0 {
         return Err(Error::IcmpSuppressed("non-initial fragment"));
     }
@@ -266,6 +274,13 @@ mod tests {
         fragment[6..8].copy_from_slice(&0x0010u16.to_be_bytes());
         assert!(matches!(
             packet_too_big(&fragment, 1400, GATEWAY_V4, &mut out),
+            Err(Error::IcmpSuppressed(_))
+        ));
+
+        let mut multicast = INNER_V4;
+        multicast[16..20].copy_from_slice(&[224, 0, 0, 9]);
+        assert!(matches!(
+            packet_too_big(&multicast, 1400, GATEWAY_V4, &mut out),
             Err(Error::IcmpSuppressed(_))
         ));
 

@@ -31,7 +31,8 @@ impl Encapsulation {
     pub const MAX_HEADROOM: usize = MplsOverUdp::HEADROOM_V6;
 
     /// Bytes of outer headers written in front of the payload for an outer
-    /// header of `outer`'s address family.
+    /// header of `outer`'s address family (MPLS-in-GRE with
+    /// [`TxChecksum::Full`] needs 4 more, still within [`Self::MAX_HEADROOM`]).
     pub const fn headroom(self, outer: &IpAddr) -> usize {
         match (self, outer) {
             (Encapsulation::MplsOverUdp, IpAddr::V4(_)) => MplsOverUdp::HEADROOM_V4,

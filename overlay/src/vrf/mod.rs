@@ -6,7 +6,14 @@
 //! [`TenantId`], together with the [`LabelTable`] that maps a received VRF
 //! label back to its tenant. Lookups take `&self` and allocate nothing; a
 //! forwarder thread can own a `Vrfs` (or a snapshot of one) outright.
+//!
+//! Route changes go into the tries; [`Vrf::commit`] then compiles them into
+//! a poptrie forwarding table, which lookups use while it is current (until
+//! the next change they fall back to the tries, so a lookup is never wrong).
+//! The agent commits once per batch of changes (a BGP UPDATE burst, an
+//! attach), not per route.
 
+mod fib;
 mod labels;
 mod next_hop;
 
@@ -14,6 +21,7 @@ pub use labels::LabelTable;
 pub use next_hop::{InterfaceId, NextHop};
 
 use crate::packet::Label;
+use fib::{Entry, NO_ROUTE, Poptrie};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::collections::HashMap;
@@ -57,6 +65,27 @@ pub struct Vrf {
     label: Label,
     v4: PrefixMap<Ipv4Net, NextHop>,
     v6: PrefixMap<Ipv6Net, NextHop>,
+    /// The compiled forwarding table; `None` when a change came after it.
+    fib: Option<Box<Fib>>,
+}
+
+/// A VRF's routes compiled for lookup.
+#[derive(Debug, Clone)]
+struct Fib {
+    v4: Poptrie<u32>,
+    v6: Poptrie<u128>,
+    /// Distinct next hops; the poptries hold indices into this.
+    next_hops: Vec<NextHop>,
+}
+
+impl Fib {
+    fn next_hop(&self, index: u32) -> Option<&NextHop> {
+        if index == NO_ROUTE {
+            None
+        } else {
+            self.next_hops.get(index as usize)
+        }
+    }
 }
 
 impl Vrf {
@@ -70,6 +99,56 @@ impl Vrf {
             label,
             v4: PrefixMap::new(),
             v6: PrefixMap::new(),
+            fib: None,
+        })
+    }
+
+    /// Compiles the routes into the forwarding table that lookups use until
+    /// the next change. Costs time linear in the number of routes (tens of
+    /// milliseconds for 100k), so call it once per batch of changes.
+    pub fn commit(&mut self) {
+        let mut next_hops: Vec<NextHop> = Vec::new();
+        let mut index_of: HashMap<NextHop, u32> = HashMap::new();
+        let mut intern = |nh: &NextHop| -> u32 {
+            *index_of.entry(*nh).or_insert_with(|| {
+                next_hops.push(*nh);
+                (next_hops.len() - 1) as u32
+            })
+        };
+        let v4: Vec<Entry<u32>> = self
+            .v4
+            .iter()
+            .map(|(p, nh)| Entry {
+                key: u32::from(p.network()),
+                len: u32::from(p.prefix_len()),
+                value: intern(nh),
+            })
+            .collect();
+        let v6: Vec<Entry<u128>> = self
+            .v6
+            .iter()
+            .map(|(p, nh)| Entry {
+                key: u128::from(p.network()),
+                len: u32::from(p.prefix_len()),
+                value: intern(nh),
+            })
+            .collect();
+        self.fib = Some(Box::new(Fib {
+            v4: Poptrie::build(&v4),
+            v6: Poptrie::build(&v6),
+            next_hops,
+        }));
+    }
+
+    /// True when lookups use a forwarding table compiled after the last change.
+    pub fn is_committed(&self) -> bool {
+        self.fib.is_some()
+    }
+
+    /// Bytes the compiled forwarding table takes (0 when not committed).
+    pub fn forwarding_table_memory(&self) -> usize {
+        self.fib.as_ref().map_or(0, |f| {
+            f.v4.memory() + f.v6.memory() + f.next_hops.len() * std::mem::size_of::<NextHop>()
         })
     }
 
@@ -86,6 +165,7 @@ impl Vrf {
     /// Adds or replaces the route for `prefix` (host bits are cleared:
     /// 10.1.2.3/24 is 10.1.2.0/24); returns the next hop it replaced.
     pub fn insert(&mut self, prefix: IpNet, next_hop: NextHop) -> Option<NextHop> {
+        self.fib = None;
         match prefix.trunc() {
             IpNet::V4(p) => self.v4.insert(p, next_hop),
             IpNet::V6(p) => self.v6.insert(p, next_hop),
@@ -94,6 +174,7 @@ impl Vrf {
 
     /// Removes the route for exactly `prefix`, returning its next hop.
     pub fn remove(&mut self, prefix: &IpNet) -> Option<NextHop> {
+        self.fib = None;
         match prefix.trunc() {
             IpNet::V4(p) => self.v4.remove(&p),
             IpNet::V6(p) => self.v6.remove(&p),
@@ -120,6 +201,9 @@ impl Vrf {
     /// [`Vrf::lookup`] for an IPv4 destination.
     #[inline]
     pub fn lookup_v4(&self, destination: Ipv4Addr) -> Option<&NextHop> {
+        if let Some(fib) = &self.fib {
+            return fib.next_hop(fib.v4.lookup(u32::from(destination)));
+        }
         self.v4
             .get_lpm(&Ipv4Net::from(destination))
             .map(|(_, nh)| nh)
@@ -128,6 +212,9 @@ impl Vrf {
     /// [`Vrf::lookup`] for an IPv6 destination.
     #[inline]
     pub fn lookup_v6(&self, destination: Ipv6Addr) -> Option<&NextHop> {
+        if let Some(fib) = &self.fib {
+            return fib.next_hop(fib.v6.lookup(u128::from(destination)));
+        }
         self.v6
             .get_lpm(&Ipv6Net::from(destination))
             .map(|(_, nh)| nh)
@@ -167,6 +254,7 @@ impl Vrf {
     /// Removes every route whose next hop matches `pred` (a withdrawn BGP
     /// peer's routes, a detached interface's); returns how many.
     pub fn remove_where(&mut self, mut pred: impl FnMut(&NextHop) -> bool) -> usize {
+        self.fib = None;
         let before = self.len();
         self.v4.retain(|_, nh| !pred(nh));
         self.v6.retain(|_, nh| !pred(nh));
@@ -232,6 +320,13 @@ impl Vrfs {
     /// The incoming label table.
     pub fn labels(&self) -> &LabelTable {
         &self.labels
+    }
+
+    /// Commits every VRF that changed since its last commit.
+    pub fn commit_changed(&mut self) {
+        for vrf in self.by_tenant.values_mut().filter(|v| !v.is_committed()) {
+            vrf.commit();
+        }
     }
 
     /// Every VRF, in no particular order.
@@ -399,5 +494,128 @@ mod tests {
             vrfs.by_label(label(100)).map(Vrf::tenant),
             Some(TenantId(2))
         );
+    }
+
+    /// xorshift64*, for reproducible random tables.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// Addresses worth asking about a prefix: its first and last address
+    /// and their neighbours outside it.
+    fn probes(net: &IpNet) -> Vec<IpAddr> {
+        match net {
+            IpNet::V4(n) => {
+                let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
+                [a, b, a.wrapping_sub(1), b.wrapping_add(1)]
+                    .map(|x| IpAddr::V4(Ipv4Addr::from(x)))
+                    .to_vec()
+            }
+            IpNet::V6(n) => {
+                let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
+                [a, b, a.wrapping_sub(1), b.wrapping_add(1)]
+                    .map(|x| IpAddr::V6(Ipv6Addr::from(x)))
+                    .to_vec()
+            }
+        }
+    }
+
+    #[test]
+    fn compiled_table_answers_as_the_trie_on_random_tables() {
+        for seed in 1..=6u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut vrf = Vrf::new(TenantId(1), label(100)).unwrap();
+            let mut nets = Vec::new();
+            for i in 0..3000u32 {
+                let r = rng.next();
+                // Cluster the keys so that prefixes nest: few distinct top bytes.
+                let net = if i % 2 == 0 {
+                    let addr = Ipv4Addr::from(((r >> 32) as u32 & 0x0f0f_ffff) | 0x0a00_0000);
+                    IpNet::V4(Ipv4Net::new(addr, (r % 33) as u8).unwrap())
+                } else {
+                    let hi = u128::from(rng.next() & 0x0f0f_0000_ffff_ffff) << 64;
+                    let addr =
+                        Ipv6Addr::from(0x2001_0db8u128 << 96 | hi >> 32 | u128::from(rng.next()));
+                    IpNet::V6(Ipv6Net::new(addr, (r % 129) as u8).unwrap())
+                };
+                let nh = if r % 7 == 0 {
+                    NextHop::Discard
+                } else {
+                    NextHop::Local(InterfaceId((r % 5) as u32))
+                };
+                vrf.insert(net, nh);
+                nets.push(net.trunc());
+            }
+            let trie = vrf.clone();
+            vrf.commit();
+            assert!(vrf.is_committed() && !trie.is_committed());
+            let mut asked = 0;
+            for net in &nets {
+                for a in probes(net) {
+                    assert_eq!(vrf.lookup(a), trie.lookup(a), "seed {seed}, {a} near {net}");
+                    asked += 1;
+                }
+            }
+            for _ in 0..20_000 {
+                let r = rng.next();
+                let a = IpAddr::V4(Ipv4Addr::from(r as u32 & 0x0f0f_ffff | 0x0a00_0000));
+                assert_eq!(vrf.lookup(a), trie.lookup(a), "seed {seed}, {a}");
+            }
+            assert!(asked > 10_000);
+        }
+    }
+
+    #[test]
+    fn a_change_after_commit_is_seen_at_once() {
+        let mut vrf = Vrf::new(TenantId(1), label(100)).unwrap();
+        vrf.insert(net("10.0.0.0/8"), NextHop::Discard);
+        vrf.commit();
+        assert_eq!(vrf.lookup(ip("10.1.1.1")), Some(&NextHop::Discard));
+        vrf.insert(net("10.1.0.0/16"), NextHop::Local(InterfaceId(1)));
+        assert!(!vrf.is_committed());
+        assert_eq!(
+            vrf.lookup(ip("10.1.1.1")),
+            Some(&NextHop::Local(InterfaceId(1)))
+        );
+        vrf.commit();
+        assert_eq!(
+            vrf.lookup(ip("10.1.1.1")),
+            Some(&NextHop::Local(InterfaceId(1)))
+        );
+        vrf.remove(&net("10.1.0.0/16"));
+        assert_eq!(vrf.lookup(ip("10.1.1.1")), Some(&NextHop::Discard));
+        vrf.commit();
+        assert_eq!(vrf.lookup(ip("10.1.1.1")), Some(&NextHop::Discard));
+        assert_eq!(vrf.lookup(ip("11.0.0.1")), None);
+        assert_eq!(vrf.lookup(ip("::1")), None);
+    }
+
+    #[test]
+    fn default_and_host_routes_compile() {
+        let mut vrf = Vrf::new(TenantId(1), label(100)).unwrap();
+        vrf.insert(net("0.0.0.0/0"), NextHop::Discard);
+        vrf.insert(net("192.0.2.77/32"), NextHop::Local(InterfaceId(9)));
+        vrf.insert(net("::/0"), NextHop::Discard);
+        vrf.insert(net("2001:db8::77/128"), NextHop::Local(InterfaceId(10)));
+        vrf.commit();
+        assert_eq!(
+            vrf.lookup(ip("192.0.2.77")),
+            Some(&NextHop::Local(InterfaceId(9)))
+        );
+        assert_eq!(vrf.lookup(ip("192.0.2.76")), Some(&NextHop::Discard));
+        assert_eq!(vrf.lookup(ip("192.0.2.78")), Some(&NextHop::Discard));
+        assert_eq!(
+            vrf.lookup(ip("2001:db8::77")),
+            Some(&NextHop::Local(InterfaceId(10)))
+        );
+        assert_eq!(vrf.lookup(ip("2001:db8::76")), Some(&NextHop::Discard));
+        assert_eq!(vrf.lookup(ip("255.255.255.255")), Some(&NextHop::Discard));
     }
 }
