@@ -1,0 +1,245 @@
+//! The WireGuard forwarding loop: TUN ⇄ `WgInterface` ⇄ underlay UDP, on
+//! one thread with `poll`.
+//!
+//! Each turn: commands → timers (every [`TICK`]) → poll → underlay batch
+//! (recvmmsg → decrypt → TUN writes, replies batched) → TUN packets (read →
+//! encrypt → batched) → one sendmmsg per batch.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use pisek_overlay::wg::{PeerId, PeerStatus, WgDropCounters, WgInterface, WgOutput};
+use tun_rs::SyncDevice;
+
+use super::udp::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
+
+/// How often the WireGuard timers run. boringtun rounds its timers to this
+/// kind of granularity; wireguard-go's are similar.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Room for the largest datagram we carry (an Ethernet jumbo frame).
+const SLOT_LEN: usize = 9216;
+
+/// What the owner of a running forwarder can ask of it.
+pub enum ForwarderCommand {
+    /// Forget every session so that each peer rekeys on its next packet.
+    ExpireSessions,
+    /// Send back a snapshot of peers and drops.
+    Status(Sender<InterfaceStatus>),
+}
+
+/// A snapshot of the interface for display.
+#[derive(Debug, Clone)]
+pub struct InterfaceStatus {
+    /// Every peer.
+    pub peers: Vec<PeerStatus>,
+    /// Drops that belong to no peer.
+    pub drops: WgDropCounters,
+    /// Packets the TUN device refused.
+    pub tun_write_errors: u64,
+}
+
+/// The forwarder's [`Output`] over its own fields, borrowed apart from
+/// `self.wg` so both can be used at once.
+macro_rules! output {
+    ($fwd:ident) => {
+        Output {
+            udp: &$fwd.udp,
+            tx: &mut $fwd.to_underlay,
+            tun: &$fwd.tun,
+            tun_buf: &mut $fwd.tun_write,
+            tun_write_errors: &mut $fwd.tun_write_errors,
+        }
+    };
+}
+
+/// A WireGuard interface wired to a TUN device and an underlay socket.
+pub struct WgForwarder {
+    wg: WgInterface,
+    tun: SyncDevice,
+    udp: UdpBatchSocket,
+    from_underlay: DatagramBatch,
+    to_underlay: DatagramBatch,
+    tun_read: Vec<u8>,
+    tun_write: Vec<u8>,
+    tun_write_errors: u64,
+}
+
+impl WgForwarder {
+    /// Joins `wg` to `tun` and `udp`; allocates every buffer now.
+    pub fn new(wg: WgInterface, tun: SyncDevice, udp: UdpBatchSocket) -> WgForwarder {
+        WgForwarder {
+            wg,
+            tun,
+            udp,
+            from_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
+            to_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
+            tun_read: vec![0; SLOT_LEN],
+            tun_write: vec![0; SLOT_LEN],
+            tun_write_errors: 0,
+        }
+    }
+
+    /// The WireGuard interface (for status and configuration).
+    pub fn interface(&mut self) -> &mut WgInterface {
+        &mut self.wg
+    }
+
+    /// Runs until `stop` is set, serving `commands` between batches.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        commands: &Receiver<ForwarderCommand>,
+    ) -> io::Result<()> {
+        let mut next_tick = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            while let Ok(cmd) = commands.try_recv() {
+                self.command(cmd);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                let mut out = output!(self);
+                self.wg.update_timers(now, &mut out);
+                self.flush()?;
+                next_tick = now + TICK;
+            }
+            let (underlay_ready, tun_ready) = self.poll(next_tick)?;
+            if underlay_ready {
+                self.from_underlay_to_tun()?;
+            }
+            if tun_ready {
+                self.from_tun_to_underlay()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, cmd: ForwarderCommand) {
+        match cmd {
+            ForwarderCommand::ExpireSessions => {
+                let ids: Vec<PeerId> = self.wg.peers().map(|p| p.id).collect();
+                for id in ids {
+                    let _ = self.wg.expire_sessions(id);
+                }
+            }
+            ForwarderCommand::Status(reply) => {
+                let _ = reply.send(InterfaceStatus {
+                    peers: self.wg.peers().collect(),
+                    drops: self.wg.drops().clone(),
+                    tun_write_errors: self.tun_write_errors,
+                });
+            }
+        }
+    }
+
+    /// Waits for either side, at most until `deadline`.
+    fn poll(&self, deadline: Instant) -> io::Result<(bool, bool)> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.udp.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.tun.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let timeout_ms = timeout.as_millis().clamp(0, 1000) as libc::c_int;
+        // SAFETY: two live pollfds.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok((false, false));
+            }
+            return Err(err);
+        }
+        Ok((fds[0].revents != 0, fds[1].revents != 0))
+    }
+
+    /// recvmmsg → decrypt → TUN, until the socket is drained (bounded, so
+    /// the TUN side gets its turn).
+    fn from_underlay_to_tun(&mut self) -> io::Result<()> {
+        for _ in 0..4 {
+            let n = self.udp.recv_batch(&mut self.from_underlay)?;
+            if n == 0 {
+                break;
+            }
+            let now = Instant::now();
+            let mut out = output!(self);
+            for i in 0..n {
+                let (datagram, from) = self.from_underlay.get(i);
+                // Drops are counted inside the interface.
+                let _ = self.wg.receive(datagram, from, now, &mut out);
+            }
+            self.flush()?;
+            if n < self.from_underlay.capacity() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// TUN reads → encrypt → sendmmsg, a batch at a time.
+    fn from_tun_to_underlay(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        for _ in 0..4 * BATCH_SIZE {
+            let len = match self.tun.recv(&mut self.tun_read) {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut out = output!(self);
+            let _ = self.wg.send(&self.tun_read[..len], now, &mut out);
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.to_underlay.is_empty() {
+            self.udp.send_batch(&mut self.to_underlay)?;
+        }
+        Ok(())
+    }
+}
+
+/// The forwarder's buffers as the interface sees them: datagrams go into
+/// the send batch (flushed when full), decrypted packets straight to TUN.
+struct Output<'a> {
+    udp: &'a UdpBatchSocket,
+    tx: &'a mut DatagramBatch,
+    tun: &'a SyncDevice,
+    tun_buf: &'a mut [u8],
+    tun_write_errors: &'a mut u64,
+}
+
+impl WgOutput for Output<'_> {
+    fn datagram_buffer(&mut self) -> &mut [u8] {
+        if self.tx.is_full() {
+            // A send error here is the same loss as a full socket buffer.
+            let _ = self.udp.send_batch(self.tx);
+        }
+        self.tx.next_slot()
+    }
+
+    fn send_datagram(&mut self, len: usize, endpoint: std::net::SocketAddr) {
+        self.tx.commit(len, endpoint);
+    }
+
+    fn tunnel_buffer(&mut self) -> &mut [u8] {
+        self.tun_buf
+    }
+
+    fn deliver_to_tunnel(&mut self, len: usize, _peer: PeerId) {
+        if self.tun.send(&self.tun_buf[..len]).is_err() {
+            *self.tun_write_errors += 1;
+        }
+    }
+}
