@@ -145,8 +145,12 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut full: Vec<std::ffi::OsString> =
-            vec!["netns".into(), "exec".into(), self.name.clone().into(), program.into()];
+        let mut full: Vec<std::ffi::OsString> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone().into(),
+            program.into(),
+        ];
         full.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         run("ip", full)
     }
@@ -188,7 +192,10 @@ impl Drop for Netns {
     fn drop(&mut self) {
         // Kill whatever still runs inside, then remove the namespace (which
         // removes its interfaces and, with them, the peer ends of its veths).
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-9", pid]).status();
             }

@@ -108,10 +108,10 @@ impl WgForwarder {
             }
             let (underlay_ready, tun_ready) = self.poll(next_tick)?;
             if underlay_ready {
-                self.from_underlay_to_tun()?;
+                self.decrypt_underlay_batch()?;
             }
             if tun_ready {
-                self.from_tun_to_underlay()?;
+                self.encrypt_tun_packets()?;
             }
         }
         Ok(())
@@ -165,7 +165,7 @@ impl WgForwarder {
 
     /// recvmmsg → decrypt → TUN, until the socket is drained (bounded, so
     /// the TUN side gets its turn).
-    fn from_underlay_to_tun(&mut self) -> io::Result<()> {
+    fn decrypt_underlay_batch(&mut self) -> io::Result<()> {
         for _ in 0..4 {
             let n = self.udp.recv_batch(&mut self.from_underlay)?;
             if n == 0 {
@@ -187,7 +187,7 @@ impl WgForwarder {
     }
 
     /// TUN reads → encrypt → sendmmsg, a batch at a time.
-    fn from_tun_to_underlay(&mut self) -> io::Result<()> {
+    fn encrypt_tun_packets(&mut self) -> io::Result<()> {
         let now = Instant::now();
         for _ in 0..4 * BATCH_SIZE {
             let len = match self.tun.recv(&mut self.tun_read) {
