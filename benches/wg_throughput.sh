@@ -83,15 +83,28 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 
-# 3. Pisek at both ends.
-ip netns exec "$A" "$PEER" --key-file "$WORK/a.key" --listen 0.0.0.0:51820 --tun pwg0 \
-    --address 10.9.0.1/24 --peer "$(cat "$WORK/b.pub")" --peer-endpoint 10.98.0.2:51820 \
-    --allowed-ips 10.9.0.2/32 < /dev/null > "$WORK/a.log" 2>&1 &
-ip netns exec "$B" "$PEER" --key-file "$WORK/b.key" --listen 0.0.0.0:51820 --tun pwg0 \
-    --address 10.9.0.2/24 --peer "$(cat "$WORK/a.pub")" --peer-endpoint 10.98.0.1:51820 \
-    --allowed-ips 10.9.0.1/32 < /dev/null > "$WORK/b.log" 2>&1 &
-for _ in $(seq 100); do grep -qs ready "$WORK/a.log" && grep -qs ready "$WORK/b.log" && break; sleep 0.05; done
-pisek=$(measure 10.9.0.2)
+# 3. Pisek at both ends: TUN with TSO/GRO offload (default), then without
+#    (one packet per TUN read/write, all that tun-tap offers).
+run_pisek() {
+    ip netns exec "$A" "$PEER" --key-file "$WORK/a.key" --listen 0.0.0.0:51820 --tun pwg0 \
+        --address 10.9.0.1/24 --peer "$(cat "$WORK/b.pub")" --peer-endpoint 10.98.0.2:51820 \
+        --allowed-ips 10.9.0.2/32 "$@" < /dev/null > "$WORK/a.log" 2>&1 &
+    ip netns exec "$B" "$PEER" --key-file "$WORK/b.key" --listen 0.0.0.0:51820 --tun pwg0 \
+        --address 10.9.0.2/24 --peer "$(cat "$WORK/a.pub")" --peer-endpoint 10.98.0.1:51820 \
+        --allowed-ips 10.9.0.1/32 "$@" < /dev/null > "$WORK/b.log" 2>&1 &
+    for _ in $(seq 100); do grep -qs ready "$WORK/a.log" && grep -qs ready "$WORK/b.log" && break; sleep 0.05; done
+    measure 10.9.0.2
+    for ns in "$A" "$B"; do
+        for pid in $(ip netns pids "$ns"); do kill "$pid" 2>/dev/null || true; done
+    done
+    for _ in $(seq 100); do
+        ip -n "$A" link show pwg0 >/dev/null 2>&1 || ip -n "$B" link show pwg0 >/dev/null 2>&1 || break
+        sleep 0.05
+    done
+    rm -f "$WORK/a.log" "$WORK/b.log"
+}
+pisek=$(run_pisek)
+pisek_plain=$(run_pisek --no-offload)
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 echo
@@ -100,3 +113,4 @@ printf '%-40s %10s %16s\n' "path" "Gbit/s" "vs wireguard-go"
 printf '%-40s %10s %16s\n' "bare veth (ceiling)" "$veth" "$(ratio "$veth" "$wggo")"
 printf '%-40s %10s %16s\n' "wireguard-go <-> wireguard-go" "$wggo" "1.00"
 printf '%-40s %10s %16s\n' "Pisek (boringtun) <-> Pisek" "$pisek" "$(ratio "$pisek" "$wggo")"
+printf '%-40s %10s %16s\n' "Pisek, TUN without offload" "$pisek_plain" "$(ratio "$pisek_plain" "$wggo")"

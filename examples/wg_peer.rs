@@ -55,6 +55,10 @@ struct Args {
     /// Persistent keepalive interval in seconds.
     #[arg(long)]
     keepalive: Option<u16>,
+    /// Exchange packets with the TUN device one by one, without TSO/GRO
+    /// super-packets (for comparison).
+    #[arg(long)]
+    no_offload: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     for prefix in &args.allowed_ips {
         wg.add_route(*prefix, peer, None)?;
     }
-    let tun = open_tun(&args.tun, args.address, args.mtu)
+    let tun = open_tun(&args.tun, args.address, args.mtu, !args.no_offload)
         .with_context(|| format!("creating TUN device {}", args.tun))?;
     let udp = UdpBatchSocket::bind(args.listen)
         .with_context(|| format!("binding the underlay socket to {}", args.listen))?;

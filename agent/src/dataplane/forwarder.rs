@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use pisek_overlay::wg::{PeerId, PeerStatus, WgDropCounters, WgInterface, WgOutput};
-use tun_rs::SyncDevice;
+use tun_rs::{GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use super::udp::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
 
@@ -22,6 +22,10 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 /// Room for the largest datagram we carry (an Ethernet jumbo frame).
 const SLOT_LEN: usize = 9216;
+
+/// The largest packet a TUN device with offload hands over or takes: a
+/// TSO/GRO super-packet of up to 64 KiB behind its virtio-net header.
+const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
 
 /// What the owner of a running forwarder can ask of it.
 pub enum ForwarderCommand {
@@ -38,7 +42,7 @@ pub struct InterfaceStatus {
     pub peers: Vec<PeerStatus>,
     /// Drops that belong to no peer.
     pub drops: WgDropCounters,
-    /// Packets the TUN device refused.
+    /// TUN write batches the device refused.
     pub tun_write_errors: u64,
 }
 
@@ -50,8 +54,7 @@ macro_rules! output {
             udp: &$fwd.udp,
             tx: &mut $fwd.to_underlay,
             tun: &$fwd.tun,
-            tun_buf: &mut $fwd.tun_write,
-            tun_write_errors: &mut $fwd.tun_write_errors,
+            to_tun: &mut $fwd.to_tun,
         }
     };
 }
@@ -63,9 +66,70 @@ pub struct WgForwarder {
     udp: UdpBatchSocket,
     from_underlay: DatagramBatch,
     to_underlay: DatagramBatch,
-    tun_read: Vec<u8>,
-    tun_write: Vec<u8>,
-    tun_write_errors: u64,
+    from_tun: TunReadBatch,
+    to_tun: TunWriteBatch,
+}
+
+/// Packets read from the TUN device: with offload one read returns a
+/// super-packet that tun-rs splits into MTU-sized packets (GSO in software,
+/// as wireguard-go does); without, one packet per read.
+struct TunReadBatch {
+    super_packet: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+}
+
+/// Decrypted packets on their way to the TUN device: with offload, tun-rs
+/// coalesces consecutive TCP/UDP segments of a flow (GRO) into one write.
+/// Each buffer keeps room for the virtio-net header in front and for a
+/// coalesced super-packet behind, so coalescing never allocates.
+struct TunWriteBatch {
+    bufs: Vec<Vec<u8>>,
+    count: usize,
+    gro: GROTable,
+    errors: u64,
+}
+
+impl TunWriteBatch {
+    fn new() -> TunWriteBatch {
+        TunWriteBatch {
+            bufs: (0..BATCH_SIZE)
+                .map(|_| Vec::with_capacity(TUN_SUPER_PACKET))
+                .collect(),
+            count: 0,
+            gro: GROTable::new(),
+            errors: 0,
+        }
+    }
+
+    /// The payload area of the next buffer (behind the header room).
+    fn next(&mut self, tun: &SyncDevice) -> &mut [u8] {
+        if self.count == self.bufs.len() {
+            self.flush(tun);
+        }
+        let buf = &mut self.bufs[self.count];
+        buf.resize(TUN_SUPER_PACKET, 0);
+        &mut buf[VIRTIO_NET_HDR_LEN..]
+    }
+
+    fn commit(&mut self, len: usize) {
+        self.bufs[self.count].truncate(VIRTIO_NET_HDR_LEN + len);
+        self.count += 1;
+    }
+
+    fn flush(&mut self, tun: &SyncDevice) {
+        if self.count == 0 {
+            return;
+        }
+        let bufs = &mut self.bufs[..self.count];
+        if tun
+            .send_multiple(&mut self.gro, bufs, VIRTIO_NET_HDR_LEN)
+            .is_err()
+        {
+            self.errors += 1;
+        }
+        self.count = 0;
+    }
 }
 
 impl WgForwarder {
@@ -77,9 +141,12 @@ impl WgForwarder {
             udp,
             from_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
             to_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
-            tun_read: vec![0; SLOT_LEN],
-            tun_write: vec![0; SLOT_LEN],
-            tun_write_errors: 0,
+            from_tun: TunReadBatch {
+                super_packet: vec![0; TUN_SUPER_PACKET],
+                bufs: vec![vec![0; SLOT_LEN]; IDEAL_BATCH_SIZE],
+                sizes: vec![0; IDEAL_BATCH_SIZE],
+            },
+            to_tun: TunWriteBatch::new(),
         }
     }
 
@@ -129,7 +196,7 @@ impl WgForwarder {
                 let _ = reply.send(InterfaceStatus {
                     peers: self.wg.peers().collect(),
                     drops: self.wg.drops().clone(),
-                    tun_write_errors: self.tun_write_errors,
+                    tun_write_errors: self.to_tun.errors,
                 });
             }
         }
@@ -178,6 +245,7 @@ impl WgForwarder {
                 // Drops are counted inside the interface.
                 let _ = self.wg.receive(datagram, from, now, &mut out);
             }
+            self.to_tun.flush(&self.tun);
             self.flush()?;
             if n < self.from_underlay.capacity() {
                 break;
@@ -189,15 +257,28 @@ impl WgForwarder {
     /// TUN reads → encrypt → sendmmsg, a batch at a time.
     fn encrypt_tun_packets(&mut self) -> io::Result<()> {
         let now = Instant::now();
-        for _ in 0..4 * BATCH_SIZE {
-            let len = match self.tun.recv(&mut self.tun_read) {
-                Ok(len) => len,
+        for _ in 0..BATCH_SIZE {
+            let read = &mut self.from_tun;
+            let n = match self.tun.recv_multiple(
+                &mut read.super_packet,
+                &mut read.bufs,
+                &mut read.sizes,
+                0,
+            ) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A super-packet tun-rs cannot split: drop it, carry on.
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput || e.raw_os_error().is_none() => {
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             let mut out = output!(self);
-            let _ = self.wg.send(&self.tun_read[..len], now, &mut out);
+            for i in 0..n {
+                let packet = &self.from_tun.bufs[i][..self.from_tun.sizes[i]];
+                let _ = self.wg.send(packet, now, &mut out);
+            }
         }
         self.flush()
     }
@@ -211,13 +292,13 @@ impl WgForwarder {
 }
 
 /// The forwarder's buffers as the interface sees them: datagrams go into
-/// the send batch (flushed when full), decrypted packets straight to TUN.
+/// the send batch, decrypted packets into the TUN write batch (each flushed
+/// when full and after every underlay batch).
 struct Output<'a> {
     udp: &'a UdpBatchSocket,
     tx: &'a mut DatagramBatch,
     tun: &'a SyncDevice,
-    tun_buf: &'a mut [u8],
-    tun_write_errors: &'a mut u64,
+    to_tun: &'a mut TunWriteBatch,
 }
 
 impl WgOutput for Output<'_> {
@@ -234,12 +315,10 @@ impl WgOutput for Output<'_> {
     }
 
     fn tunnel_buffer(&mut self) -> &mut [u8] {
-        self.tun_buf
+        self.to_tun.next(self.tun)
     }
 
     fn deliver_to_tunnel(&mut self, len: usize, _peer: PeerId) {
-        if self.tun.send(&self.tun_buf[..len]).is_err() {
-            *self.tun_write_errors += 1;
-        }
+        self.to_tun.commit(len);
     }
 }
