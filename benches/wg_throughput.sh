@@ -40,6 +40,21 @@ ip -n "$A" link set veth0 up; ip -n "$B" link set veth0 up
 umask 077
 for side in a b; do wg genkey > "$WORK/$side.key"; wg pubkey < "$WORK/$side.key" > "$WORK/$side.pub"; done
 
+# Stops every process in both namespaces and waits until they are gone
+# (and with them their UDP ports and interfaces).
+stop_all() {
+    for ns in "$A" "$B"; do
+        for pid in $(ip netns pids "$ns"); do kill "$pid" 2>/dev/null || true; done
+    done
+    for _ in $(seq 100); do
+        [ -z "$(ip netns pids "$A")$(ip netns pids "$B")" ] && return
+        sleep 0.05
+    done
+    for ns in "$A" "$B"; do
+        for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
+    done
+}
+
 # iperf3 client in A to server at $1 in B; prints Gbit/s (receiver).
 measure() {
     ip netns exec "$B" iperf3 -s -1 -B "$1" >/dev/null 2>&1 &
@@ -51,7 +66,11 @@ measure() {
     ip netns exec "$B" iperf3 -s -1 -B "$1" >/dev/null 2>&1 &
     server=$!
     sleep 0.2
-    ip netns exec "$A" iperf3 -c "$1" -t "$SECS" -J > "$WORK/iperf.json"
+    if ! ip netns exec "$A" iperf3 -c "$1" -t "$SECS" -J > "$WORK/iperf.json"; then
+        kill "$server" 2>/dev/null || true
+        echo "0"
+        return
+    fi
     wait "$server" 2>/dev/null || true
     python3 -c "import json,sys; d=json.load(open('$WORK/iperf.json')); print('%.3f' % (d['end']['sum_received']['bits_per_second']/1e9))"
 }
@@ -75,13 +94,7 @@ ip netns exec "$B" wg set "${TAG}b" private-key "$WORK/b.key" listen-port 51820 
 ip -n "$A" addr add 10.9.0.1/24 dev "${TAG}a"; ip -n "$A" link set "${TAG}a" mtu 1420 up
 ip -n "$B" addr add 10.9.0.2/24 dev "${TAG}b"; ip -n "$B" link set "${TAG}b" mtu 1420 up
 wggo=$(measure 10.9.0.2)
-for ns in "$A" "$B"; do
-    for pid in $(ip netns pids "$ns"); do kill "$pid" 2>/dev/null || true; done
-done
-for _ in $(seq 100); do
-    ip -n "$A" link show "${TAG}a" >/dev/null 2>&1 || ip -n "$B" link show "${TAG}b" >/dev/null 2>&1 || break
-    sleep 0.05
-done
+stop_all
 
 # 3. Pisek at both ends: TUN with TSO/GRO offload (default), then without
 #    (one packet per TUN read/write, all that tun-tap offers).
@@ -94,13 +107,7 @@ run_pisek() {
         --allowed-ips 10.9.0.1/32 "$@" < /dev/null > "$WORK/b.log" 2>&1 &
     for _ in $(seq 100); do grep -qs ready "$WORK/a.log" && grep -qs ready "$WORK/b.log" && break; sleep 0.05; done
     measure 10.9.0.2
-    for ns in "$A" "$B"; do
-        for pid in $(ip netns pids "$ns"); do kill "$pid" 2>/dev/null || true; done
-    done
-    for _ in $(seq 100); do
-        ip -n "$A" link show pwg0 >/dev/null 2>&1 || ip -n "$B" link show pwg0 >/dev/null 2>&1 || break
-        sleep 0.05
-    done
+    stop_all
     rm -f "$WORK/a.log" "$WORK/b.log"
 }
 pisek=$(run_pisek)

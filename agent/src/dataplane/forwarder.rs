@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use pisek_overlay::wg::{PeerId, PeerStatus, WgDropCounters, WgInterface, WgOutput};
-use tun_rs::{GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
+use tun_rs::{ExpandBuffer, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use super::udp::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
 
@@ -84,17 +84,65 @@ struct TunReadBatch {
 /// Each buffer keeps room for the virtio-net header in front and for a
 /// coalesced super-packet behind, so coalescing never allocates.
 struct TunWriteBatch {
-    bufs: Vec<Vec<u8>>,
+    bufs: Vec<TunPacketBuf>,
     count: usize,
     gro: GROTable,
     errors: u64,
+}
+
+/// A packet buffer whose bytes are initialised once: its length is a
+/// number, so reusing it costs no memset (a `Vec` truncated and resized
+/// would zero up to 64 KiB per packet).
+struct TunPacketBuf {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for TunPacketBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl AsMut<[u8]> for TunPacketBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.len]
+    }
+}
+
+impl ExpandBuffer for TunPacketBuf {
+    fn buf_capacity(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn buf_resize(&mut self, new_len: usize, value: u8) {
+        if new_len > self.bytes.len() {
+            self.bytes.resize(new_len, value);
+        }
+        if new_len > self.len {
+            self.bytes[self.len..new_len].fill(value);
+        }
+        self.len = new_len;
+    }
+
+    fn buf_extend_from_slice(&mut self, src: &[u8]) {
+        let end = self.len + src.len();
+        if end > self.bytes.len() {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes[self.len..end].copy_from_slice(src);
+        self.len = end;
+    }
 }
 
 impl TunWriteBatch {
     fn new() -> TunWriteBatch {
         TunWriteBatch {
             bufs: (0..BATCH_SIZE)
-                .map(|_| Vec::with_capacity(TUN_SUPER_PACKET))
+                .map(|_| TunPacketBuf {
+                    bytes: vec![0; TUN_SUPER_PACKET],
+                    len: 0,
+                })
                 .collect(),
             count: 0,
             gro: GROTable::new(),
@@ -107,13 +155,11 @@ impl TunWriteBatch {
         if self.count == self.bufs.len() {
             self.flush(tun);
         }
-        let buf = &mut self.bufs[self.count];
-        buf.resize(TUN_SUPER_PACKET, 0);
-        &mut buf[VIRTIO_NET_HDR_LEN..]
+        &mut self.bufs[self.count].bytes[VIRTIO_NET_HDR_LEN..]
     }
 
     fn commit(&mut self, len: usize) {
-        self.bufs[self.count].truncate(VIRTIO_NET_HDR_LEN + len);
+        self.bufs[self.count].len = VIRTIO_NET_HDR_LEN + len;
         self.count += 1;
     }
 
