@@ -1,7 +1,9 @@
 //! The Pisek gateway agent: composes the overlay library with TUN devices,
 //! the underlay socket, netlink and the attach API.
 //!
-//! - [`dataplane`]: TUN devices and the batched underlay UDP socket.
+//! - [`dataplane`]: TUN devices, the batched underlay UDP socket and the
+//!   WireGuard forwarding loop.
+//! - [`keyfile`]: the node's WireGuard static key on disk (0600).
 //! - [`bgp`]: the BGP speaker's driver (TCP sessions, timers) around `pisek_overlay::bgp`.
 //! - [`collector`]: the sensor collector (MQTT -> Graphite), binary `pisek-collector`.
 
@@ -12,5 +14,6 @@ pub mod collector;
 pub mod config;
 pub mod dataplane;
 pub mod ipam;
+pub mod keyfile;
 pub mod netlink;
 pub mod state;
