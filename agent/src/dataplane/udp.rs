@@ -181,7 +181,7 @@ impl UdpBatchSocket {
 
     /// Sends every datagram of the batch and empties it. Datagrams the
     /// kernel refuses (unreachable, too big) are dropped one by one; when the
-    /// socket buffer stays full for [`SEND_WAIT_MS`], the rest is dropped.
+    /// socket buffer stays full for 50 ms, the rest is dropped.
     /// Returns how many were sent.
     pub fn send_batch(&self, batch: &mut DatagramBatch) -> io::Result<usize> {
         let total = batch.len();
