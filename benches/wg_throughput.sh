@@ -55,22 +55,21 @@ stop_all() {
     done
 }
 
-# iperf3 client in A to server at $1 in B; prints Gbit/s (receiver).
+# iperf3 client in A to a server at $1 in B; prints Gbit/s (receiver side).
+# One server serves a short warm-up (which also waits for the path, e.g. a
+# handshake) and then the measurement.
 measure() {
-    ip netns exec "$B" iperf3 -s -1 -B "$1" >/dev/null 2>&1 &
+    ip netns exec "$B" iperf3 -s -B "$1" >/dev/null 2>&1 &
     local server=$!
     for _ in $(seq 50); do
-        ip netns exec "$A" iperf3 -c "$1" -t 1 -J >/dev/null 2>&1 && break || sleep 0.1
+        ip netns exec "$A" iperf3 -c "$1" -t 1 >/dev/null 2>&1 && break || sleep 0.2
     done
-    wait "$server" 2>/dev/null || true
-    ip netns exec "$B" iperf3 -s -1 -B "$1" >/dev/null 2>&1 &
-    server=$!
-    sleep 0.2
     if ! ip netns exec "$A" iperf3 -c "$1" -t "$SECS" -J > "$WORK/iperf.json"; then
         kill "$server" 2>/dev/null || true
         echo "0"
         return
     fi
+    kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
     python3 -c "import json,sys; d=json.load(open('$WORK/iperf.json')); print('%.3f' % (d['end']['sum_received']['bits_per_second']/1e9))"
 }

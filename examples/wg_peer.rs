@@ -4,7 +4,8 @@
 //! ```text
 //! wg_peer --key-file /tmp/a.key --listen 0.0.0.0:51820 --tun pwg0 \
 //!         --address 10.9.0.1/24 --peer <base64 public key> \
-//!         [--peer-endpoint 192.0.2.2:51820] --allowed-ips 10.9.0.2/32 [--keepalive 25]
+//!         [--peer-endpoint 192.0.2.2:51820] --allowed-ips 10.9.0.2/32 [--keepalive 25] \
+//!         [--backup-peer <key> --backup-endpoint 192.0.2.3:51820 --failover-after-ms 10000]
 //! ```
 //! Prints `ready <public key> <listen address>` once it forwards. Reads
 //! commands on stdin: `status` prints one line per peer and one with the
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -55,6 +57,19 @@ struct Args {
     /// Persistent keepalive interval in seconds.
     #[arg(long)]
     keepalive: Option<u16>,
+    /// A second peer (another edge router) that takes the allowed prefixes
+    /// over while the first one does not answer handshakes.
+    #[arg(long, requires = "backup_endpoint")]
+    backup_peer: Option<String>,
+    /// The backup peer's underlay endpoint.
+    #[arg(long)]
+    backup_endpoint: Option<SocketAddr>,
+    /// How long a handshake may go unanswered before traffic fails over.
+    #[arg(long, default_value_t = 10_000)]
+    failover_after_ms: u64,
+    /// How often a peer that is down is probed with a handshake.
+    #[arg(long, default_value_t = 5_000)]
+    probe_interval_ms: u64,
     /// Exchange packets with the TUN device one by one, without TSO/GRO
     /// super-packets (for comparison).
     #[arg(long)]
@@ -64,7 +79,12 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let secret = keyfile::load_or_generate(&args.key_file)?;
-    let mut wg = WgInterface::new(secret, WgSettings::default());
+    let settings = WgSettings {
+        failover_after: Duration::from_millis(args.failover_after_ms),
+        probe_interval: Duration::from_millis(args.probe_interval_ms),
+        ..WgSettings::default()
+    };
+    let mut wg = WgInterface::new(secret, settings);
     let public = keyfile::encode_key(wg.public_key().as_bytes());
     let peer = wg
         .add_peer(PeerConfig {
@@ -74,8 +94,20 @@ fn main() -> anyhow::Result<()> {
             persistent_keepalive: args.keepalive,
         })
         .context("adding the peer")?;
+    let backup = match (&args.backup_peer, args.backup_endpoint) {
+        (Some(key), Some(endpoint)) => Some(
+            wg.add_peer(PeerConfig {
+                public_key: keyfile::parse_public_key(key).context("--backup-peer")?,
+                preshared_key: None,
+                endpoint: Some(endpoint),
+                persistent_keepalive: args.keepalive,
+            })
+            .context("adding the backup peer")?,
+        ),
+        _ => None,
+    };
     for prefix in &args.allowed_ips {
-        wg.add_route(*prefix, peer, None)?;
+        wg.add_route(*prefix, peer, backup)?;
     }
     let tun = open_tun(&args.tun, args.address, args.mtu, !args.no_offload)
         .with_context(|| format!("creating TUN device {}", args.tun))?;

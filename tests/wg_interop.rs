@@ -202,10 +202,8 @@ impl Lab {
 
     /// wg_peer's `status`: (the peer line, the interface line).
     fn status(&mut self) -> (String, String) {
-        writeln!(self.pisek_stdin, "status").expect("write to wg_peer");
-        let peer = self.wait_line("peer ", TIMEOUT);
-        let interface = self.wait_line("interface ", TIMEOUT);
-        (peer, interface)
+        let (mut peers, interface) = status_of(&mut self.pisek_stdin, &self.pisek_lines);
+        (peers.remove(0), interface)
     }
 
     fn pisek_pings_wggo(&self) -> bool {
@@ -296,6 +294,23 @@ impl Drop for Lab {
             .status();
         let _ = poll_until_exit(&mut self.wggo);
         let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.wggo_if));
+    }
+}
+
+/// Asks a running wg_peer for its status: (one line per peer, the
+/// interface line).
+fn status_of(stdin: &mut ChildStdin, lines: &mpsc::Receiver<String>) -> (Vec<String>, String) {
+    writeln!(stdin, "status").expect("write to wg_peer");
+    let mut peers = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(TIMEOUT)
+            .expect("a status line from wg_peer");
+        if line.starts_with("peer ") {
+            peers.push(line);
+        } else if line.starts_with("interface ") {
+            return (peers, line);
+        }
     }
 }
 
@@ -528,4 +543,186 @@ fn a_replayed_data_packet_is_dropped() {
         format!("{WGGO_UNDERLAY}:{PORT}"),
         "a replay does not move the endpoint"
     );
+}
+
+#[test]
+fn traffic_fails_over_to_the_backup_edge_and_back() {
+    if !require("wg_interop", &["wireguard-go", "wg", "ping"]) {
+        return;
+    }
+    // One gateway (Pisek), two edges (wireguard-go) that both serve the
+    // datacenter address 10.9.0.2, each on its own link.
+    let dir = TempDir::new("wgf");
+    let gw = Netns::new("wfg");
+    let edges = [Netns::new("wf1"), Netns::new("wf2")];
+    veth_pair(
+        &gw,
+        "veth1",
+        "10.99.1.1/24",
+        &edges[0],
+        "veth0",
+        "10.99.1.2/24",
+    );
+    veth_pair(
+        &gw,
+        "veth2",
+        "10.99.2.1/24",
+        &edges[1],
+        "veth0",
+        "10.99.2.2/24",
+    );
+    let (gw_key, gw_pub) = wg_genkey(&dir.path, "gw.key");
+    let mut edge_pubs = Vec::new();
+    let mut edge_procs = Vec::new();
+    for (i, ns) in edges.iter().enumerate() {
+        let (key, public) = wg_genkey(&dir.path, &format!("edge{i}.key"));
+        edge_pubs.push(public);
+        let ifname = common::unique_tag("wgf");
+        let child = ns
+            .command("wireguard-go")
+            .arg(&ifname)
+            .env("WG_PROCESS_FOREGROUND", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wireguard-go");
+        poll_until("wireguard-go's interface", TIMEOUT, || {
+            ns.command("ip")
+                .args(["link", "show", &ifname])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok()
+                .filter(|s| s.success())
+        });
+        ns.exec(
+            "wg",
+            [
+                "set",
+                &ifname,
+                "private-key",
+                &key,
+                "listen-port",
+                PORT,
+                "peer",
+                &gw_pub,
+                "allowed-ips",
+                "10.9.0.1/32",
+            ],
+        );
+        ns.ip(["addr", "add", "10.9.0.2/24", "dev", &ifname]);
+        ns.ip(["link", "set", &ifname, "mtu", "1420", "up"]);
+        edge_procs.push(WireguardGo { child, ifname });
+    }
+    let mut pisek = gw
+        .command(workspace_binary("examples/wg_peer"))
+        .args([
+            "--key-file",
+            &gw_key,
+            "--listen",
+            &format!("0.0.0.0:{PORT}"),
+            "--tun",
+            "pwg0",
+            "--address",
+            "10.9.0.1/24",
+            "--peer",
+            &edge_pubs[0],
+            "--peer-endpoint",
+            &format!("10.99.1.2:{PORT}"),
+            "--backup-peer",
+            &edge_pubs[1],
+            "--backup-endpoint",
+            &format!("10.99.2.2:{PORT}"),
+            "--allowed-ips",
+            "10.9.0.2/32",
+            "--failover-after-ms",
+            "1000",
+            "--probe-interval-ms",
+            "500",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start wg_peer");
+    let mut stdin = pisek.stdin.take().expect("stdin");
+    let stdout = pisek.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let _pisek = KillOnDrop(pisek);
+    let ping = || {
+        poll_until("a ping to the datacenter", TIMEOUT, || {
+            gw.ping_once("10.9.0.2").then_some(())
+        })
+    };
+    let peer_line = |peers: &[String], i: usize| -> String {
+        peers
+            .iter()
+            .find(|l| l.contains(edge_pubs[i].as_str()))
+            .cloned()
+            .expect("a status line for the edge")
+    };
+
+    // Both edges up: traffic goes to the preferred one.
+    ping();
+    let (peers, _) = status_of(&mut stdin, &lines);
+    assert_ne!(field(&peer_line(&peers, 0), "tx_packets"), "0");
+    assert_eq!(field(&peer_line(&peers, 1), "tx_packets"), "0");
+
+    // Edge 1 stops answering; once our handshake to it goes unanswered
+    // (forced right away with `rekey` instead of waiting 15 s for
+    // WireGuard's own "no reply" rule), traffic moves to edge 2.
+    edges[0].ip(["link", "set", "veth0", "down"]);
+    writeln!(stdin, "rekey").expect("write to wg_peer");
+    ping();
+    let (peers, _) = status_of(&mut stdin, &lines);
+    assert_eq!(field(&peer_line(&peers, 0), "health"), "Down");
+    assert_ne!(field(&peer_line(&peers, 1), "rx_packets"), "0");
+
+    // Edge 1 returns and answers a probe: traffic goes back to it.
+    edges[0].ip(["link", "set", "veth0", "up"]);
+    poll_until("edge 1 to answer a probe", TIMEOUT, || {
+        let (peers, _) = status_of(&mut stdin, &lines);
+        (field(&peer_line(&peers, 0), "health") == "Up").then_some(())
+    });
+    let (peers, _) = status_of(&mut stdin, &lines);
+    let before: u64 = field(&peer_line(&peers, 0), "tx_packets").parse().unwrap();
+    ping();
+    let (peers, _) = status_of(&mut stdin, &lines);
+    let after: u64 = field(&peer_line(&peers, 0), "tx_packets").parse().unwrap();
+    assert!(after > before, "traffic is back on edge 1");
+    drop(edge_procs);
+}
+
+/// A wireguard-go process, stopped with SIGTERM (so it removes its control
+/// socket) when dropped.
+struct WireguardGo {
+    child: Child,
+    ifname: String,
+}
+
+impl Drop for WireguardGo {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = poll_until_exit(&mut self.child);
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.ifname));
+    }
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -368,3 +368,28 @@ impl WgOutput for Output<'_> {
         self.to_tun.commit(len);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_tun_buffer_shows_only_its_length_and_grows_like_a_vec() {
+        let mut b = TunPacketBuf {
+            bytes: vec![7; 8],
+            len: 0,
+        };
+        assert!(b.as_ref().is_empty());
+        b.buf_resize(3, 1);
+        assert_eq!(b.as_ref(), &[1, 1, 1]);
+        b.buf_extend_from_slice(&[2, 3]);
+        assert_eq!(b.as_ref(), &[1, 1, 1, 2, 3]);
+        b.buf_resize(2, 0);
+        assert_eq!(b.as_ref(), &[1, 1]);
+        // Past the initial bytes it grows.
+        b.buf_extend_from_slice(&[9; 10]);
+        assert_eq!(b.as_ref().len(), 12);
+        assert_eq!(b.buf_capacity(), 12);
+        assert_eq!(&b.as_ref()[2..], &[9; 10]);
+    }
+}

@@ -10,8 +10,11 @@
 //!            │ commands (mpsc): expire sessions, status snapshot      │
 //!            └────────────────────────────────────────────────────────┘
 //! ```
-//! Buffers are allocated once when the forwarder starts; the packet path
-//! allocates nothing.
+//! The TUN device runs with offload (IFF_VNET_HDR): a read returns a TSO
+//! super-packet that tun-rs splits into MTU-sized packets, and decrypted
+//! segments of one flow are coalesced (GRO) into one write. Buffers are
+//! allocated once when the forwarder starts; the packet path allocates
+//! nothing.
 
 pub mod forwarder;
 pub mod tun;

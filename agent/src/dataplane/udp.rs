@@ -2,14 +2,16 @@
 //! instead of one syscall per datagram (as wireguard-go's `conn/` does).
 //!
 //! receive: recvmmsg(MSG_DONTWAIT) → [`DatagramBatch`] slots (bytes, length,
-//! source). send: [`DatagramBatch`] slots → sendmmsg, retrying the rest when
-//! the kernel takes part of the batch, waiting briefly when the socket
-//! buffer is full.
+//! source). send: [`DatagramBatch`] slots → runs of equal-size datagrams to
+//! one endpoint as UDP GSO messages → sendmmsg, retrying the rest when the
+//! kernel takes part of the batch, waiting briefly when the socket buffer
+//! is full.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Datagrams per syscall: enough to amortise the syscall, small enough that
 /// the per-call header arrays live on the stack.
@@ -96,6 +98,8 @@ impl DatagramBatch {
 /// A non-blocking UDP socket that sends and receives in batches.
 pub struct UdpBatchSocket {
     socket: UdpSocket,
+    /// Whether sends may use UDP GSO; cleared when the kernel refuses it.
+    gso: AtomicBool,
 }
 
 impl UdpBatchSocket {
@@ -108,7 +112,10 @@ impl UdpBatchSocket {
             // Best effort: the kernel caps it at net.core.[rw]mem_max.
             set_int_option(fd, libc::SOL_SOCKET, opt, SOCKET_BUFFER_BYTES);
         }
-        Ok(UdpBatchSocket { socket })
+        Ok(UdpBatchSocket {
+            socket,
+            gso: AtomicBool::new(true),
+        })
     }
 
     /// The bound address.
@@ -179,46 +186,81 @@ impl UdpBatchSocket {
         Ok(batch.len())
     }
 
-    /// Sends every datagram of the batch and empties it. Datagrams the
-    /// kernel refuses (unreachable, too big) are dropped one by one; when the
-    /// socket buffer stays full for [`SEND_WAIT_MS`], the rest is dropped.
-    /// Returns how many were sent.
+    /// Sends every datagram of the batch and empties it. Runs of datagrams
+    /// to one endpoint with one size (the last may be shorter) go as one
+    /// UDP GSO message (UDP_SEGMENT, Linux 4.18): the stack builds one
+    /// packet and splits it late, as wireguard-go does. Datagrams the kernel
+    /// refuses (unreachable, too big) are dropped message by message; when
+    /// the socket buffer stays full for 50 ms, the rest is dropped. Returns
+    /// how many datagrams were sent.
     pub fn send_batch(&self, batch: &mut DatagramBatch) -> io::Result<usize> {
         let total = batch.len();
         let mut done = 0;
         let mut sent = 0;
         while done < total {
-            let n = (total - done).min(BATCH_SIZE);
             let mut iov: [MaybeUninit<libc::iovec>; BATCH_SIZE] =
                 [const { MaybeUninit::uninit() }; BATCH_SIZE];
-            // SAFETY: as in recv_batch, all-zero is valid for both types.
+            // SAFETY: as in recv_batch, all-zero is valid for these types.
             let mut names: [libc::sockaddr_storage; BATCH_SIZE] = unsafe { std::mem::zeroed() };
             let mut hdrs: [libc::mmsghdr; BATCH_SIZE] = unsafe { std::mem::zeroed() };
-            for i in 0..n {
-                let (bytes, to) = batch.get(done + i);
-                iov[i].write(libc::iovec {
-                    iov_base: bytes.as_ptr() as *mut libc::c_void,
-                    iov_len: bytes.len(),
-                });
-                let namelen = to_sockaddr(to, &mut names[i]);
-                hdrs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
-                hdrs[i].msg_hdr.msg_iovlen = 1;
-                hdrs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
-                hdrs[i].msg_hdr.msg_namelen = namelen;
+            let mut cmsgs = [CmsgSpace([0; CMSG_BYTES]); BATCH_SIZE];
+            let mut datagrams_in = [0usize; BATCH_SIZE];
+            let gso = self.gso.load(Ordering::Relaxed);
+            let (mut msgs, mut used, mut next) = (0, 0, done);
+            while next < total && used < BATCH_SIZE {
+                let (first, to) = batch.get(next);
+                let segment = first.len();
+                let mut count = 1;
+                let mut bytes = segment;
+                while gso
+                    && next + count < total
+                    && used + count < BATCH_SIZE
+                    && count < GSO_MAX_SEGMENTS
+                {
+                    let (more, more_to) = batch.get(next + count);
+                    if more_to != to || more.len() > segment || bytes + more.len() > GSO_MAX_BYTES {
+                        break;
+                    }
+                    count += 1;
+                    bytes += more.len();
+                    if more.len() < segment {
+                        break; // only the last segment may be short
+                    }
+                }
+                for k in 0..count {
+                    let (b, _) = batch.get(next + k);
+                    iov[used + k].write(libc::iovec {
+                        iov_base: b.as_ptr() as *mut libc::c_void,
+                        iov_len: b.len(),
+                    });
+                }
+                let hdr = &mut hdrs[msgs].msg_hdr;
+                hdr.msg_iov = iov[used].as_mut_ptr();
+                hdr.msg_iovlen = count;
+                hdr.msg_namelen = to_sockaddr(to, &mut names[msgs]);
+                hdr.msg_name = (&raw mut names[msgs]).cast();
+                if count > 1 {
+                    set_segment_size(hdr, &mut cmsgs[msgs], segment as u16);
+                }
+                datagrams_in[msgs] = count;
+                msgs += 1;
+                used += count;
+                next += count;
             }
-            // SAFETY: `hdrs[..n]` point at live iovecs over the batch's
-            // bytes (read only by the kernel) and at `names`.
+            // SAFETY: `hdrs[..msgs]` point at live iovecs over the batch's
+            // bytes (read only by the kernel), at `names` and at `cmsgs`.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.socket.as_raw_fd(),
                     hdrs.as_mut_ptr(),
-                    n as libc::c_uint,
+                    msgs as libc::c_uint,
                     0,
                 )
             };
             if rc > 0 {
-                done += rc as usize;
-                sent += rc as usize;
+                let n: usize = datagrams_in[..rc as usize].iter().sum();
+                done += n;
+                sent += n;
                 continue;
             }
             let err = io::Error::last_os_error();
@@ -229,13 +271,54 @@ impl UdpBatchSocket {
                         break;
                     }
                 }
-                // This datagram cannot go (no route, too big, refused):
-                // drop it and carry on with the others.
-                _ => done += 1,
+                // The path cannot segment in software (EIO) or the kernel
+                // predates UDP_SEGMENT (EINVAL): send one by one from now on.
+                _ if datagrams_in[0] > 1
+                    && matches!(err.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                {
+                    self.gso.store(false, Ordering::Relaxed);
+                }
+                // This message cannot go (no route, too big, refused): drop
+                // it and carry on with the others.
+                _ => done += datagrams_in[0],
             }
         }
         batch.clear();
         Ok(sent)
+    }
+}
+
+/// UDP_SEGMENT from linux/udp.h: the segment size of a GSO send.
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// At most this many segments in one GSO send (UDP_MAX_SEGMENTS).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// At most this many payload bytes in one GSO send: the whole must fit one
+/// IP packet of 64 KiB with its headers.
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// Room for one control message carrying a u16 (CMSG_SPACE(2) is 24 on
+/// 64-bit Linux).
+const CMSG_BYTES: usize = 32;
+
+/// A control-message buffer aligned for `cmsghdr`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct CmsgSpace([u8; CMSG_BYTES]);
+
+/// Attaches a UDP_SEGMENT control message to `hdr`.
+fn set_segment_size(hdr: &mut libc::msghdr, space: &mut CmsgSpace, segment: u16) {
+    hdr.msg_control = space.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_* compute sizes and addresses inside `space`, which is
+    // large enough and aligned for one cmsghdr plus a u16.
+    unsafe {
+        hdr.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(hdr);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
     }
 }
 
@@ -366,6 +449,48 @@ mod tests {
             }
         }
         let expected: Vec<_> = (0..10u8).map(|i| (i, 3 + i as usize)).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn equal_size_runs_go_as_gso_and_arrive_as_separate_datagrams() {
+        let a = UdpBatchSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = UdpBatchSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let c = UdpBatchSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (to_b, to_c) = (b.local_addr().unwrap(), c.local_addr().unwrap());
+        let mut out = DatagramBatch::new(BATCH_SIZE, 2048);
+        // 40 x 1400 to b (a GSO run), a short tail, then 3 to c.
+        let plan: Vec<(SocketAddr, usize)> = (0..40)
+            .map(|_| (to_b, 1400))
+            .chain([(to_b, 100), (to_c, 500), (to_c, 500), (to_c, 20)])
+            .collect();
+        for (i, (to, len)) in plan.iter().enumerate() {
+            out.next_slot()[..*len].fill(i as u8);
+            out.commit(*len, *to);
+        }
+        assert_eq!(a.send_batch(&mut out).unwrap(), plan.len());
+        assert!(
+            a.gso.load(Ordering::Relaxed),
+            "the kernel took the GSO sends"
+        );
+        let mut got = DatagramBatch::new(BATCH_SIZE, 2048);
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while seen.len() < plan.len() && std::time::Instant::now() < deadline {
+            for sock in [&b, &c] {
+                sock.recv_batch(&mut got).unwrap();
+                for i in 0..got.len() {
+                    let (bytes, _) = got.get(i);
+                    assert!(
+                        bytes.iter().all(|x| *x == bytes[0]),
+                        "one datagram, one fill"
+                    );
+                    seen.push((bytes[0] as usize, bytes.len()));
+                }
+            }
+        }
+        seen.sort();
+        let expected: Vec<_> = plan.iter().enumerate().map(|(i, (_, l))| (i, *l)).collect();
         assert_eq!(seen, expected);
     }
 

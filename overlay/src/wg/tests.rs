@@ -504,3 +504,9 @@ fn a_packet_to_a_peer_without_endpoint_is_dropped_with_a_reason() {
         Err(WgDropReason::BadTunnelPacket)
     );
 }
+
+#[test]
+fn the_interface_can_move_to_the_forwarding_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<WgInterface>();
+}
