@@ -31,7 +31,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
 
-fn net(s: &str) -> IpNet {
+fn prefix(s: &str) -> IpNet {
     s.parse().expect("test prefix")
 }
 
@@ -148,18 +148,18 @@ fn gateway_vrfs(node: usize) -> Vrfs {
             encap,
         };
         vrf.insert(
-            net(&format!("10.{}.0.0/24", node + 1)),
+            prefix(&format!("10.{}.0.0/24", node + 1)),
             NextHop::Local(InterfaceId(1)),
         );
         vrf.insert(
-            net(&format!("fd00:{}::/64", node + 1)),
+            prefix(&format!("fd00:{}::/64", node + 1)),
             NextHop::Local(InterfaceId(1)),
         );
-        vrf.insert(net(&format!("10.{}.0.0/24", other + 1)), remote);
-        vrf.insert(net(&format!("fd00:{}::/64", other + 1)), remote);
+        vrf.insert(prefix(&format!("10.{}.0.0/24", other + 1)), remote);
+        vrf.insert(prefix(&format!("fd00:{}::/64", other + 1)), remote);
         // A route to gw2 with a label gw2 never bound.
         vrf.insert(
-            net("10.9.0.0/24"),
+            prefix("10.9.0.0/24"),
             NextHop::Tunnel {
                 endpoint: tunnel_address(other),
                 label: label(999_999),
@@ -207,7 +207,7 @@ impl Network {
                         .expect("peer");
                     peers.insert(edge, id);
                 }
-                wg.add_route(net("100.64.0.0/24"), peers[&EDGE1], Some(peers[&EDGE2]))
+                wg.add_route(prefix("100.64.0.0/24"), peers[&EDGE1], Some(peers[&EDGE2]))
                     .expect("route");
             } else {
                 for gw in [GW1, GW2] {
@@ -603,5 +603,71 @@ fn garbage_datagrams_are_dropped_without_panic() {
     }
     net.run();
     assert!(net.take_delivered(GW1).is_empty());
-    assert_eq!(net.drops(GW1, DropReason::DecryptFailed), 5);
+    let refused = net.drops(GW1, DropReason::DecryptFailed) + net.drops(GW1, DropReason::Malformed);
+    assert_eq!(refused, 5);
+}
+
+#[test]
+fn a_service_attached_on_the_edge_is_reached_by_label_without_relay() {
+    let mut net = Network::new();
+    // The "datacenter service": tenant A on edge 1, 10.250.0.0/24, label 77.
+    {
+        let edge = &mut net.nodes[EDGE1].pipeline;
+        let vrf = edge.vrfs_mut().create(A, label(77)).unwrap();
+        vrf.insert(prefix("10.250.0.0/24"), NextHop::Local(InterfaceId(9)));
+        edge.vrfs_mut().commit_changed();
+        let gw = &mut net.nodes[GW1].pipeline;
+        let vrf = gw.vrfs_mut().get_mut(A).unwrap();
+        vrf.insert(
+            prefix("10.250.0.0/24"),
+            NextHop::Tunnel {
+                endpoint: tunnel_address(EDGE1),
+                label: label(77),
+                encap: Encapsulation::MplsOverUdp,
+            },
+        );
+        gw.vrfs_mut().commit_changed();
+    }
+    let p = ipv4_packet("10.1.0.5", "10.250.0.10", 400, 5);
+    net.send(GW1, A, std::slice::from_ref(&p));
+    // Tenant B has no such route: nothing leaves gw1 for it.
+    net.send(GW1, B, &[ipv4_packet("10.1.0.5", "10.250.0.10", 400, 6)]);
+    net.run();
+    assert_eq!(
+        net.take_delivered(EDGE1),
+        [(after_one_hop(&p), Interface::Tenant(A))]
+    );
+    assert!(net.take_delivered(GW2).is_empty());
+    assert_eq!(net.drops(GW1, DropReason::NoRoute), 1);
+}
+
+#[test]
+fn a_full_output_batch_drops_with_queue_full_instead_of_blocking() {
+    let mut net = Network::new();
+    let p = ipv4_packet("10.1.0.5", "10.1.0.9", 100, 0);
+    let mut out = ForwardOutput::new(2, &net.nodes[GW1].pipeline.config().mtu);
+    let mut batch = net.nodes[GW1].pipeline.egress_input(3);
+    for _ in 0..3 {
+        assert!(batch.push(&p));
+    }
+    let now = net.now;
+    net.nodes[GW1]
+        .pipeline
+        .egress_batch(A, &mut batch, now, &mut out);
+    assert_eq!(out.local.len(), 2);
+    assert_eq!(net.drops(GW1, DropReason::QueueFull), 1);
+}
+
+#[test]
+fn the_edge_drops_a_relayed_packet_whose_outer_ttl_runs_out() {
+    let mut net = Network::new();
+    let mut out = ForwardOutput::new(4, &net.nodes[EDGE1].pipeline.config().mtu);
+    let mut looping = ipv4_packet("100.64.0.1", "100.64.0.2", 80, 0);
+    looping[8] = 1;
+    let now = net.now;
+    net.nodes[EDGE1]
+        .pipeline
+        .deliver_decrypted(&mut looping, now, &mut out);
+    assert!(out.underlay.is_empty());
+    assert_eq!(net.drops(EDGE1, DropReason::TtlExpired), 1);
 }

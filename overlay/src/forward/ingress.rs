@@ -17,6 +17,7 @@ use super::{ForwardOutput, Pipeline, Role, send_drop_reason};
 use crate::drop::DropReason;
 use crate::packet::{MplsOverGre, MplsOverUdp, RxChecksum, ttl};
 use crate::vrf::NextHop;
+use crate::wg::WgDropReason;
 use std::time::Instant;
 
 impl Pipeline {
@@ -41,10 +42,10 @@ impl Pipeline {
             let received = self.wg.receive(datagram, from, now, &mut sink);
             let (delivered, overflowed) = (sink.delivered, sink.overflowed);
             self.drops.record_many(DropReason::QueueFull, overflowed);
-            if received.is_err() {
+            if let Err(reason) = received {
                 // WireGuard counts the precise reason (replay, bad MAC,
-                // unknown peer...) itself.
-                self.drops.record(DropReason::DecryptFailed);
+                // unknown peer...) itself; this is the pipeline's summary.
+                self.drops.record(receive_drop_reason(reason));
                 continue;
             }
             if let Some((len, _peer)) = delivered {
@@ -136,5 +137,16 @@ impl Pipeline {
         let overflowed = sink.overflowed;
         self.drops.record_many(DropReason::QueueFull, overflowed);
         sent.map(|_| ()).map_err(send_drop_reason)
+    }
+}
+
+/// The pipeline's reason for a datagram WireGuard refused.
+fn receive_drop_reason(reason: WgDropReason) -> DropReason {
+    match reason {
+        // Authentic, but from an address the peer may not use: the peer
+        // spoofs (crypto-key routing is anti-spoofing, whitepaper §2).
+        WgDropReason::SourceNotAllowed => DropReason::SpoofedSource,
+        WgDropReason::Malformed | WgDropReason::BadInnerPacket => DropReason::Malformed,
+        _ => DropReason::DecryptFailed,
     }
 }
