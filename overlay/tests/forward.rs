@@ -453,6 +453,48 @@ fn an_expired_ttl_and_a_missing_route_are_dropped_with_their_reasons() {
     assert_eq!(net.drops(GW1, DropReason::Malformed), 1);
 }
 
+#[test]
+fn an_expiring_ttl_is_answered_with_time_exceeded_from_the_gateway() {
+    let mut net = Network::new();
+    let mut p = ipv4_packet("10.1.0.5", "10.2.0.7", 100, 0);
+    p[8] = 1;
+    p[10..12].copy_from_slice(&[0, 0]);
+    let sum = Sum::new().add_bytes(&p[..20]).checksum();
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut q = ipv6_packet("fd00:1::5", "fd00:2::7", 100, 0);
+    q[7] = 1;
+    net.send(GW1, A, &[p.clone(), q.clone()]);
+    let got = net.take_delivered(GW1);
+    assert_eq!(got.len(), 2);
+
+    let icmp = &got[0].0;
+    assert!(Sum::new().add_bytes(&icmp[..20]).verifies());
+    assert_eq!(
+        (&icmp[12..16], &icmp[16..20]),
+        (&[169, 254, 1, 1][..], &p[12..16])
+    );
+    let body = &icmp[20..];
+    assert_eq!((body[0], body[1]), (11, 0), "time exceeded in transit");
+    assert!(Sum::new().add_bytes(body).verifies(), "ICMP checksum");
+    assert_eq!(&body[8..], &p[..], "quotes the packet as it arrived");
+
+    let icmp6 = &got[1].0;
+    let body = &icmp6[40..];
+    assert_eq!((body[0], body[1]), (3, 0));
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (
+        IpAddr::from(<[u8; 16]>::try_from(&icmp6[8..24]).unwrap()),
+        IpAddr::from(<[u8; 16]>::try_from(&icmp6[24..40]).unwrap()),
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(s, ip("fe80::1"));
+    assert_eq!(IpAddr::V6(d), ip("fd00:1::5"));
+    let sum = checksum::pseudo_header_v6(s, d, 58, body.len() as u32).add_bytes(body);
+    assert!(sum.verifies(), "ICMPv6 checksum");
+    assert_eq!(&body[8..], &q[..]);
+    assert_eq!(net.drops(GW1, DropReason::TtlExpired), 2);
+}
+
 /// Checks an ICMP "too big" answer and returns its reported MTU.
 fn check_too_big(icmp: &[u8], original: &[u8]) -> u32 {
     if icmp[0] >> 4 == 4 {

@@ -2,7 +2,7 @@
 //!
 //! Tenant TUN batch → anti-spoofing (source is one of the tenant's
 //! workloads) → VRF LPM → Local: back out of the tenant TUN / Tunnel:
-//! inner TTL − 1 → MTU check (ICMP "too big" back to the workload) →
+//! inner TTL − 1 (ICMP "time exceeded" back) → MTU check (ICMP "too big" back to the workload) →
 //! MPLSoUDP or MPLSoGRE encap in place, into the slot's headroom →
 //! WireGuard: crypto-key routing on the outer destination → encrypt →
 //! underlay batch.
@@ -13,10 +13,11 @@
 
 use super::batch::{Interface, PacketBatch};
 use super::header::IpHeader;
+use super::icmp_error;
 use super::sink::WgSink;
 use super::{ForwardOutput, Pipeline, send_drop_reason};
 use crate::drop::DropReason;
-use crate::packet::{Encap, packet_too_big, ttl};
+use crate::packet::{Encap, ttl};
 use crate::vrf::{NextHop, TenantId};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -107,7 +108,14 @@ impl Pipeline {
         };
 
         // The overlay is one router hop (short pipe, RFC 3443 §3.3).
-        ttl::decrement(&mut slot[range.clone()]).map_err(|e| e.drop_reason())?;
+        if let Err(e) = ttl::decrement(&mut slot[range.clone()]) {
+            if e == crate::packet::Error::TtlExpired {
+                self.answer(tenant, &slot[range], out, |original, source, buf| {
+                    icmp_error::time_exceeded(original, source, buf)
+                });
+            }
+            return Err(e.drop_reason());
+        }
 
         // RFC 1191 / RFC 8201: a packet that does not fit is answered
         // with the MTU that does, so the workload's PMTUD converges. We do
@@ -116,7 +124,9 @@ impl Pipeline {
         let mtu = self.config.mtu.tenant;
         if range.len() > mtu {
             if header.dont_fragment {
-                self.answer_too_big(tenant, &slot[range], mtu, out);
+                self.answer(tenant, &slot[range], out, |original, source, buf| {
+                    icmp_error::too_big(original, mtu, source, buf)
+                });
             }
             return Err(DropReason::TooBig);
         }
@@ -142,15 +152,16 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Writes ICMP "fragmentation needed" / ICMPv6 "packet too big" about
-    /// `original` into the tenant's output. The RFCs forbid some answers
-    /// (about ICMP errors, to broadcast sources...): those are not sent.
-    fn answer_too_big(
+    /// Writes an ICMP error about `original` (made by `write` from the
+    /// workload's gateway address) into the tenant's output. The RFCs
+    /// forbid some answers (about ICMP errors, to broadcast sources...):
+    /// `write` returns `None` for those and nothing is sent.
+    fn answer(
         &mut self,
         tenant: TenantId,
         original: &[u8],
-        mtu: usize,
         out: &mut ForwardOutput,
+        write: impl FnOnce(&[u8], IpAddr, &mut [u8]) -> Option<usize>,
     ) {
         let source = match original.first().map(|b| b >> 4) {
             Some(6) => IpAddr::V6(self.config.gateway_v6),
@@ -160,8 +171,7 @@ impl Pipeline {
             self.drops.record(DropReason::QueueFull);
             return;
         };
-        let mtu = u32::try_from(mtu).unwrap_or(u32::MAX);
-        if let Ok(len) = packet_too_big(original, mtu, source, slot) {
+        if let Some(len) = write(original, source, slot) {
             out.local
                 .commit_entry(len, super::batch::NO_ENDPOINT, Interface::Tenant(tenant));
         }

@@ -4,7 +4,7 @@
 //! ```text
 //! egress  (egress.rs):  tenant TUN batch → anti-spoofing → VRF LPM →
 //!                       Local: back to the tenant TUN
-//!                       Tunnel: TTL − 1 → MTU check (ICMP too big back) →
+//!                       Tunnel: TTL − 1 (ICMP time exceeded back) → MTU check (ICMP too big back) →
 //!                       MPLSoUDP / MPLSoGRE encap in place → WireGuard → underlay batch
 //!         fabric TUN batch (pisek0) → WireGuard → underlay batch
 //! ingress (ingress.rs): underlay batch → WireGuard decrypt (handshake answers out) →
@@ -27,6 +27,7 @@ mod batch;
 mod counters;
 mod egress;
 mod header;
+mod icmp_error;
 mod ingress;
 mod mtu;
 mod sink;
