@@ -145,8 +145,12 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut full: Vec<std::ffi::OsString> =
-            vec!["netns".into(), "exec".into(), self.name.clone().into(), program.into()];
+        let mut full: Vec<std::ffi::OsString> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone().into(),
+            program.into(),
+        ];
         full.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         run("ip", full)
     }
@@ -188,7 +192,10 @@ impl Drop for Netns {
     fn drop(&mut self) {
         // Kill whatever still runs inside, then remove the namespace (which
         // removes its interfaces and, with them, the peer ends of its veths).
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-9", pid]).status();
             }
@@ -245,4 +252,34 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target dir");
     dir.join(name)
+}
+
+/// Runs a shell command inside a namespace and returns its stdout, or None
+/// if it failed (for probes that poll).
+pub fn ns_shell(ns: &Netns, script: &str) -> Option<String> {
+    let out = ns
+        .command("bash")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when a TCP connection to 127.0.0.1:`port` inside `ns` is accepted.
+pub fn ns_port_open(ns: &Netns, port: u16) -> bool {
+    ns_shell(ns, &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")).is_some()
+}
+
+/// `GET path` over HTTP/1.0 from inside `ns`; the whole response.
+pub fn ns_http_get(ns: &Netns, port: u16, path: &str) -> Option<String> {
+    ns_shell(
+        ns,
+        &format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+        ),
+    )
 }
