@@ -169,11 +169,20 @@ struct Collector {
 
 impl Collector {
     fn new(dir: &Path, routes: &str) -> Collector {
+        Collector::with_mqtt(
+            dir,
+            &format!("broker = \"127.0.0.1:{MQTT_PORT}\"\nclient_id = \"pisek-collector-test\""),
+            routes,
+        )
+    }
+
+    /// `mqtt` is the body of the `[mqtt]` section.
+    fn with_mqtt(dir: &Path, mqtt: &str, routes: &str) -> Collector {
         let config = dir.join("collector.toml");
         fs::write(
             &config,
             format!(
-                "[mqtt]\nbroker = \"127.0.0.1:{MQTT_PORT}\"\nclient_id = \"pisek-collector-test\"\n\n\
+                "[mqtt]\n{mqtt}\n\n\
                  [queue]\ndir = \"{}\"\n\n\
                  [graphite]\naddress = \"127.0.0.1:{CARBON_PORT}\"\nreconnect_min_ms = 50\nreconnect_max_ms = 300\n\n\
                  [health]\nlisten = \"127.0.0.1:{HEALTH_PORT}\"\n\n{routes}",
@@ -534,4 +543,36 @@ fn nothing_is_lost_when_carbon_is_down_and_the_collector_is_killed() {
         tail(&tmp.path, "collector-2.log"),
         ns_http_get(&ns, HEALTH_PORT, "/metrics").unwrap_or_default()
     );
+}
+
+#[test]
+fn the_embedded_broker_needs_no_separate_mqtt_server() {
+    if !require("collector embedded broker", TOOLS) {
+        return;
+    }
+    let ns = Netns::new("cb");
+    let tmp = TempDir::new("cb");
+    let carbon = Carbon::new(&tmp.path);
+    let _carbon = carbon.start(&ns);
+    // No [mqtt] broker: the collector starts rumqttd on the MQTT port itself.
+    let embedded = format!("[embedded_broker]\nlisten = \"127.0.0.1:{MQTT_PORT}\"\n\n{ROUTES}");
+    let collector =
+        Collector::with_mqtt(&tmp.path, "client_id = \"pisek-collector-test\"", &embedded);
+    let _collector = collector.start(&ns, "collector.log");
+
+    let base = now() - 1_800;
+    let lines: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"c": {}, "ts": {}}}"#, 500 + i, base + i))
+        .collect();
+    publish_lines(&ns, "rooms/embedded/env", &lines);
+    let points = poll_until(
+        "50 readings through the embedded broker",
+        Duration::from_secs(15),
+        || {
+            let p = carbon.points("e2e.rooms.embedded.co2", base, base + 49);
+            (p.len() == 50).then_some(p)
+        },
+    );
+    let sent: BTreeMap<i64, f64> = (0..50).map(|i| (base + i, (500 + i) as f64)).collect();
+    assert_eq!(points, sent, "{}", tail(&tmp.path, "collector.log"));
 }
