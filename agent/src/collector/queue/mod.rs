@@ -177,15 +177,15 @@ impl DurableQueue {
             .append(true)
             .open(&head_seg.path)
             .map_err(io_err(&head_seg.path))?;
-        let bytes = fs::read(&head_seg.path).map_err(io_err(&head_seg.path))?;
-        let (valid, _) = record::valid_prefix(&bytes);
-        if valid < bytes.len() {
-            recovery.truncated_bytes = (bytes.len() - valid) as u64;
-            head.set_len(valid as u64)
+        let file_len = head.metadata().map_err(io_err(&head_seg.path))?.len();
+        let valid = valid_length(&head).map_err(io_err(&head_seg.path))?;
+        if valid < file_len {
+            recovery.truncated_bytes = file_len - valid;
+            head.set_len(valid)
                 .and_then(|()| head.sync_all())
                 .map_err(io_err(&head_seg.path))?;
         }
-        let end = head_seg.start + valid as u64;
+        let end = head_seg.start + valid;
         let first = segments.front().expect("at least one segment").start;
         let ack = match stored_ack {
             Some(a) if a >= first && a <= end => a,
@@ -423,6 +423,47 @@ impl DurableQueue {
     pub fn corrupt_skips(&self) -> u64 {
         self.corrupt_skips
     }
+}
+
+/// The length of the segment's prefix of valid records, read in a stream
+/// (a segment is never held in memory whole).
+fn valid_length(file: &File) -> io::Result<u64> {
+    let mut reader = io::BufReader::with_capacity(64 * 1024, file);
+    let mut rec = Vec::new();
+    let mut valid = 0u64;
+    loop {
+        rec.clear();
+        rec.resize(record::HEADER_LEN, 0);
+        if read_full(&mut reader, &mut rec)? < record::HEADER_LEN {
+            return Ok(valid);
+        }
+        let len = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]) as usize;
+        if len > record::MAX_PAYLOAD {
+            return Ok(valid);
+        }
+        rec.resize(record::HEADER_LEN + len, 0);
+        if read_full(&mut reader, &mut rec[record::HEADER_LEN..])? < len {
+            return Ok(valid);
+        }
+        match record::decode(&rec).record_len() {
+            Some(n) => valid += n as u64,
+            None => return Ok(valid),
+        }
+    }
+}
+
+/// Reads until `buf` is full or the end of the stream; returns the bytes read.
+fn read_full(reader: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 fn read_ack(file: &File) -> Option<u64> {
