@@ -44,6 +44,8 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
+# (a function forks a subshell when put in the background: start daemons with
+# `ip netns exec` itself, so that $! is the daemon.)
 inns() { ip netns exec "$NS" "$@"; }
 now_ns() { date +%s%N; }
 wait_port() {
@@ -63,7 +65,7 @@ wait_carbon_drained() {
 }
 metric() {
     inns bash -c "exec 3<>/dev/tcp/127.0.0.1/9108 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null \
-        | awk -v m="pisek_collector_$1" '$1 == m {print $2}'
+        | awk -v m="pisek_collector_$1" '$1 == m {print $2}' || true  # not up yet
 }
 
 # --- peers -------------------------------------------------------------------
@@ -75,7 +77,7 @@ max_inflight_messages 1000
 max_queued_messages 0
 log_dest none
 CONF
-inns mosquitto -c "$TMP/mosquitto.conf" & PIDS+=($!)
+ip netns exec "$NS" mosquitto -c "$TMP/mosquitto.conf" & PIDS+=($!)
 wait_port 1883
 
 mkdir -p "$TMP/carbon"/{whisper,log,run}
@@ -101,7 +103,7 @@ CACHE_QUERY_PORT = 7002
 CACHE_WRITE_STRATEGY = sorted
 CONF
 printf '[all]\npattern = .*\nretentions = 1s:1d\n' > "$TMP/carbon/storage-schemas.conf"
-inns carbon-cache --config="$TMP/carbon/carbon.conf" --nodaemon start >"$TMP/carbon.out" 2>&1 & PIDS+=($!)
+ip netns exec "$NS" carbon-cache --config="$TMP/carbon/carbon.conf" --nodaemon start >"$TMP/carbon.out" 2>&1 & PIDS+=($!)
 wait_port 2003
 
 # --- 1. carbon alone ---------------------------------------------------------
@@ -161,12 +163,12 @@ decoder = "plain"
 metric = "bench.collector.{topic.1}.value"
 CONF
 # First run creates the persistent session and its subscription.
-inns "$COLLECTOR" --config "$TMP/collector.toml" 2>"$TMP/collector-1.log" & cpid=$!
+ip netns exec "$NS" "$COLLECTOR" --config "$TMP/collector.toml" 2>"$TMP/collector-1.log" & cpid=$!
 until [ "$(metric mqtt_subscribed)" = 1 ]; do sleep 0.05; done
 kill "$cpid"; wait "$cpid" || true
 prefill coll
 t0=$(now_ns)
-inns taskset -c "$CORE" "$COLLECTOR" --config "$TMP/collector.toml" 2>"$TMP/collector-2.log" & cpid=$!; PIDS+=($cpid)
+ip netns exec "$NS" taskset -c "$CORE" "$COLLECTOR" --config "$TMP/collector.toml" 2>"$TMP/collector-2.log" & cpid=$!; PIDS+=($cpid)
 sent=0
 until [ "${sent:-0}" -ge "$N" ]; do sleep 0.005; sent=$(metric readings_sent_total); done
 wait_carbon_drained

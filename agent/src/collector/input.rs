@@ -19,7 +19,8 @@ use super::queue::QueueError;
 use super::queue::shared::SharedQueue;
 use super::ratelimit::LogLimiter;
 use super::routes::RouteTable;
-use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Packet, Publish, QoS};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,6 +97,12 @@ pub async fn run_event_loop(
 
 /// Takes publishes from `rx`, queues them durably, then acknowledges them.
 /// Returns when `rx` closes, or on a queue I/O error.
+///
+/// Acks go through the client's request channel, which only the event loop
+/// task drains, and that task may itself be waiting for room in `rx`. So the
+/// input never waits for room in the request channel: acks that do not fit
+/// stay in `unacked`, in order, and are retried while `rx` keeps being
+/// drained.
 pub async fn run_input(
     mut rx: mpsc::Receiver<Publish>,
     client: AsyncClient,
@@ -104,10 +111,20 @@ pub async fn run_input(
     metrics: Arc<Metrics>,
 ) -> Result<(), InputError> {
     let mut burst: Vec<Publish> = Vec::with_capacity(MAX_BURST);
+    let mut unacked: VecDeque<Publish> = VecDeque::new();
     let mut lines: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut limiter = LogLimiter::new(Duration::from_secs(60));
     loop {
-        let Some(first) = rx.recv().await else {
+        send_acks(&client, &mut unacked);
+        let first = if unacked.is_empty() {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                p = rx.recv() => p,
+                () = tokio::time::sleep(Duration::from_millis(1)) => continue,
+            }
+        };
+        let Some(first) = first else {
             return Ok(());
         };
         burst.push(first);
@@ -118,7 +135,7 @@ pub async fn run_input(
             }
         }
         let now = unix_now();
-        let mut acked_upto = 0;
+        let mut done = 0;
         for i in 0..burst.len() {
             let p = &burst[i];
             Metrics::add(&metrics.messages_received, 1);
@@ -146,15 +163,15 @@ pub async fn run_input(
                         // in, then wait for the writer to free space.
                         Metrics::add(&metrics.queue_full_waits, 1);
                         commit(&shared)?;
-                        for done in &burst[acked_upto..i] {
-                            ack(&client, done).await;
-                        }
-                        acked_upto = i;
+                        unacked.extend(burst[done..i].iter().cloned());
+                        done = i;
+                        send_acks(&client, &mut unacked);
                         let _ = tokio::time::timeout(
-                            Duration::from_millis(500),
+                            Duration::from_millis(100),
                             shared.space_freed.notified(),
                         )
                         .await;
+                        send_acks(&client, &mut unacked);
                     }
                     Err(QueueError::TooLarge(size)) => {
                         Metrics::add(&metrics.decode_errors, 1);
@@ -167,9 +184,7 @@ pub async fn run_input(
             Metrics::add(&metrics.readings_queued, n as u64);
         }
         commit(&shared)?;
-        for p in &burst[acked_upto..] {
-            ack(&client, p).await;
-        }
+        unacked.extend(burst.drain(..).skip(done));
         burst.clear();
     }
 }
@@ -180,11 +195,22 @@ fn commit(shared: &SharedQueue) -> Result<(), QueueError> {
     Ok(())
 }
 
-async fn ack(client: &AsyncClient, p: &Publish) {
-    // QoS 0 needs no ack; an error means the event loop is gone, and the
-    // broker redelivers the message on the next session.
-    if p.qos != QoS::AtMostOnce {
-        let _ = client.ack(p).await;
+/// Sends PUBACKs, oldest first, as long as the request channel has room.
+fn send_acks(client: &AsyncClient, unacked: &mut VecDeque<Publish>) {
+    while let Some(p) = unacked.front() {
+        // QoS 0 needs no ack.
+        if p.qos != QoS::AtMostOnce {
+            match client.try_ack(p) {
+                Ok(()) => {}
+                Err(ClientError::TryRequest(_)) => return, // full: retry later
+                // The event loop is gone: the broker redelivers on the next session.
+                Err(_) => {
+                    unacked.clear();
+                    return;
+                }
+            }
+        }
+        unacked.pop_front();
     }
 }
 
