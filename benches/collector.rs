@@ -15,7 +15,7 @@ use pisek_agent::collector::input;
 use pisek_agent::collector::metrics::Metrics;
 use pisek_agent::collector::queue::shared::SharedQueue;
 use pisek_agent::collector::queue::{DurableQueue, QueueOptions};
-use rumqttc::{AsyncClient, MqttOptions, Publish, QoS};
+use rumqttc::{AsyncClient, Publish, QoS};
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -102,10 +102,11 @@ fn run(kind: &str, messages: u64, readings_per_message: u64) -> (f64, u64) {
         .build()
         .expect("runtime");
     let start = Instant::now();
-    runtime.block_on(async {
-        // No event loop: acks fail fast instead of reaching a broker.
-        let (client, event_loop) = AsyncClient::new(MqttOptions::new("bench", "127.0.0.1", 1), 16);
-        drop(event_loop);
+    let acker = runtime.block_on(async {
+        // No broker: a thread takes the PUBACK requests the event loop would send.
+        let (request_tx, request_rx) = flume::bounded(4096);
+        let client = AsyncClient::from_senders(request_tx);
+        let acker = std::thread::spawn(move || request_rx.iter().count() as u64);
         let (tx, rx) = mpsc::channel(8192);
         let input = tokio::spawn(input::run_input(
             rx,
@@ -139,8 +140,14 @@ fn run(kind: &str, messages: u64, readings_per_message: u64) -> (f64, u64) {
         }
         drop(tx);
         input.await.expect("input task").expect("input ok");
+        acker
     });
     let done = sink.join().expect("sink");
+    assert_eq!(
+        acker.join().expect("acker"),
+        messages,
+        "every message acknowledged"
+    );
     stop.store(true, Ordering::Relaxed);
     let _ = writer.join();
     let _ = std::fs::remove_dir_all(&dir);
