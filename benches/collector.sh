@@ -11,6 +11,8 @@
 #   4. the collector alone (benches/collector.rs): input + queue + writer into
 #      a plain TCP sink, no broker, one core.
 #
+# Carbon runs alone on CARBON_CORE in all three measurements, so its anchor
+# holds for each; the sender, the broker and the bridge share CORE.
 # For 2 and 3 the broker is filled while the subscriber is offline, then the
 # subscriber is started and timed until carbon has read every reading (the
 # subscriber sent all and carbon's socket has no unread byte left; with small
@@ -23,7 +25,8 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/sbin:/sbin:$PATH"
 N=${N:-200000}
 TOPICS=100
-CORE=${CORE:-1}
+CORE=${CORE:-1}          # the broker and the bridge under test (collector or baseline)
+CARBON_CORE=${CARBON_CORE:-0}  # carbon alone on the other core, in every measurement
 TARGET=${CARGO_TARGET_DIR:-target}
 PY=/usr/bin/python3
 
@@ -77,7 +80,7 @@ max_inflight_messages 1000
 max_queued_messages 0
 log_dest none
 CONF
-ip netns exec "$NS" mosquitto -c "$TMP/mosquitto.conf" & PIDS+=($!)
+ip netns exec "$NS" taskset -c "$CORE" mosquitto -c "$TMP/mosquitto.conf" & PIDS+=($!)
 wait_port 1883
 
 mkdir -p "$TMP/carbon"/{whisper,log,run}
@@ -103,7 +106,7 @@ CACHE_QUERY_PORT = 7002
 CACHE_WRITE_STRATEGY = sorted
 CONF
 printf '[all]\npattern = .*\nretentions = 1s:1d\n' > "$TMP/carbon/storage-schemas.conf"
-ip netns exec "$NS" carbon-cache --config="$TMP/carbon/carbon.conf" --nodaemon start >"$TMP/carbon.out" 2>&1 & PIDS+=($!)
+ip netns exec "$NS" taskset -c "$CARBON_CORE" carbon-cache --config="$TMP/carbon/carbon.conf" --nodaemon start >"$TMP/carbon.out" 2>&1 & PIDS+=($!)
 wait_port 2003
 
 # --- 1. carbon alone ---------------------------------------------------------
@@ -115,7 +118,7 @@ out = sys.stdout
 for i in range(n):
     out.write(f"bench.carbon.s{i % topics}.value {i % 997}.5 {base + i // topics}\n")
 PY
-carbon_secs=$(inns $PY - "$TMP/lines" <<'PY'
+carbon_secs=$(inns taskset -c "$CORE" $PY - "$TMP/lines" <<'PY'
 import socket, sys, time
 data = open(sys.argv[1], "rb").read()
 s = socket.create_connection(("127.0.0.1", 2003))
@@ -185,7 +188,7 @@ alone=$(COLLECTOR_BENCH_MESSAGES=$((N * 10)) taskset -c "$CORE" "$BENCH_BIN" --b
 rate() { echo "$N / $1" | bc -l | xargs printf '%.0f'; }
 carbon_rate=$(rate "$carbon_secs"); base_rate=$(rate "$base_secs"); coll_rate=$(rate "$coll_secs")
 echo
-echo "pisek-collector benchmark: N=$N readings over $TOPICS topics, collector/baseline on core $CORE"
+echo "pisek-collector benchmark: N=$N readings over $TOPICS topics; carbon on core $CARBON_CORE, broker + bridge on core $CORE"
 printf '%-50s %12s %10s\n' "path" "readings/s" "vs carbon"
 printf '%-50s %12s %10s\n' "carbon alone (line receiver, one TCP stream)" "$carbon_rate" "1.00"
 printf '%-50s %12s %10.2f\n' "mosquitto_sub | awk | carbon (baseline)" "$base_rate" "$(echo "$base_rate / $carbon_rate" | bc -l)"
