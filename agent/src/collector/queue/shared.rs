@@ -37,7 +37,7 @@ impl SharedQueue {
         self.data_ready.notify_all();
     }
 
-    /// Waits up to `timeout` for new data after `pos`; returns the guard.
+    /// Waits up to `timeout` for a commit (or a spurious wake-up); returns the guard.
     pub fn wait_for_data<'a>(
         &'a self,
         guard: MutexGuard<'a, DurableQueue>,
