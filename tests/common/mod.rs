@@ -253,3 +253,33 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .expect("target dir");
     dir.join(name)
 }
+
+/// Runs a shell command inside a namespace and returns its stdout, or None
+/// if it failed (for probes that poll).
+pub fn ns_shell(ns: &Netns, script: &str) -> Option<String> {
+    let out = ns
+        .command("bash")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when a TCP connection to 127.0.0.1:`port` inside `ns` is accepted.
+pub fn ns_port_open(ns: &Netns, port: u16) -> bool {
+    ns_shell(ns, &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")).is_some()
+}
+
+/// `GET path` over HTTP/1.0 from inside `ns`; the whole response.
+pub fn ns_http_get(ns: &Netns, port: u16, path: &str) -> Option<String> {
+    ns_shell(
+        ns,
+        &format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+        ),
+    )
+}

@@ -1,1 +1,28 @@
-//! The sensor collector: MQTT -> durable queue -> Graphite (issue 6 fills this in).
+//! The sensor collector: MQTT -> durable queue -> Graphite.
+//!
+//! ```text
+//!  sensors ─MQTT─> broker (mosquitto, or the embedded rumqttd)
+//!                    │ QoS 1, persistent session, fixed client id
+//!   [mqtt task]  rumqttc EventLoop ──Publish──> bounded channel
+//!   [input task] burst of publishes -> route by topic filter -> decode
+//!                -> Graphite lines -> queue.append; queue.commit (fsync);
+//!                then PUBACK each message (manual acks)
+//!   [writer thread] queue.read -> TCP write to carbon (plaintext, batched)
+//!                -> queue.ack once carbon's TCP has acknowledged the bytes
+//!   [health thread] GET /health, GET /metrics (Prometheus text)
+//! ```
+//! The I/O-free parts, [`decode`], [`naming`], [`queue::record`] and
+//! [`routes`], are tested and fuzzed on their own.
+
+pub mod broker;
+pub mod config;
+pub mod decode;
+pub mod graphite;
+pub mod health;
+pub mod input;
+pub mod metrics;
+pub mod naming;
+pub mod queue;
+pub mod ratelimit;
+pub mod routes;
+pub mod service;
