@@ -51,10 +51,7 @@ fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
     pisek.advertise(1, "fd00:1::/64", 101);
 
     let me = lo.ip(1).to_string();
-    let v4 = poll("gobgp has both VPNv4 routes", || {
-        let p = gobgp.paths("vpnv4");
-        (p.len() == 2).then_some(p)
-    });
+    let v4 = gobgp.wait_paths("gobgp has both VPNv4 routes", "vpnv4", 2);
     let expect = |key: &str, label: u64| GobgpPath {
         key: key.to_string(),
         labels: vec![label],
@@ -73,10 +70,7 @@ fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
     );
     // VPNv6 over an IPv4 session: the next hop travels IPv4-mapped
     // (RFC 4659 §3.2.1.2), and gobgp shows it as the IPv4 address.
-    let v6 = poll("gobgp has the VPNv6 route", || {
-        let p = gobgp.paths("vpnv6");
-        (p.len() == 1).then_some(p)
-    });
+    let v6 = gobgp.wait_paths("gobgp has the VPNv6 route", "vpnv6", 1);
     assert_eq!(v6[0].key, "65000:1:fd00:1::/64");
     assert_eq!(v6[0].labels, vec![101]);
     assert_eq!(v6[0].route_targets, vec!["65000:100".to_string()]);
@@ -164,9 +158,7 @@ fn session_survives_gobgp_restart() {
     };
     let (mut gobgp, pisek) = gobgp_pair(&lo, &dir);
     pisek.advertise(1, "10.1.0.0/24", 100);
-    poll("gobgp has the route", || {
-        (gobgp.paths("vpnv4").len() == 1).then_some(())
-    });
+    gobgp.wait_paths("gobgp has the route", "vpnv4", 1);
 
     gobgp.kill();
     poll("Pisek notices the peer is gone", || {
@@ -174,10 +166,7 @@ fn session_survives_gobgp_restart() {
     });
     gobgp.restart();
     pisek.wait_established();
-    let paths = poll("gobgp has the route again", || {
-        let p = gobgp.paths("vpnv4");
-        (p.len() == 1).then_some(p)
-    });
+    let paths = gobgp.wait_paths("gobgp has the route again", "vpnv4", 1);
     assert_eq!(paths[0].labels, vec![100]);
 }
 
@@ -243,9 +232,7 @@ fn gobgp_keeps_pisek_routes_stale_across_a_graceful_restart() {
     let (gobgp, pisek) = gobgp_pair(&lo, &dir);
     pisek.advertise(1, "10.1.0.0/24", 100);
     pisek.advertise(1, "10.1.1.0/24", 100);
-    poll("gobgp has both routes", || {
-        (gobgp.paths("vpnv4").len() == 2).then_some(())
-    });
+    gobgp.wait_paths("gobgp has both routes", "vpnv4", 2);
 
     // Pisek goes away without a NOTIFICATION, as a restarting agent does.
     pisek.crash();

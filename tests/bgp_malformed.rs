@@ -38,6 +38,11 @@ impl Setup {
         }
     }
 
+    /// A setup for one test; `None` (skip) outside CI when not root.
+    fn prerequisites(test: &str) -> Option<Setup> {
+        common::require(test, &[]).then(Setup::new)
+    }
+
     fn peer(&self) -> RawPeer {
         RawPeer::accept(&self.listener)
     }
@@ -128,10 +133,9 @@ fn good_attrs() -> PathAttributes {
 
 #[test]
 fn malformed_headers_get_message_header_errors() {
-    if !common::require("malformed headers", &[]) {
+    let Some(s) = Setup::prerequisites("malformed headers") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let cases: Vec<(&str, Vec<u8>, (u8, u8))> = vec![
         (
             "bad marker",
@@ -164,10 +168,9 @@ fn malformed_headers_get_message_header_errors() {
 
 #[test]
 fn bad_opens_get_open_message_errors() {
-    if !common::require("bad opens", &[]) {
+    let Some(s) = Setup::prerequisites("bad opens") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let id = s.lo.v4(2);
     let version3 = {
         let mut m = raw_open(id, AS, 9, &[]);
@@ -233,10 +236,9 @@ fn bad_opens_get_open_message_errors() {
 
 #[test]
 fn unknown_capabilities_are_ignored() {
-    if !common::require("unknown capabilities", &[]) {
+    let Some(s) = Setup::prerequisites("unknown capabilities") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let mut p = s.peer();
     // Capability 200 (unassigned) and 73 (FQDN) with junk: RFC 5492 §3 says ignore.
     p.exchange_open(&raw_open(
@@ -253,10 +255,9 @@ fn unknown_capabilities_are_ignored() {
 
 #[test]
 fn malformed_updates_get_update_message_errors() {
-    if !common::require("malformed updates", &[]) {
+    let Some(s) = Setup::prerequisites("malformed updates") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let good = route_update("10.9.0.0/24", 900, &good_attrs());
     let overrun = {
         // Total path attribute length one larger than the attributes.
@@ -304,10 +305,9 @@ fn malformed_updates_get_update_message_errors() {
 
 #[test]
 fn update_before_open_is_a_state_machine_error() {
-    if !common::require("update before open", &[]) {
+    let Some(s) = Setup::prerequisites("update before open") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let mut p = s.peer();
     assert_eq!(p.read_message().expect("OPEN")[18], 1);
     p.send(&route_update("10.9.0.0/24", 900, &good_attrs()));
@@ -317,10 +317,9 @@ fn update_before_open_is_a_state_machine_error() {
 
 #[test]
 fn bad_attribute_values_are_treated_as_withdraw() {
-    if !common::require("treat as withdraw", &[]) {
+    let Some(mut s) = Setup::prerequisites("treat as withdraw") else {
         return;
-    }
-    let mut s = Setup::new();
+    };
     let mut p = s.established_peer();
     p.send(&route_update("10.9.0.0/24", 900, &good_attrs()));
     let learned = s.pisek.wait_announcement("the route is learned");
@@ -364,10 +363,9 @@ fn bad_attribute_values_are_treated_as_withdraw() {
 
 #[test]
 fn garbage_over_tcp_gets_a_notification_and_no_panic() {
-    if !common::require("garbage", &[]) {
+    let Some(s) = Setup::prerequisites("garbage") else {
         return;
-    }
-    let s = Setup::new();
+    };
     // A deterministic xorshift stream of bytes.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..5 {

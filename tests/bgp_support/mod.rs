@@ -533,6 +533,15 @@ pub struct GobgpPath {
 }
 
 impl Gobgp {
+    /// Waits until gobgp's global RIB of `family` holds exactly `count`
+    /// paths, and returns them.
+    pub fn wait_paths(&self, what: &str, family: &str, count: usize) -> Vec<GobgpPath> {
+        common_poll(what, || {
+            let paths = self.paths(family);
+            (paths.len() == count).then_some(paths)
+        })
+    }
+
     /// Every path in gobgp's global RIB of a family ("vpnv4", "vpnv6").
     pub fn paths(&self, family: &str) -> Vec<GobgpPath> {
         let rib = self.rib(family);
