@@ -8,7 +8,6 @@ use std::net::IpAddr;
 
 use bgp_support::*;
 use pisek_overlay::bgp::packet::Family;
-use pisek_overlay::bgp::speaker::RouteEvent;
 
 fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     common::poll_until(what, WAIT, check)
@@ -18,6 +17,12 @@ const STATIC4: &str =
     "route 65000:2 10.2.0.0/24 via GW mpls 200 { bgp_ext_community.add((rt, 65000, 100)); };";
 const STATIC6: &str =
     "route 65000:2 fd00:2::/64 via GW mpls 201 { bgp_ext_community.add((rt, 65000, 100)); };";
+
+/// A directory for one test; `None` (skip) outside CI when BIRD is not
+/// installed.
+fn prerequisites(test: &str) -> Option<common::TempDir> {
+    common::require(test, &["bird", "birdc"]).then(|| common::TempDir::new("bird"))
+}
 
 fn bird_pair(dir: &common::TempDir, with_statics: bool) -> (Bird, Pisek) {
     let (s4, s6) = if with_statics {
@@ -45,10 +50,9 @@ fn learned_block(bird: &Bird, table: &str, key: &str) -> Option<String> {
 
 #[test]
 fn bird_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
-    if !common::require("bird advertise", &["bird", "birdc"]) {
+    let Some(dir) = prerequisites("bird advertise") else {
         return;
-    }
-    let dir = common::TempDir::new("bird");
+    };
     let (bird, pisek) = bird_pair(&dir, false);
     pisek.advertise(1, "10.1.0.0/24", 100);
     pisek.advertise(1, "fd00:1::/64", 101);
@@ -90,45 +94,30 @@ fn bird_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
 
 #[test]
 fn pisek_learns_and_forgets_routes_bird_originates() {
-    if !common::require("bird learn", &["bird", "birdc"]) {
+    let Some(dir) = prerequisites("bird learn") else {
         return;
-    }
-    let dir = common::TempDir::new("bird");
+    };
     let (bird, mut pisek) = bird_pair(&dir, true);
-    let mut seen: Vec<RouteEvent> = Vec::new();
-    poll("both BIRD routes imported", || {
-        seen.extend(pisek.drain_events());
-        (seen.len() >= 2).then_some(())
-    });
-    seen.sort_by_key(|e| e.prefix.family());
-    let expected = [
-        ("10.2.0.0/24", 200, Family::VPNV4),
-        ("fd00:2::/64", 201, Family::VPNV6),
-    ];
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    for (e, (prefix, label, family)) in seen.iter().zip(expected) {
-        assert_eq!(e.tenant, 1);
-        assert_eq!(e.prefix.rd.to_string(), "65000:2");
-        assert_eq!(e.prefix.prefix.to_string(), prefix);
-        assert_eq!(e.prefix.family(), family);
-        let route = e.route.as_ref().expect("an announcement");
-        assert_eq!(route.label.value(), label);
-        assert_eq!(route.next_hop, IpAddr::V4(bird.gateway));
-    }
+    pisek.expect_imported(
+        "both BIRD routes imported",
+        "65000:2",
+        IpAddr::V4(bird.gateway),
+        &[
+            ("10.2.0.0/24", 200, Family::VPNV4),
+            ("fd00:2::/64", 201, Family::VPNV6),
+        ],
+    );
 
     bird.cli(&["disable", "static_vpn4"]);
-    let gone = poll("the VPNv4 route is withdrawn", || {
-        pisek.drain_events().into_iter().find(|e| e.route.is_none())
-    });
+    let gone = pisek.wait_withdrawal("the VPNv4 route is withdrawn");
     assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
 }
 
 #[test]
 fn session_survives_bird_restart() {
-    if !common::require("bird restart", &["bird", "birdc"]) {
+    let Some(dir) = prerequisites("bird restart") else {
         return;
-    }
-    let dir = common::TempDir::new("bird");
+    };
     let (mut bird, pisek) = bird_pair(&dir, false);
     pisek.advertise(1, "10.1.0.0/24", 100);
     poll("BIRD has the route", || {
@@ -149,10 +138,9 @@ fn session_survives_bird_restart() {
 
 #[test]
 fn bird_keeps_pisek_routes_stale_across_a_graceful_restart() {
-    if !common::require("bird graceful restart", &["bird", "birdc"]) {
+    let Some(dir) = prerequisites("bird graceful restart") else {
         return;
-    }
-    let dir = common::TempDir::new("bird");
+    };
     let (bird, pisek) = bird_pair(&dir, false);
     pisek.advertise(1, "10.1.0.0/24", 100);
     pisek.advertise(1, "10.1.1.0/24", 100);

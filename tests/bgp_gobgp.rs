@@ -8,10 +8,16 @@ use std::net::IpAddr;
 
 use bgp_support::*;
 use pisek_overlay::bgp::packet::Family;
-use pisek_overlay::bgp::speaker::RouteEvent;
 
 fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     common::poll_until(what, WAIT, check)
+}
+
+/// Addresses and a directory for one test; `None` (skip) outside CI when
+/// gobgp is not installed.
+fn prerequisites(test: &str) -> Option<(Loopback, common::TempDir)> {
+    common::require(test, &["gobgpd", "gobgp"])
+        .then(|| (Loopback::new(), common::TempDir::new("gobgp")))
 }
 
 fn gobgp_pair(lo: &Loopback, dir: &common::TempDir) -> (Gobgp, Pisek) {
@@ -36,21 +42,16 @@ fn gobgp_pair(lo: &Loopback, dir: &common::TempDir) -> (Gobgp, Pisek) {
 
 #[test]
 fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
-    if !common::require("gobgp advertise", &["gobgpd", "gobgp"]) {
+    let Some((lo, dir)) = prerequisites("gobgp advertise") else {
         return;
-    }
-    let lo = Loopback::new();
-    let dir = common::TempDir::new("gobgp");
+    };
     let (gobgp, pisek) = gobgp_pair(&lo, &dir);
     pisek.advertise(1, "10.1.0.0/24", 100);
     pisek.advertise(1, "10.1.7.9/32", 100);
     pisek.advertise(1, "fd00:1::/64", 101);
 
     let me = lo.ip(1).to_string();
-    let v4 = poll("gobgp has both VPNv4 routes", || {
-        let p = gobgp.paths("vpnv4");
-        (p.len() == 2).then_some(p)
-    });
+    let v4 = gobgp.wait_paths("gobgp has both VPNv4 routes", "vpnv4", 2);
     let expect = |key: &str, label: u64| GobgpPath {
         key: key.to_string(),
         labels: vec![label],
@@ -69,10 +70,7 @@ fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
     );
     // VPNv6 over an IPv4 session: the next hop travels IPv4-mapped
     // (RFC 4659 §3.2.1.2), and gobgp shows it as the IPv4 address.
-    let v6 = poll("gobgp has the VPNv6 route", || {
-        let p = gobgp.paths("vpnv6");
-        (p.len() == 1).then_some(p)
-    });
+    let v6 = gobgp.wait_paths("gobgp has the VPNv6 route", "vpnv6", 1);
     assert_eq!(v6[0].key, "65000:1:fd00:1::/64");
     assert_eq!(v6[0].labels, vec![101]);
     assert_eq!(v6[0].route_targets, vec!["65000:100".to_string()]);
@@ -103,122 +101,64 @@ fn gobgp_shows_the_rd_label_targets_and_next_hop_pisek_advertises() {
 
 #[test]
 fn pisek_learns_and_forgets_routes_gobgp_originates() {
-    if !common::require("gobgp learn", &["gobgpd", "gobgp"]) {
+    let Some((lo, dir)) = prerequisites("gobgp learn") else {
         return;
-    }
-    let lo = Loopback::new();
-    let dir = common::TempDir::new("gobgp");
+    };
     let (gobgp, mut pisek) = gobgp_pair(&lo, &dir);
-    let nh = lo.ip(2).to_string();
-    gobgp.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv4",
-        "add",
-        "10.2.0.0/24",
-        "label",
-        "200",
-        "rd",
-        "65000:2",
-        "rt",
-        "65000:100",
-        "nexthop",
-        &nh,
-    ]);
-    gobgp.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv6",
-        "add",
-        "fd00:2::/64",
-        "label",
-        "201",
-        "rd",
-        "65000:2",
-        "rt",
-        "65000:100",
-        "nexthop",
-        &nh,
-    ]);
+    let tenant_v4 = GobgpVpnRoute {
+        family: "vpnv4",
+        prefix: "10.2.0.0/24",
+        label: 200,
+        rd: "65000:2",
+        rt: "65000:100",
+        next_hop: lo.ip(2),
+    };
+    let tenant_v6 = GobgpVpnRoute {
+        family: "vpnv6",
+        prefix: "fd00:2::/64",
+        label: 201,
+        ..tenant_v4
+    };
+    gobgp.add_route(&tenant_v4);
+    gobgp.add_route(&tenant_v6);
     // A route for another tenant's target is learned but not imported.
-    gobgp.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv4",
-        "add",
-        "10.3.0.0/24",
-        "label",
-        "300",
-        "rd",
-        "65000:3",
-        "rt",
-        "65000:999",
-        "nexthop",
-        &nh,
-    ]);
+    let other_tenant = GobgpVpnRoute {
+        prefix: "10.3.0.0/24",
+        label: 300,
+        rd: "65000:3",
+        rt: "65000:999",
+        ..tenant_v4
+    };
+    gobgp.add_route(&other_tenant);
 
-    let mut seen: Vec<RouteEvent> = Vec::new();
-    poll("two imported routes", || {
-        seen.extend(pisek.drain_events());
-        (seen.len() >= 2).then_some(())
-    });
-    seen.sort_by_key(|e| e.prefix.family());
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    for (e, (prefix, label, family)) in seen.iter().zip([
-        ("10.2.0.0/24", 200, Family::VPNV4),
-        ("fd00:2::/64", 201, Family::VPNV6),
-    ]) {
-        assert_eq!(e.tenant, 1);
-        assert_eq!(e.prefix.rd.to_string(), "65000:2");
-        assert_eq!(e.prefix.prefix.to_string(), prefix);
-        assert_eq!(e.prefix.family(), family);
-        let route = e.route.as_ref().expect("an announcement");
-        assert_eq!(route.label.value(), label);
-        // gobgp sends a VPNv6 next hop IPv4-mapped; Pisek reads it as IPv4.
-        assert_eq!(route.next_hop, lo.ip(2));
-    }
+    // gobgp sends a VPNv6 next hop IPv4-mapped; Pisek reads it as IPv4.
+    pisek.expect_imported(
+        "two imported routes",
+        "65000:2",
+        lo.ip(2),
+        &[
+            ("10.2.0.0/24", 200, Family::VPNV4),
+            ("fd00:2::/64", 201, Family::VPNV6),
+        ],
+    );
     poll("all three routes in the RIB", || {
         (pisek.rt.block_on(pisek.handle().route_count()).ok()? == 3).then_some(())
     });
 
-    gobgp.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv4",
-        "del",
-        "10.2.0.0/24",
-        "label",
-        "200",
-        "rd",
-        "65000:2",
-        "rt",
-        "65000:100",
-        "nexthop",
-        &nh,
-    ]);
-    let gone = poll("a removal event", || {
-        pisek.drain_events().into_iter().find(|e| e.route.is_none())
-    });
+    gobgp.del_route(&tenant_v4);
+    let gone = pisek.wait_withdrawal("a removal event");
     assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
     assert_eq!(gone.tenant, 1);
 }
 
 #[test]
 fn session_survives_gobgp_restart() {
-    if !common::require("gobgp restart", &["gobgpd", "gobgp"]) {
+    let Some((lo, dir)) = prerequisites("gobgp restart") else {
         return;
-    }
-    let lo = Loopback::new();
-    let dir = common::TempDir::new("gobgp");
+    };
     let (mut gobgp, pisek) = gobgp_pair(&lo, &dir);
     pisek.advertise(1, "10.1.0.0/24", 100);
-    poll("gobgp has the route", || {
-        (gobgp.paths("vpnv4").len() == 1).then_some(())
-    });
+    gobgp.wait_paths("gobgp has the route", "vpnv4", 1);
 
     gobgp.kill();
     poll("Pisek notices the peer is gone", || {
@@ -226,20 +166,15 @@ fn session_survives_gobgp_restart() {
     });
     gobgp.restart();
     pisek.wait_established();
-    let paths = poll("gobgp has the route again", || {
-        let p = gobgp.paths("vpnv4");
-        (p.len() == 1).then_some(p)
-    });
+    let paths = gobgp.wait_paths("gobgp has the route again", "vpnv4", 1);
     assert_eq!(paths[0].labels, vec![100]);
 }
 
 #[test]
 fn gobgp_reflects_routes_between_two_pisek_speakers() {
-    if !common::require("gobgp reflector", &["gobgpd", "gobgp"]) {
+    let Some((lo, dir)) = prerequisites("gobgp reflector") else {
         return;
-    }
-    let lo = Loopback::new();
-    let dir = common::TempDir::new("gobgp");
+    };
     let (a, b, rr) = (lo.ip(1), lo.ip(3), lo.ip(2));
     let cluster: IpAddr = "10.255.0.1".parse().unwrap();
     let _gobgp = Gobgp::start(
@@ -273,9 +208,7 @@ fn gobgp_reflects_routes_between_two_pisek_speakers() {
     pb.wait_established();
     pa.advertise(1, "10.1.0.0/24", 100);
 
-    let event = poll("B learns A's route through the reflector", || {
-        pb.drain_events().into_iter().find(|e| e.route.is_some())
-    });
+    let event = pb.wait_announcement("B learns A's route through the reflector");
     let route = event.route.expect("announcement");
     assert_eq!(event.prefix.to_string(), "65000:1:10.1.0.0/24");
     assert_eq!(route.label.value(), 100);
@@ -293,17 +226,13 @@ fn gobgp_reflects_routes_between_two_pisek_speakers() {
 
 #[test]
 fn gobgp_keeps_pisek_routes_stale_across_a_graceful_restart() {
-    if !common::require("gobgp graceful restart", &["gobgpd", "gobgp"]) {
+    let Some((lo, dir)) = prerequisites("gobgp graceful restart") else {
         return;
-    }
-    let lo = Loopback::new();
-    let dir = common::TempDir::new("gobgp");
+    };
     let (gobgp, pisek) = gobgp_pair(&lo, &dir);
     pisek.advertise(1, "10.1.0.0/24", 100);
     pisek.advertise(1, "10.1.1.0/24", 100);
-    poll("gobgp has both routes", || {
-        (gobgp.paths("vpnv4").len() == 2).then_some(())
-    });
+    gobgp.wait_paths("gobgp has both routes", "vpnv4", 2);
 
     // Pisek goes away without a NOTIFICATION, as a restarting agent does.
     pisek.crash();
@@ -331,11 +260,9 @@ fn gobgp_keeps_pisek_routes_stale_across_a_graceful_restart() {
 
 #[test]
 fn pisek_reflects_routes_between_two_gobgp_clients() {
-    if !common::require("Pisek reflector", &["gobgpd", "gobgp"]) {
+    let Some((lo, dir)) = prerequisites("Pisek reflector") else {
         return;
-    }
-    let lo = Loopback::new();
-    let dir = common::TempDir::new("gobgp");
+    };
     let (rr, a, b) = (lo.ip(1), lo.ip(2), lo.ip(3));
     let to_rr = [GobgpNeighbor {
         address: rr,
@@ -347,39 +274,23 @@ fn pisek_reflects_routes_between_two_gobgp_clients() {
     let pisek = Pisek::start_reflector(speaker_config(lo.v4(1)), rr, &[a, b], cluster);
     pisek.wait_established();
 
+    let a_v4 = GobgpVpnRoute {
+        family: "vpnv4",
+        prefix: "10.7.0.0/24",
+        label: 700,
+        rd: "65000:7",
+        rt: "65000:100",
+        next_hop: a,
+    };
+    let a_v6 = GobgpVpnRoute {
+        family: "vpnv6",
+        prefix: "fd00:7::/64",
+        label: 701,
+        ..a_v4
+    };
+    ga.add_route(&a_v4);
+    ga.add_route(&a_v6);
     let nh = a.to_string();
-    ga.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv4",
-        "add",
-        "10.7.0.0/24",
-        "label",
-        "700",
-        "rd",
-        "65000:7",
-        "rt",
-        "65000:100",
-        "nexthop",
-        &nh,
-    ]);
-    ga.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv6",
-        "add",
-        "fd00:7::/64",
-        "label",
-        "701",
-        "rd",
-        "65000:7",
-        "rt",
-        "65000:100",
-        "nexthop",
-        &nh,
-    ]);
     let v4 = poll("B learns A's VPNv4 route through Pisek", || {
         gb.paths("vpnv4").into_iter().next()
     });
@@ -407,22 +318,7 @@ fn pisek_reflects_routes_between_two_gobgp_clients() {
     // A does not get its own route back.
     assert!(ga.paths("vpnv4").iter().all(|p| p.originator_id.is_none()));
 
-    ga.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv4",
-        "del",
-        "10.7.0.0/24",
-        "label",
-        "700",
-        "rd",
-        "65000:7",
-        "rt",
-        "65000:100",
-        "nexthop",
-        &nh,
-    ]);
+    ga.del_route(&a_v4);
     poll("the withdrawal is reflected", || {
         gb.paths("vpnv4").is_empty().then_some(())
     });
@@ -430,32 +326,19 @@ fn pisek_reflects_routes_between_two_gobgp_clients() {
 
 #[test]
 fn pisek_keeps_gobgp_routes_while_gobgp_is_down() {
-    if !common::require("gobgp helper", &["gobgpd", "gobgp"]) {
+    let Some((lo, dir)) = prerequisites("gobgp helper") else {
         return;
-    }
-    let lo = Loopback::new();
-    let dir = common::TempDir::new("gobgp");
+    };
     let (mut gobgp, mut pisek) = gobgp_pair(&lo, &dir);
-    let nh = lo.ip(2).to_string();
-    gobgp.cli(&[
-        "global",
-        "rib",
-        "-a",
-        "vpnv4",
-        "add",
-        "10.2.0.0/24",
-        "label",
-        "200",
-        "rd",
-        "65000:2",
-        "rt",
-        "65000:100",
-        "nexthop",
-        &nh,
-    ]);
-    poll("the route is learned", || {
-        pisek.drain_events().into_iter().find(|e| e.route.is_some())
+    gobgp.add_route(&GobgpVpnRoute {
+        family: "vpnv4",
+        prefix: "10.2.0.0/24",
+        label: 200,
+        rd: "65000:2",
+        rt: "65000:100",
+        next_hop: lo.ip(2),
     });
+    pisek.wait_announcement("the route is learned");
 
     // gobgpd dies (no NOTIFICATION): Pisek, the GR helper, keeps its route.
     gobgp.kill();
@@ -469,8 +352,6 @@ fn pisek_keeps_gobgp_routes_while_gobgp_is_down() {
     // state: the stale route goes (RFC 4724 §4.2).
     gobgp.restart();
     pisek.wait_established();
-    let gone = poll("the stale route is removed", || {
-        pisek.drain_events().into_iter().find(|e| e.route.is_none())
-    });
+    let gone = pisek.wait_withdrawal("the stale route is removed");
     assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
 }

@@ -38,6 +38,11 @@ impl Setup {
         }
     }
 
+    /// A setup for one test; `None` (skip) outside CI when not root.
+    fn prerequisites(test: &str) -> Option<Setup> {
+        common::require(test, &[]).then(Setup::new)
+    }
+
     fn peer(&self) -> RawPeer {
         RawPeer::accept(&self.listener)
     }
@@ -47,6 +52,18 @@ impl Setup {
         p.establish(self.lo.v4(2));
         self.pisek.wait_established();
         p
+    }
+
+    /// Sends each message on a fresh established session and checks the
+    /// NOTIFICATION (code, subcode) it gets, and that the speaker lives on.
+    fn expect_notifications(&self, cases: Vec<(&str, Vec<u8>, (u8, u8))>) {
+        for (what, bytes, expected) in cases {
+            let mut p = self.established_peer();
+            p.send(&bytes);
+            let (code, subcode, _) = p.expect_notification();
+            assert_eq!((code, subcode), expected, "{what}");
+            self.assert_alive();
+        }
     }
 
     /// The speaker still answers: it did not panic.
@@ -65,6 +82,23 @@ fn header(len: u16, kind: u8) -> Vec<u8> {
     let mut m = vec![0xff; 16];
     m.extend_from_slice(&len.to_be_bytes());
     m.push(kind);
+    m
+}
+
+/// Writes the message's length into its header (RFC 4271 §4.1).
+fn set_length(m: &mut [u8]) {
+    let len = m.len() as u16;
+    m[16..18].copy_from_slice(&len.to_be_bytes());
+}
+
+/// An UPDATE with no withdrawn routes and no NLRI field, only the path
+/// attributes `attrs` (raw bytes, possibly broken).
+fn update_with_attributes(attrs: &[u8]) -> Vec<u8> {
+    let mut m = header(0, 2);
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    m.extend_from_slice(attrs);
+    set_length(&mut m);
     m
 }
 
@@ -99,10 +133,9 @@ fn good_attrs() -> PathAttributes {
 
 #[test]
 fn malformed_headers_get_message_header_errors() {
-    if !common::require("malformed headers", &[]) {
+    let Some(s) = Setup::prerequisites("malformed headers") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let cases: Vec<(&str, Vec<u8>, (u8, u8))> = vec![
         (
             "bad marker",
@@ -126,13 +159,7 @@ fn malformed_headers_get_message_header_errors() {
         ),
         ("unknown type", header(19, 9), (1, 3)),
     ];
-    for (what, bytes, expected) in cases {
-        let mut p = s.established_peer();
-        p.send(&bytes);
-        let (code, subcode, _) = p.expect_notification();
-        assert_eq!((code, subcode), expected, "{what}");
-        s.assert_alive();
-    }
+    s.expect_notifications(cases);
     // A bad length is reported with the length as data (§6.1).
     let mut p = s.established_peer();
     p.send(&header(4097, 4));
@@ -141,10 +168,9 @@ fn malformed_headers_get_message_header_errors() {
 
 #[test]
 fn bad_opens_get_open_message_errors() {
-    if !common::require("bad opens", &[]) {
+    let Some(s) = Setup::prerequisites("bad opens") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let id = s.lo.v4(2);
     let version3 = {
         let mut m = raw_open(id, AS, 9, &[]);
@@ -156,8 +182,7 @@ fn bad_opens_get_open_message_errors() {
         let mut m = raw_open(id, AS, 9, &[]);
         m.extend_from_slice(&[1, 1, 0]);
         m[28] += 3;
-        let len = m.len() as u16;
-        m[16..18].copy_from_slice(&len.to_be_bytes());
+        set_length(&mut m);
         m
     };
     let no_vpn = {
@@ -211,10 +236,9 @@ fn bad_opens_get_open_message_errors() {
 
 #[test]
 fn unknown_capabilities_are_ignored() {
-    if !common::require("unknown capabilities", &[]) {
+    let Some(s) = Setup::prerequisites("unknown capabilities") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let mut p = s.peer();
     // Capability 200 (unassigned) and 73 (FQDN) with junk: RFC 5492 §3 says ignore.
     p.exchange_open(&raw_open(
@@ -231,10 +255,9 @@ fn unknown_capabilities_are_ignored() {
 
 #[test]
 fn malformed_updates_get_update_message_errors() {
-    if !common::require("malformed updates", &[]) {
+    let Some(s) = Setup::prerequisites("malformed updates") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let good = route_update("10.9.0.0/24", 900, &good_attrs());
     let overrun = {
         // Total path attribute length one larger than the attributes.
@@ -247,36 +270,17 @@ fn malformed_updates_get_update_message_errors() {
         m.extend_from_slice(&[0, 9, 0, 0]);
         m
     };
-    let unknown_well_known = {
-        let mut m = header(0, 2);
-        m.extend_from_slice(&[0, 0, 0, 3, 0x40, 99, 0]);
-        let len = m.len() as u16;
-        m[16..18].copy_from_slice(&len.to_be_bytes());
-        m
-    };
-    let bad_mp_next_hop = {
-        // MP_REACH_NLRI for VPNv4 with a 5-octet next hop.
-        let mut m = header(0, 2);
-        let attr = [0x80, 14, 10, 0, 1, 128, 5, 1, 2, 3, 4, 5, 0];
-        m.extend_from_slice(&[0, 0, 0, attr.len() as u8]);
-        m.extend_from_slice(&attr);
-        let len = m.len() as u16;
-        m[16..18].copy_from_slice(&len.to_be_bytes());
-        m
-    };
+    let unknown_well_known = update_with_attributes(&[0x40, 99, 0]);
+    // MP_REACH_NLRI for VPNv4 with a 5-octet next hop.
+    let bad_mp_next_hop = update_with_attributes(&[0x80, 14, 10, 0, 1, 128, 5, 1, 2, 3, 4, 5, 0]);
     let bad_nlri = {
         // A VPNv4 NLRI claiming /33.
-        let mut m = header(0, 2);
         let mut attr = vec![
             0x80, 14, 0, 0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1, 0,
         ];
         attr.extend_from_slice(&[88 + 33, 0, 0, 0x11, 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 0, 0]);
         attr[2] = (attr.len() - 3) as u8;
-        m.extend_from_slice(&[0, 0, 0, attr.len() as u8]);
-        m.extend_from_slice(&attr);
-        let len = m.len() as u16;
-        m[16..18].copy_from_slice(&len.to_be_bytes());
-        m
+        update_with_attributes(&attr)
     };
     let bad_refresh = {
         let mut m = header(24, 5);
@@ -296,21 +300,14 @@ fn malformed_updates_get_update_message_errors() {
             (5, 3),
         ),
     ];
-    for (what, bytes, expected) in cases {
-        let mut p = s.established_peer();
-        p.send(&bytes);
-        let (code, subcode, _) = p.expect_notification();
-        assert_eq!((code, subcode), expected, "{what}");
-        s.assert_alive();
-    }
+    s.expect_notifications(cases);
 }
 
 #[test]
 fn update_before_open_is_a_state_machine_error() {
-    if !common::require("update before open", &[]) {
+    let Some(s) = Setup::prerequisites("update before open") else {
         return;
-    }
-    let s = Setup::new();
+    };
     let mut p = s.peer();
     assert_eq!(p.read_message().expect("OPEN")[18], 1);
     p.send(&route_update("10.9.0.0/24", 900, &good_attrs()));
@@ -320,18 +317,12 @@ fn update_before_open_is_a_state_machine_error() {
 
 #[test]
 fn bad_attribute_values_are_treated_as_withdraw() {
-    if !common::require("treat as withdraw", &[]) {
+    let Some(mut s) = Setup::prerequisites("treat as withdraw") else {
         return;
-    }
-    let mut s = Setup::new();
+    };
     let mut p = s.established_peer();
     p.send(&route_update("10.9.0.0/24", 900, &good_attrs()));
-    let learned = common::poll_until("the route is learned", WAIT, || {
-        s.pisek
-            .drain_events()
-            .into_iter()
-            .find(|e| e.route.is_some())
-    });
+    let learned = s.pisek.wait_announcement("the route is learned");
     assert_eq!(learned.route.unwrap().label.value(), 900);
 
     // The same route again with ORIGIN 7 (RFC 7606 §7.1): withdrawn, the
@@ -344,24 +335,14 @@ fn bad_attribute_values_are_treated_as_withdraw() {
         + 3;
     bad[origin_at] = 7;
     p.send(&bad);
-    let gone = common::poll_until("the route is withdrawn", WAIT, || {
-        s.pisek
-            .drain_events()
-            .into_iter()
-            .find(|e| e.route.is_none())
-    });
+    let gone = s.pisek.wait_withdrawal("the route is withdrawn");
     assert_eq!(gone.prefix.prefix.to_string(), "10.9.0.0/24");
     assert!(s.pisek.established(), "no session reset for a bad ORIGIN");
     p.send(&KEEPALIVE);
 
     // LOCAL_PREF of the wrong length (§7.5) is treat-as-withdraw too.
     p.send(&route_update("10.9.1.0/24", 901, &good_attrs()));
-    common::poll_until("second route learned", WAIT, || {
-        s.pisek
-            .drain_events()
-            .into_iter()
-            .find(|e| e.route.is_some())
-    });
+    s.pisek.wait_announcement("second route learned");
     let mut bad = route_update("10.9.1.0/24", 901, &good_attrs());
     let lp_at = bad
         .windows(3)
@@ -370,28 +351,21 @@ fn bad_attribute_values_are_treated_as_withdraw() {
     bad[lp_at + 2] = 3;
     bad.remove(lp_at + 3);
     let fix = |m: &mut Vec<u8>| {
-        let len = m.len() as u16;
-        m[16..18].copy_from_slice(&len.to_be_bytes());
+        set_length(m);
         let attrs = u16::from_be_bytes([m[21], m[22]]) - 1;
         m[21..23].copy_from_slice(&attrs.to_be_bytes());
     };
     fix(&mut bad);
     p.send(&bad);
-    common::poll_until("second route withdrawn", WAIT, || {
-        s.pisek
-            .drain_events()
-            .into_iter()
-            .find(|e| e.route.is_none())
-    });
+    s.pisek.wait_withdrawal("second route withdrawn");
     assert!(s.pisek.established());
 }
 
 #[test]
 fn garbage_over_tcp_gets_a_notification_and_no_panic() {
-    if !common::require("garbage", &[]) {
+    let Some(s) = Setup::prerequisites("garbage") else {
         return;
-    }
-    let s = Setup::new();
+    };
     // A deterministic xorshift stream of bytes.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..5 {

@@ -258,6 +258,48 @@ impl Pisek {
         out
     }
 
+    /// Waits for a route announcement; events before it are dropped.
+    pub fn wait_announcement(&mut self, what: &str) -> RouteEvent {
+        common_poll(what, || {
+            self.drain_events().into_iter().find(|e| e.route.is_some())
+        })
+    }
+
+    /// Waits for a route withdrawal; events before it are dropped.
+    pub fn wait_withdrawal(&mut self, what: &str) -> RouteEvent {
+        common_poll(what, || {
+            self.drain_events().into_iter().find(|e| e.route.is_none())
+        })
+    }
+
+    /// Waits for as many route events as `expected` lists, one route per
+    /// family as (prefix, label, family), and checks they announce those
+    /// routes into tenant 1 with route distinguisher `rd` and `next_hop`.
+    pub fn expect_imported(
+        &mut self,
+        what: &str,
+        rd: &str,
+        next_hop: IpAddr,
+        expected: &[(&str, u32, Family)],
+    ) {
+        let mut seen: Vec<RouteEvent> = Vec::new();
+        common_poll(what, || {
+            seen.extend(self.drain_events());
+            (seen.len() >= expected.len()).then_some(())
+        });
+        seen.sort_by_key(|e| e.prefix.family());
+        assert_eq!(seen.len(), expected.len(), "{seen:?}");
+        for (e, &(prefix, label, family)) in seen.iter().zip(expected) {
+            assert_eq!(e.tenant, 1);
+            assert_eq!(e.prefix.rd.to_string(), rd);
+            assert_eq!(e.prefix.prefix.to_string(), prefix);
+            assert_eq!(e.prefix.family(), family);
+            let route = e.route.as_ref().expect("an announcement");
+            assert_eq!(route.label.value(), label);
+            assert_eq!(route.next_hop, next_hop);
+        }
+    }
+
     /// Stops without a NOTIFICATION (a crash or restart).
     pub fn crash(self) {
         self.rt.block_on(async {
@@ -418,6 +460,49 @@ impl Gobgp {
     }
 }
 
+/// A VPN route as `gobgp global rib -a FAMILY add|del` takes it.
+pub struct GobgpVpnRoute<'a> {
+    /// "vpnv4" or "vpnv6".
+    pub family: &'a str,
+    pub prefix: &'a str,
+    pub label: u32,
+    pub rd: &'a str,
+    pub rt: &'a str,
+    pub next_hop: IpAddr,
+}
+
+impl Gobgp {
+    /// Originates `route` from gobgp's global RIB.
+    pub fn add_route(&self, route: &GobgpVpnRoute) {
+        self.change_route("add", route);
+    }
+
+    /// Withdraws `route` from gobgp's global RIB.
+    pub fn del_route(&self, route: &GobgpVpnRoute) {
+        self.change_route("del", route);
+    }
+
+    fn change_route(&self, verb: &str, route: &GobgpVpnRoute) {
+        let (label, next_hop) = (route.label.to_string(), route.next_hop.to_string());
+        self.cli(&[
+            "global",
+            "rib",
+            "-a",
+            route.family,
+            verb,
+            route.prefix,
+            "label",
+            &label,
+            "rd",
+            route.rd,
+            "rt",
+            route.rt,
+            "nexthop",
+            &next_hop,
+        ]);
+    }
+}
+
 pub fn gobgp_cli(addr: IpAddr, args: &[&str]) -> Result<String, String> {
     let out = Command::new("gobgp")
         .args(["-u", &addr.to_string(), "-p", "50051"])
@@ -448,6 +533,15 @@ pub struct GobgpPath {
 }
 
 impl Gobgp {
+    /// Waits until gobgp's global RIB of `family` holds exactly `count`
+    /// paths, and returns them.
+    pub fn wait_paths(&self, what: &str, family: &str, count: usize) -> Vec<GobgpPath> {
+        common_poll(what, || {
+            let paths = self.paths(family);
+            (paths.len() == count).then_some(paths)
+        })
+    }
+
     /// Every path in gobgp's global RIB of a family ("vpnv4", "vpnv6").
     pub fn paths(&self, family: &str) -> Vec<GobgpPath> {
         let rib = self.rib(family);

@@ -624,6 +624,22 @@ mod tests {
         }
     }
 
+    /// A machine that started and connected out: its OPEN is sent (and
+    /// dropped), the peer's is awaited.
+    fn open_sent(config: &SessionConfig, now: Instant) -> Fsm {
+        let mut fsm = Fsm::new(config);
+        let mut out = Vec::new();
+        fsm.handle(Event::ManualStart, now, config, &mut out);
+        fsm.handle(
+            Event::TcpConnectionUp { outgoing: true },
+            now,
+            config,
+            &mut out,
+        );
+        assert_eq!(fsm.state(), State::OpenSent);
+        fsm
+    }
+
     fn as_event(m: Message) -> Event {
         match m {
             Message::Open(o) => Event::BgpOpen(o),
@@ -673,17 +689,9 @@ mod tests {
     fn wrong_peer_as_gets_bad_peer_as() {
         let (ca, mut cb) = (cfg(1), cfg(2));
         cb.local_as = 65001;
-        let mut a = Fsm::new(&ca);
         let now = Instant::now();
+        let mut a = open_sent(&ca, now);
         let mut out = Vec::new();
-        a.handle(Event::ManualStart, now, &ca, &mut out);
-        a.handle(
-            Event::TcpConnectionUp { outgoing: true },
-            now,
-            &ca,
-            &mut out,
-        );
-        out.clear();
         a.handle(Event::BgpOpen(cb.open()), now, &ca, &mut out);
         let sent = Notification::from(&DecodeError::BadPeerAs(65001));
         assert_eq!((sent.code, sent.subcode), (2, 2));
@@ -702,17 +710,9 @@ mod tests {
     #[test]
     fn update_in_open_sent_is_a_state_machine_error() {
         let ca = cfg(1);
-        let mut a = Fsm::new(&ca);
         let now = Instant::now();
+        let mut a = open_sent(&ca, now);
         let mut out = Vec::new();
-        a.handle(Event::ManualStart, now, &ca, &mut out);
-        a.handle(
-            Event::TcpConnectionUp { outgoing: true },
-            now,
-            &ca,
-            &mut out,
-        );
-        out.clear();
         a.handle(Event::UpdateMsg(Box::default()), now, &ca, &mut out);
         assert_eq!(out[0], notification(ErrorCode::FiniteStateMachine, 1));
     }

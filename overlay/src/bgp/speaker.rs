@@ -341,11 +341,7 @@ impl Speaker {
         label: Label,
         now: Instant,
     ) -> Result<(), SpeakerError> {
-        let vrf = self
-            .policy
-            .vrf(tenant)
-            .ok_or(SpeakerError::UnknownTenant(tenant))?;
-        let vpn = VpnPrefix::new(vrf.rd, prefix);
+        let vpn = self.local_vpn_prefix(tenant, prefix)?;
         let attrs = PathAttributes {
             origin: Origin::Igp,
             local_pref: Some(100),
@@ -369,6 +365,15 @@ impl Speaker {
         Ok(())
     }
 
+    /// `prefix` under the RD of `tenant`'s VRF (RFC 4364 §4.2).
+    fn local_vpn_prefix(&self, tenant: TenantId, prefix: IpNet) -> Result<VpnPrefix, SpeakerError> {
+        let vrf = self
+            .policy
+            .vrf(tenant)
+            .ok_or(SpeakerError::UnknownTenant(tenant))?;
+        Ok(VpnPrefix::new(vrf.rd, prefix))
+    }
+
     /// Withdraws a prefix advertised with [`Speaker::advertise`].
     pub fn withdraw(
         &mut self,
@@ -376,11 +381,7 @@ impl Speaker {
         prefix: IpNet,
         now: Instant,
     ) -> Result<(), SpeakerError> {
-        let vrf = self
-            .policy
-            .vrf(tenant)
-            .ok_or(SpeakerError::UnknownTenant(tenant))?;
-        let vpn = VpnPrefix::new(vrf.rd, prefix);
+        let vpn = self.local_vpn_prefix(tenant, prefix)?;
         self.local.remove(&vpn);
         if let Some(c) = self.rib.withdraw(&vpn, LOCAL, &self.source_info()) {
             self.best_changed(c, now);
@@ -1154,6 +1155,14 @@ mod tests {
     }
 
     impl Lab {
+        /// Two speakers in one session: 0 connects, 1 waits (passive).
+        fn pair() -> Lab {
+            Lab::new(
+                vec![config(0), config(1)],
+                &[&[(1, false, false)], &[(0, false, true)]],
+            )
+        }
+
         /// Speakers with the given configs; `peers[i]` lists (j, rr_client, passive).
         fn new(configs: Vec<SpeakerConfig>, peers: &[&[(usize, bool, bool)]]) -> Lab {
             let now = Instant::now();
@@ -1278,14 +1287,21 @@ mod tests {
         fn take_events(&mut self, i: usize) -> Vec<RouteEvent> {
             std::mem::take(&mut self.events[i])
         }
+
+        /// The one event speaker `i` saw since the last look, which must be
+        /// a withdrawal.
+        fn take_withdrawal(&mut self, i: usize) -> RouteEvent {
+            let mut events = self.take_events(i);
+            assert_eq!(events.len(), 1, "{events:?}");
+            let event = events.remove(0);
+            assert_eq!(event.route, None, "a withdrawal");
+            event
+        }
     }
 
     #[test]
     fn two_speakers_exchange_vpn_routes_in_memory() {
-        let mut lab = Lab::new(
-            vec![config(0), config(1)],
-            &[&[(1, false, false)], &[(0, false, true)]],
-        );
+        let mut lab = Lab::pair();
         assert!(lab.established(0) && lab.established(1));
         lab.advertise(0, "10.1.0.0/24", 100);
         lab.advertise(0, "fd00:1::/64", 101);
@@ -1309,9 +1325,7 @@ mod tests {
             .withdraw(1, "10.1.0.0/24".parse().unwrap(), lab.now)
             .unwrap();
         lab.run();
-        let events = lab.take_events(1);
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].route, None);
+        lab.take_withdrawal(1);
     }
 
     #[test]
@@ -1427,10 +1441,7 @@ mod tests {
 
     #[test]
     fn helper_keeps_routes_stale_until_end_of_rib() {
-        let mut lab = Lab::new(
-            vec![config(0), config(1)],
-            &[&[(1, false, false)], &[(0, false, true)]],
-        );
+        let mut lab = Lab::pair();
         lab.advertise(0, "10.1.0.0/24", 100);
         lab.advertise(0, "10.1.1.0/24", 101);
         assert_eq!(lab.take_events(1).len(), 2);
@@ -1472,19 +1483,14 @@ mod tests {
         lab.run();
         assert!(lab.established(1));
         // End-of-RIB removed the route that was not re-advertised, and only it.
-        let events = lab.take_events(1);
-        assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(events[0].prefix.prefix.to_string(), "10.1.1.0/24");
-        assert_eq!(events[0].route, None);
+        let gone = lab.take_withdrawal(1);
+        assert_eq!(gone.prefix.prefix.to_string(), "10.1.1.0/24");
         assert!(!lab.speakers[1].peer_status()[0].stale);
     }
 
     #[test]
     fn helper_drops_stale_routes_when_the_restart_time_runs_out() {
-        let mut lab = Lab::new(
-            vec![config(0), config(1)],
-            &[&[(1, false, false)], &[(0, false, true)]],
-        );
+        let mut lab = Lab::pair();
         lab.advertise(0, "10.1.0.0/24", 100);
         lab.take_events(1);
         lab.crash(0);
@@ -1493,25 +1499,19 @@ mod tests {
         lab.advance(Duration::from_secs(59));
         assert!(lab.take_events(1).is_empty());
         lab.advance(Duration::from_secs(2));
-        let events = lab.take_events(1);
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].route, None);
+        lab.take_withdrawal(1);
     }
 
     #[test]
     fn notification_ends_the_session_without_keeping_routes() {
-        let mut lab = Lab::new(
-            vec![config(0), config(1)],
-            &[&[(1, false, false)], &[(0, false, true)]],
-        );
+        let mut lab = Lab::pair();
         lab.advertise(0, "10.1.0.0/24", 100);
         lab.take_events(1);
         let now = lab.now;
         lab.speakers[0].shutdown(now);
         lab.run();
-        let events = lab.take_events(1);
-        assert_eq!(events.len(), 1, "a Cease is not a restart (RFC 4724 §4.2)");
-        assert_eq!(events[0].route, None);
+        // A Cease is not a restart (RFC 4724 §4.2): the route goes at once.
+        lab.take_withdrawal(1);
     }
 
     #[test]
@@ -1547,10 +1547,7 @@ mod tests {
 
     #[test]
     fn route_refresh_resends_everything() {
-        let mut lab = Lab::new(
-            vec![config(0), config(1)],
-            &[&[(1, false, false)], &[(0, false, true)]],
-        );
+        let mut lab = Lab::pair();
         lab.advertise(0, "10.1.0.0/24", 100);
         lab.take_events(1);
         let before = lab.sent_bytes[0];
@@ -1566,10 +1563,7 @@ mod tests {
 
     #[test]
     fn a_new_vrf_reports_routes_it_imports() {
-        let mut lab = Lab::new(
-            vec![config(0), config(1)],
-            &[&[(1, false, false)], &[(0, false, true)]],
-        );
+        let mut lab = Lab::pair();
         lab.advertise(0, "10.1.0.0/24", 100);
         lab.take_events(1);
         let mut vrf = tenant_vrf(1);

@@ -1,6 +1,10 @@
 //! Byte fixtures for the packet tests, laid out by hand from the RFCs
 //! (checksums computed separately with a plain RFC 1071 sum).
 
+use crate::packet::mpls::Label;
+use crate::packet::tunnel::Encap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 /// Tenant packet: IPv4 192.168.1.10:1234 -> 192.168.2.20:5678, UDP, TTL 63,
 /// DF, payload "pisek".
 pub static INNER_V4: [u8; 33] = [
@@ -17,6 +21,18 @@ pub const FLOW_HASH: u32 = 0x1234_5678;
 
 /// The VRF label of the fixtures.
 pub const LABEL: u32 = 1000;
+
+/// The tunnel endpoints of the encapsulated fixtures.
+pub const V4_SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+pub const V4_DST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+pub const V6_SRC: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
+pub const V6_DST: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
+
+/// The outer parameters of the encapsulated fixtures: label [`LABEL`],
+/// defaults otherwise.
+pub fn encap(source: IpAddr, destination: IpAddr) -> Encap {
+    Encap::new(source, destination, Label::for_vrf(LABEL).unwrap())
+}
 
 /// [`INNER_V4`] in MPLS-in-UDP over IPv4 10.0.0.1 -> 10.0.0.2, label 1000,
 /// zero UDP checksum (RFC 7510 §5).

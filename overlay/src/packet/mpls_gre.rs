@@ -17,9 +17,9 @@ use crate::packet::error::Error;
 use crate::packet::flow::flow_hash;
 use crate::packet::gre::{self, GreRepr};
 use crate::packet::ip;
-use crate::packet::mpls::{self, LabelStackEntry};
+use crate::packet::mpls;
 use crate::packet::tunnel::{
-    Decapsulated, Encap, RxChecksum, TxChecksum, check_inner, headers_start,
+    Decapsulated, Encap, RxChecksum, TxChecksum, decapsulate_mpls, headers_start,
 };
 use std::ops::Range;
 
@@ -87,22 +87,7 @@ impl MplsOverGre {
             return Err(Error::NotMplsGre(gre.protocol_type));
         }
         let mpls_start = outer.payload.start + gre_packet.header_len();
-        let entry = LabelStackEntry::parse(&mpls::Packet::new_checked(
-            &packet[mpls_start..outer.payload.end],
-        )?)?;
-        if !entry.bottom_of_stack {
-            return Err(Error::LabelStackTooDeep);
-        }
-        let inner_range = mpls_start + mpls::HEADER_LEN..outer.payload.end;
-        let inner = &packet[inner_range.clone()];
-        check_inner(inner)?;
-        Ok(Decapsulated {
-            source: outer.source,
-            destination: outer.destination,
-            entry,
-            inner,
-            inner_range,
-        })
+        decapsulate_mpls(packet, &outer, mpls_start..outer.payload.end)
     }
 }
 
@@ -111,17 +96,6 @@ mod tests {
     use super::*;
     use crate::packet::error::Layer;
     use crate::packet::fixtures::*;
-    use crate::packet::mpls::Label;
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-    const V4_SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-    const V4_DST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-    const V6_SRC: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
-    const V6_DST: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
-
-    fn encap(source: IpAddr, destination: IpAddr) -> Encap {
-        Encap::new(source, destination, Label::for_vrf(LABEL).unwrap())
-    }
 
     #[test]
     fn emit_ipv4_gives_rfc4023_layout() {

@@ -21,9 +21,9 @@ use crate::packet::checksum::Sum;
 use crate::packet::error::{Error, Layer, need};
 use crate::packet::flow::flow_hash;
 use crate::packet::ip;
-use crate::packet::mpls::{self, LabelStackEntry};
+use crate::packet::mpls;
 use crate::packet::tunnel::{
-    Decapsulated, Encap, RxChecksum, TxChecksum, check_inner, headers_start,
+    Decapsulated, Encap, RxChecksum, TxChecksum, decapsulate_mpls, headers_start,
 };
 use etherparse::{UdpHeader, UdpHeaderSlice};
 use std::net::IpAddr;
@@ -173,22 +173,7 @@ impl MplsOverUdp {
 
         let mpls_start = outer.payload.start + UDP_HEADER_LEN;
         let datagram_end = outer.payload.start + udp_len;
-        let entry = LabelStackEntry::parse(&mpls::Packet::new_checked(
-            &packet[mpls_start..datagram_end],
-        )?)?;
-        if !entry.bottom_of_stack {
-            return Err(Error::LabelStackTooDeep);
-        }
-        let inner_range = mpls_start + mpls::HEADER_LEN..datagram_end;
-        let inner = &packet[inner_range.clone()];
-        check_inner(inner)?;
-        Ok(Decapsulated {
-            source: outer.source,
-            destination: outer.destination,
-            entry,
-            inner,
-            inner_range,
-        })
+        decapsulate_mpls(packet, &outer, mpls_start..datagram_end)
     }
 }
 
@@ -196,17 +181,8 @@ impl MplsOverUdp {
 mod tests {
     use super::*;
     use crate::packet::fixtures::*;
-    use crate::packet::mpls::Label;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    const V4_SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-    const V4_DST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-    const V6_SRC: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
-    const V6_DST: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
-
-    fn encap(source: IpAddr, destination: IpAddr) -> Encap {
-        Encap::new(source, destination, Label::for_vrf(LABEL).unwrap())
-    }
+    use crate::packet::mpls::{Label, LabelStackEntry};
+    use std::net::Ipv6Addr;
 
     /// A buffer with `headroom` free bytes, then `inner`.
     fn with_headroom(headroom: usize, inner: &[u8]) -> (Vec<u8>, Range<usize>) {

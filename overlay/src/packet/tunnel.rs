@@ -8,7 +8,8 @@
 //! only reads, and returns borrowed slices into the received buffer.
 
 use crate::packet::error::Error;
-use crate::packet::mpls::{Label, LabelStackEntry};
+use crate::packet::ip::Outer;
+use crate::packet::mpls::{self, Label, LabelStackEntry};
 use crate::packet::{MplsOverGre, MplsOverUdp};
 use std::net::IpAddr;
 use std::ops::Range;
@@ -194,9 +195,35 @@ pub(crate) fn headers_start(
         })
 }
 
+/// The part both decapsulations share, once the tunnel header is read:
+/// the single label stack entry at the start of `mpls_and_inner` (this
+/// overlay pushes exactly one, the VRF label) and the tenant's IP packet
+/// that fills the rest of it.
+pub(crate) fn decapsulate_mpls<'a>(
+    packet: &'a [u8],
+    outer: &Outer,
+    mpls_and_inner: Range<usize>,
+) -> Result<Decapsulated<'a>, Error> {
+    let entry =
+        LabelStackEntry::parse(&mpls::Packet::new_checked(&packet[mpls_and_inner.clone()])?)?;
+    if !entry.bottom_of_stack {
+        return Err(Error::LabelStackTooDeep);
+    }
+    let inner_range = mpls_and_inner.start + mpls::HEADER_LEN..mpls_and_inner.end;
+    let inner = &packet[inner_range.clone()];
+    check_inner(inner)?;
+    Ok(Decapsulated {
+        source: outer.source,
+        destination: outer.destination,
+        entry,
+        inner,
+        inner_range,
+    })
+}
+
 /// Checks that the inner packet looks like IP, the only payload a VRF label
 /// carries in this overlay (RFC 4364 §4.3.2 labels name an IP VRF).
-pub(crate) fn check_inner(inner: &[u8]) -> Result<(), Error> {
+fn check_inner(inner: &[u8]) -> Result<(), Error> {
     match inner.first().map(|b| b >> 4) {
         Some(4) | Some(6) => Ok(()),
         None => Err(Error::Truncated {

@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::capability::{Capability, GracefulRestartFamily};
+use super::capability::{Capability, GracefulRestart, GracefulRestartFamily};
 use super::message::frame_len;
-use super::{Family, Message, Origin, RouteTarget, SessionContext, Update};
+use super::{Family, Message, Open, Origin, RouteTarget, SessionContext, Update};
 
 static GOBGP_OPEN: &[u8] = include_bytes!("fixtures/gobgp_open.bin");
 static GOBGP_UPDATE_VPNV4: &[u8] = include_bytes!("fixtures/gobgp_update_vpnv4.bin");
@@ -24,6 +24,24 @@ const CTX: SessionContext = SessionContext {
 const GOBGP: Ipv4Addr = Ipv4Addr::new(127, 239, 1, 2);
 /// The next hop of BIRD's static routes in the recording.
 const BIRD_NEXT_HOP: Ipv4Addr = Ipv4Addr::new(198, 19, 200, 3);
+
+fn open(bytes: &[u8]) -> Open {
+    match Message::decode(bytes, &CTX) {
+        Ok(Message::Open(o)) => o,
+        other => panic!("not an OPEN: {other:?}"),
+    }
+}
+
+/// The Graceful Restart capability an OPEN offers (RFC 4724 §3).
+fn graceful_restart(open: &Open) -> &GracefulRestart {
+    open.capabilities
+        .iter()
+        .find_map(|c| match c {
+            Capability::GracefulRestart(gr) => Some(gr),
+            _ => None,
+        })
+        .expect("graceful restart")
+}
 
 fn update(bytes: &[u8]) -> Update {
     match Message::decode(bytes, &CTX) {
@@ -64,22 +82,14 @@ fn re_encoded(u: &Update) -> Update {
 
 #[test]
 fn gobgp_open_offers_the_vpn_families_and_graceful_restart() {
-    let Ok(Message::Open(open)) = Message::decode(GOBGP_OPEN, &CTX) else {
-        panic!("not an OPEN")
-    };
+    let open = open(GOBGP_OPEN);
     assert_eq!((open.asn(), open.hold_time, open.bgp_id), (65000, 9, GOBGP));
     let caps = &open.capabilities;
     assert!(caps.contains(&Capability::Multiprotocol(Family::VPNV4)));
     assert!(caps.contains(&Capability::Multiprotocol(Family::VPNV6)));
     assert!(caps.contains(&Capability::RouteRefresh));
     assert!(caps.contains(&Capability::FourOctetAs(65000)));
-    let gr = caps
-        .iter()
-        .find_map(|c| match c {
-            Capability::GracefulRestart(gr) => Some(gr),
-            _ => None,
-        })
-        .expect("graceful restart");
+    let gr = graceful_restart(&open);
     assert_eq!(gr.restart_time, 120);
     assert!(gr.families.iter().any(|f| f.family == Family::VPNV4));
     // gobgp's FQDN capability (73) is kept as unknown and ignored.
@@ -116,20 +126,12 @@ fn gobgp_vpnv6_update_has_an_ipv4_mapped_next_hop() {
 
 #[test]
 fn bird_open_offers_the_vpn_families() {
-    let Ok(Message::Open(open)) = Message::decode(BIRD_OPEN, &CTX) else {
-        panic!("not an OPEN")
-    };
+    let open = open(BIRD_OPEN);
     assert_eq!((open.asn(), open.hold_time), (65000, 9));
     let caps = &open.capabilities;
     assert!(caps.contains(&Capability::Multiprotocol(Family::VPNV4)));
     assert!(caps.contains(&Capability::Multiprotocol(Family::VPNV6)));
-    let gr = caps
-        .iter()
-        .find_map(|c| match c {
-            Capability::GracefulRestart(gr) => Some(gr),
-            _ => None,
-        })
-        .expect("graceful restart");
+    let gr = graceful_restart(&open);
     assert_eq!(
         gr.families,
         [
