@@ -11,6 +11,9 @@
 //! - [`drop`]: why a packet was dropped, with counters.
 //! - [`wg`]: WireGuard peers on boringtun's noise state machine, crypto-key
 //!   routing with edge failover.
+//! - [`forward`]: the vRouter forwarding pipeline: tenant TUN batches →
+//!   VRF → MPLS encap → WireGuard → underlay, and back, with the edge's
+//!   hub relay; no I/O, caller-owned batches.
 //! - [`bgp`]: the iBGP speaker for BGP/MPLS IP VPNs (VPNv4/VPNv6).
 //!
 //! The library reads no config file, touches no netlink and starts no thread:
@@ -21,6 +24,7 @@
 
 pub mod bgp;
 pub mod drop;
+pub mod forward;
 pub mod packet;
 pub mod vrf;
 pub mod wg;

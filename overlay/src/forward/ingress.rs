@@ -1,0 +1,152 @@
+//! Ingress: datagrams from the underlay to the node, or on to another node.
+//!
+//! Underlay batch → WireGuard decrypt (handshake answers and packets that
+//! waited for the handshake go out to the underlay batch) → outer header:
+//! - for this node's tunnel address, MPLSoUDP (UDP port 6635) or MPLSoGRE
+//!   → decap → label table: label → tenant → VRF LPM of the inner
+//!   destination → Local: the tenant's TUN;
+//! - for this node's tunnel address, anything else → the fabric TUN (the
+//!   kernel: iBGP, pings to the tunnel address);
+//! - for another node's tunnel address, on the edge → outer TTL − 1 →
+//!   WireGuard towards that node's peer, MPLS untouched (hub and spoke).
+
+use super::batch::{Interface, NO_ENDPOINT, PacketBatch};
+use super::header::{IpHeader, TunnelKind};
+use super::sink::WgSink;
+use super::{ForwardOutput, Pipeline, Role, send_drop_reason};
+use crate::drop::DropReason;
+use crate::packet::{MplsOverGre, MplsOverUdp, RxChecksum, ttl};
+use crate::vrf::NextHop;
+use crate::wg::WgDropReason;
+use std::time::Instant;
+
+impl Pipeline {
+    /// Handles a batch of datagrams read from the underlay socket (each
+    /// with the endpoint it came from). Packets for the node go to
+    /// `out.local`, datagrams to send (handshake answers, relayed packets)
+    /// to `out.underlay`.
+    pub fn ingress_batch(
+        &mut self,
+        datagrams: &PacketBatch,
+        now: Instant,
+        out: &mut ForwardOutput,
+    ) {
+        // Taken out of `self` for the loop, so that the decrypted packet
+        // and the pipeline can be borrowed at once; no allocation.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for index in 0..datagrams.len() {
+            let Some((datagram, from)) = datagrams.datagram(index) else {
+                continue;
+            };
+            let mut sink = WgSink::new(&mut out.underlay, &mut self.overflow, &mut scratch);
+            let received = self.wg.receive(datagram, from, now, &mut sink);
+            let (delivered, overflowed) = (sink.delivered, sink.overflowed);
+            self.drops.record_many(DropReason::QueueFull, overflowed);
+            if let Err(reason) = received {
+                // WireGuard counts the precise reason (replay, bad MAC,
+                // unknown peer...) itself; this is the pipeline's summary.
+                self.drops.record(receive_drop_reason(reason));
+                continue;
+            }
+            if let Some((len, _peer)) = delivered {
+                let packet = scratch.get_mut(..len).unwrap_or_default();
+                self.deliver_decrypted(packet, now, out);
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// The stage after WireGuard: forwards one decrypted tunnel packet
+    /// (decap and deliver, hand to the kernel, or relay). Public for the
+    /// fuzz target and for callers that decrypt elsewhere; drops are
+    /// counted.
+    pub fn deliver_decrypted(&mut self, packet: &mut [u8], now: Instant, out: &mut ForwardOutput) {
+        if let Err(reason) = self.forward_decrypted(packet, now, out) {
+            self.drops.record(reason);
+        }
+    }
+
+    fn forward_decrypted(
+        &mut self,
+        packet: &mut [u8],
+        now: Instant,
+        out: &mut ForwardOutput,
+    ) -> Result<(), DropReason> {
+        let header = IpHeader::parse(packet).ok_or(DropReason::Malformed)?;
+        if header.destination != self.config.tunnel_address {
+            return self.relay(packet, now, out);
+        }
+        let decapsulated = match header.tunnel_kind(packet) {
+            TunnelKind::None => {
+                if !out.local.push_with(packet, NO_ENDPOINT, Interface::Fabric) {
+                    return Err(DropReason::QueueFull);
+                }
+                self.fabric.received(packet.len());
+                return Ok(());
+            }
+            // WireGuard's AEAD authenticated every byte: no checksum adds
+            // to that (RxChecksum::Trust).
+            TunnelKind::MplsOverUdp => MplsOverUdp::decapsulate(packet, RxChecksum::Trust),
+            TunnelKind::MplsOverGre => MplsOverGre::decapsulate(packet, RxChecksum::Trust),
+        }
+        .map_err(|e| e.drop_reason())?;
+
+        // Labels are per VRF (RFC 4364 §4.3.2): the label names the tenant.
+        let tenant = self
+            .vrfs
+            .labels()
+            .tenant(decapsulated.entry.label)
+            .ok_or(DropReason::BadLabel)?;
+        let inner = decapsulated.inner;
+        let inner_header = IpHeader::parse(inner).ok_or(DropReason::Malformed)?;
+        let vrf = self.vrfs.get(tenant).ok_or(DropReason::BadLabel)?;
+        match vrf.lookup(inner_header.destination) {
+            Some(NextHop::Local(_)) => {}
+            Some(NextHop::Discard) => return Err(DropReason::DiscardRoute),
+            // The sender chose this node for the prefix; a route elsewhere
+            // here means the tables disagree: never send it on (no loops).
+            Some(NextHop::Tunnel { .. }) | None => return Err(DropReason::NoRoute),
+        }
+        if !out
+            .local
+            .push_with(inner, NO_ENDPOINT, Interface::Tenant(tenant))
+        {
+            return Err(DropReason::QueueFull);
+        }
+        if let Some(state) = self.tenant_state(tenant) {
+            state.counters.received(inner.len());
+        }
+        Ok(())
+    }
+
+    /// A packet for another node's tunnel address: the edge sends it on
+    /// as it is (an IP router on the tunnel network: the outer TTL drops
+    /// by one, so a routing loop ends); a gateway refuses it.
+    fn relay(
+        &mut self,
+        packet: &mut [u8],
+        now: Instant,
+        out: &mut ForwardOutput,
+    ) -> Result<(), DropReason> {
+        if self.config.role != Role::Edge {
+            return Err(DropReason::NotForThisNode);
+        }
+        ttl::decrement(packet).map_err(|e| e.drop_reason())?;
+        let mut sink = WgSink::new(&mut out.underlay, &mut self.overflow, &mut []);
+        let sent = self.wg.send(packet, now, &mut sink);
+        let overflowed = sink.overflowed;
+        self.drops.record_many(DropReason::QueueFull, overflowed);
+        sent.map(|_| ()).map_err(send_drop_reason)
+    }
+}
+
+/// The pipeline's reason for a datagram WireGuard refused.
+fn receive_drop_reason(reason: WgDropReason) -> DropReason {
+    match reason {
+        // Authentic, but from an address the peer may not use: the peer
+        // spoofs (crypto-key routing is anti-spoofing, whitepaper §2).
+        WgDropReason::SourceNotAllowed => DropReason::SpoofedSource,
+        WgDropReason::Malformed | WgDropReason::BadInnerPacket => DropReason::Malformed,
+        _ => DropReason::DecryptFailed,
+    }
+}

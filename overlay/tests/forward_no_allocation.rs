@@ -1,0 +1,65 @@
+//! The forwarding pipeline allocates nothing per packet once sessions are
+//! up: a batch of 32 through egress (anti-spoofing, VRF, TTL, MTU, encap,
+//! WireGuard) and ingress (WireGuard, decap, label, VRF, delivery), counted
+//! by a global allocator that tallies this thread's allocations.
+
+#[path = "../benches/support/forward_pair.rs"]
+mod forward_pair;
+
+use forward_pair::Pair;
+use pisek_overlay::packet::Encapsulation;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn a_batch_through_egress_and_ingress_does_not_allocate() {
+    assert!(allocations_during(|| drop(std::hint::black_box(vec![1u8; 16]))) > 0);
+    for encap in [Encapsulation::MplsOverUdp, Encapsulation::MplsOverGre] {
+        let mut pair = Pair::new(encap);
+        let mut batch = pair.egress_batch_of(1, 32, 1400);
+        let mut to_gw2 = pair.gw2.ingress_input(32);
+        pair.out.clear();
+
+        let egress = allocations_during(|| pair.egress(1, &mut batch));
+        assert_eq!(pair.out.underlay.len(), 32, "{encap}");
+        assert_eq!(egress, 0, "egress allocated ({encap})");
+
+        for (d, _) in pair.out.underlay.datagrams() {
+            assert!(to_gw2.push_datagram(d, "192.0.2.1:51820".parse().unwrap()));
+        }
+        pair.out.clear();
+        let now = pair.now;
+        let ingress = allocations_during(|| pair.gw2.ingress_batch(&to_gw2, now, &mut pair.out));
+        assert_eq!(pair.out.local.len(), 32, "{encap}");
+        assert_eq!(ingress, 0, "ingress allocated ({encap})");
+    }
+}
