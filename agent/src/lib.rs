@@ -16,4 +16,6 @@ pub mod dataplane;
 pub mod ipam;
 pub mod keyfile;
 pub mod netlink;
+pub mod routing;
 pub mod state;
+pub mod vrouter;
