@@ -369,6 +369,27 @@ private_key_file = "{key}"
     /// every BGP session is established and each gateway has the other's
     /// routes in both tenants.
     pub fn wait_until_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for_control_plane(timeout)
+            .with_context(|| format!("agents' logs:\n{}", self.logs()))
+    }
+
+    /// The last lines of every agent's log.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for node in &self.nodes {
+            let log = std::fs::read_to_string(self.dir.join(format!("{}.log", node.name)))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            text.push_str(&format!("--- {}\n", node.name));
+            for line in &lines[lines.len().saturating_sub(15)..] {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    fn wait_for_control_plane(&self, timeout: Duration) -> anyhow::Result<()> {
         poll("WireGuard handshakes with the edge", timeout, || {
             for g in 1..self.nodes.len() {
                 let peers = self.json(g, &["peers", "--json"])?;

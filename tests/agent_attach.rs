@@ -73,6 +73,9 @@ impl Agent {
         let dir = TempDir::new(tag);
         let key = dir.path.join("wg.key");
         std::fs::write(&key, "YNqHbfBQKaGvzefSSuLF5KoKsRB1A7ULpnIzX0tPTkA=\n").expect("key");
+        // The agent refuses a private key others can read, as `wg` does.
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("key mode");
         let config = format!(
             r#"
 [node]
