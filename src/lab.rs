@@ -285,11 +285,9 @@ private_key_file = "{key}"
                     .and_then(|c| c.try_wait().ok().flatten())
                 {
                     return Err(anyhow::anyhow!(
-                        "pisek-agent on {} exited with {status}; see {}",
+                        "pisek-agent on {} exited with {status}; logs:\n{}",
                         self.nodes[i].name,
-                        self.dir
-                            .join(format!("{}.log", self.nodes[i].name))
-                            .display()
+                        self.logs()
                     ));
                 }
                 Ok(socket.exists().then_some(()))

@@ -223,3 +223,106 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
 
     eprintln!("test done in {:?}", started.elapsed());
 }
+
+/// The longest run of missing replies in `ping -i <interval>` output, as a
+/// duration (the outage a restart caused).
+fn longest_ping_gap(output: &str, interval: Duration) -> Duration {
+    let mut seqs: Vec<u64> = output
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    let gap = seqs.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
+    interval * gap as u32
+}
+
+#[test]
+fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
+    if !common::require(
+        "a_gateway_agent_restart_keeps_tcp_streams_and_addresses",
+        &["ip", "ping", "python3"],
+    ) {
+        return;
+    }
+    let tag = common::unique_tag("tr");
+    let mut lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions and routes come up");
+    let endpoints_before = lab.json(1, &["endpoints", "--json"]).expect("endpoints");
+
+    // A TCP stream gw1 -> gw2 (about 6 s, paced) and a fast ping beside it.
+    let a = lab.workload("gw1", "city", 1).clone();
+    let b = lab.workload("gw2", "city", 1).clone();
+    let server = format!(
+        "import socket,hashlib\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('{b}',5002)); s.listen(1); print('ready',flush=True)\n\
+         c,_=s.accept(); h=hashlib.sha256()\n\
+         while True:\n  x=c.recv(65536)\n  if not x: break\n  h.update(x)\n\
+         print(h.hexdigest())",
+        b = b.address
+    );
+    let mut receiver = std::process::Command::new("ip")
+        .args(["netns", "exec", &b.netns, "python3", "-c", &server])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the receiver");
+    let mut out = std::io::BufReader::new(receiver.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("receiver ready");
+    let client = format!(
+        "import socket,hashlib,random,time\n\
+         r=random.Random(9); h=hashlib.sha256()\n\
+         c=socket.create_connection(('{b}',5002),timeout=20)\n\
+         for i in range(300):\n  d=bytes(r.getrandbits(8) for _ in range(4096)); c.sendall(d); h.update(d); time.sleep(0.02)\n\
+         c.close(); print(h.hexdigest())",
+        b = b.address
+    );
+    let sender = std::process::Command::new("ip")
+        .args(["netns", "exec", &a.netns, "python3", "-c", &client])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the sender");
+    let ping = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &a.netns, "ping", "-i", "0.05", "-c", "120", "-W", "1",
+        ])
+        .arg(b.address.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ping");
+
+    std::thread::sleep(Duration::from_secs(1));
+    let restart = Instant::now();
+    lab.stop_agent(1).expect("SIGTERM stops the agent cleanly");
+    lab.start_agent(1).expect("the agent starts again");
+    eprintln!("agent restarted in {:?}", restart.elapsed());
+
+    let sent = sender.wait_with_output().expect("sender");
+    assert!(
+        sent.status.success(),
+        "the stream broke: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let mut received = String::new();
+    std::io::BufRead::read_line(&mut out, &mut received).expect("receiver digest");
+    let _ = receiver.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&sent.stdout).trim(),
+        received.trim(),
+        "every byte of the stream arrived"
+    );
+    let ping = ping.wait_with_output().expect("ping");
+    let outage = longest_ping_gap(
+        &String::from_utf8_lossy(&ping.stdout),
+        Duration::from_millis(50),
+    );
+    eprintln!("outage seen by a 50 ms ping across the restart: {outage:?}");
+    assert_eq!(
+        lab.json(1, &["endpoints", "--json"]).expect("endpoints"),
+        endpoints_before,
+        "workloads keep their addresses and interfaces"
+    );
+}

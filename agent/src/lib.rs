@@ -15,6 +15,7 @@ pub mod config;
 pub mod dataplane;
 pub mod ipam;
 pub mod keyfile;
+pub mod metrics;
 pub mod netlink;
 pub mod routing;
 pub mod state;

@@ -124,6 +124,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&attachments),
         forwarder.commands(),
     ));
+    let metrics = pisek_agent::metrics::serve(
+        config.metrics.listen,
+        Arc::clone(&config),
+        forwarder.snapshot(),
+        Arc::clone(&routing.sessions),
+    );
+    let listen = config.metrics.listen;
+    tokio::spawn(async move {
+        // Metrics are for the operator: the agent forwards without them.
+        if let Err(e) = metrics.await {
+            tracing::warn!(%listen, "metrics endpoint stopped: {e}");
+        }
+    });
     let view = Arc::new(vrouter::LiveView::new(
         Arc::clone(&config),
         forwarder.snapshot(),

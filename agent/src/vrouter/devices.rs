@@ -95,8 +95,15 @@ async fn route_tenant_into_tun(tenant: &TenantConfig, host: &Netlink) -> anyhow:
             .await?;
         host.ensure_device_route(any, 0, link.index, tenant.table_id(), &name)
             .await?;
-        host.ensure_iif_rule(&name, tenant.table_id(), tenant.rule_priority(), ipv6)
-            .await?;
+        // A rule left by the previous run is adopted (the kernel refuses
+        // an identical one with EEXIST).
+        let exists = host.iif_rules(ipv6).await?.iter().any(|r| {
+            r.iif == name && r.table == tenant.table_id() && r.priority == tenant.rule_priority()
+        });
+        if !exists {
+            host.ensure_iif_rule(&name, tenant.table_id(), tenant.rule_priority(), ipv6)
+                .await?;
+        }
     }
     Ok(())
 }
