@@ -28,9 +28,13 @@ struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
-    /// Use these binaries instead of building pisek-agent and pisekctl.
+    /// Use the binaries as built instead of building pisek-agent and pisekctl.
     #[arg(long)]
     no_build: bool,
+    /// Measure TCP throughput (iperf3, one stream, this many seconds) from a
+    /// city workload on gw1 to one on gw2, through the edge, then exit.
+    #[arg(long)]
+    iperf: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +68,14 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    if let Some(secs) = args.iperf {
+        let from = lab.workload("gw1", "city", 1);
+        let to = lab.workload("gw2", "city", 1);
+        let line = iperf(&lab, &from.netns, &to.netns, &to.address.to_string(), secs)?;
+        println!("\niperf3 overlay gw1 -> edge -> gw2 (city): {line}");
+        drop(lab);
+        return Ok(());
+    }
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs(d));
@@ -98,6 +110,29 @@ fn main() -> anyhow::Result<()> {
     println!("tearing down ...");
     drop(lab);
     Ok(())
+}
+
+/// `iperf3 -c` from one namespace to a server in another: the receiver's
+/// rate line.
+fn iperf(lab: &Lab, from: &str, to: &str, address: &str, secs: u64) -> anyhow::Result<String> {
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", to, "iperf3", "-s", "-1", "-B", address])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting iperf3 -s")?;
+    pisek::lab::poll("iperf3 server", Duration::from_secs(5), || {
+        let out = lab.exec(to, "ss", &["-tln"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .contains(":5201")
+            .then_some(()))
+    })?;
+    let out = lab.exec(from, "iperf3", &["-c", address, "-t", &secs.to_string()])?;
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("receiver"))
+        .map(|l| l.split_whitespace().skip(4).collect::<Vec<_>>().join(" "))
+        .with_context(|| format!("no receiver line from iperf3: {text}"))
 }
 
 /// Builds the agent's binaries in the profile this example runs in.

@@ -221,6 +221,31 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
     let table = lab.pisekctl(1, &["drops"]).expect("drops");
     assert!(table.contains("spoofed-source"), "{table}");
 
+    // The same figures on the Prometheus endpoint (loopback of gw1).
+    let page = lab
+        .exec(
+            &gw1.netns,
+            "python3",
+            &[
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9469/metrics').read().decode())",
+            ],
+        )
+        .expect("metrics");
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains("pisek_drops_total{reason=\"spoofed-source\"}"),
+        "{page}"
+    );
+    assert!(
+        page.contains("pisek_bgp_session_established{neighbor=\"10.255.0.1\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("pisek_tenant_packets_total{tenant=\"city\",direction=\"tx\"}"),
+        "{page}"
+    );
+
     eprintln!("test done in {:?}", started.elapsed());
 }
 
