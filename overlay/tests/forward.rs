@@ -11,7 +11,7 @@ use pisek_overlay::packet::checksum::{self, Sum};
 use pisek_overlay::packet::{Encapsulation, Label};
 use pisek_overlay::vrf::{InterfaceId, NextHop, TenantId, Vrfs};
 use pisek_overlay::wg::{
-    PeerConfig, PeerHealth, PeerId, PublicKey, StaticSecret, WgInterface, WgSettings,
+    PeerConfig, PeerHealth, PeerId, PublicKey, StaticSecret, WgInterface, WgOutput, WgSettings,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -712,4 +712,84 @@ fn the_edge_drops_a_relayed_packet_whose_outer_ttl_runs_out() {
         .deliver_decrypted(&mut looping, now, &mut out);
     assert!(out.underlay.is_empty());
     assert_eq!(net.drops(EDGE1, DropReason::TtlExpired), 1);
+}
+
+/// Catches what a WireGuard interface decrypts.
+struct Plaintext {
+    buf: Vec<u8>,
+    packet: Option<Vec<u8>>,
+}
+
+impl WgOutput for Plaintext {
+    fn datagram_buffer(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+    fn send_datagram(&mut self, _len: usize, _endpoint: SocketAddr) {}
+    fn tunnel_buffer(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+    fn deliver_to_tunnel(&mut self, len: usize, _peer: PeerId) {
+        self.packet = Some(self.buf[..len].to_vec());
+    }
+}
+
+/// Sends `packet` from tenant `tenant` on gw1 once the session is up and
+/// returns the tunnel packet the edge decrypts.
+fn tunnel_packet_on_the_wire(tenant: TenantId, packet: &[u8]) -> Vec<u8> {
+    let mut net = Network::new();
+    net.send(GW1, tenant, &[packet.to_vec()]);
+    net.run();
+    net.take_delivered(GW2);
+    net.send(GW1, tenant, &[packet.to_vec()]);
+    let (datagram, from) = net.nodes[EDGE1]
+        .inbox
+        .pop_front()
+        .expect("a datagram to the edge");
+    let mut sink = Plaintext {
+        buf: vec![0; 2048],
+        packet: None,
+    };
+    let now = net.now;
+    net.nodes[EDGE1]
+        .pipeline
+        .wireguard_mut()
+        .receive(&datagram, from, now, &mut sink)
+        .expect("authentic");
+    sink.packet.expect("a tunnel packet")
+}
+
+#[test]
+fn the_tunnel_packet_is_mpls_over_udp_between_tunnel_addresses_with_entropy() {
+    let inner = ipv4_packet("10.1.0.5", "10.2.0.7", 120, 0x11);
+    let outer = tunnel_packet_on_the_wire(A, &inner);
+    assert_eq!(outer.len(), 20 + 8 + 4 + 120);
+    assert!(Sum::new().add_bytes(&outer[..20]).verifies());
+    assert_eq!(outer[9], 17, "UDP");
+    assert_eq!(
+        &outer[12..16],
+        &[100, 64, 0, 1],
+        "this node's tunnel address"
+    );
+    assert_eq!(&outer[16..20], &[100, 64, 0, 2], "the next hop's");
+    let source_port = u16::from_be_bytes([outer[20], outer[21]]);
+    assert!(
+        source_port >= 49152,
+        "entropy in the ephemeral range (RFC 7510 §3)"
+    );
+    assert_eq!(u16::from_be_bytes([outer[22], outer[23]]), 6635);
+    let entry = u32::from_be_bytes(outer[28..32].try_into().unwrap());
+    assert_eq!(entry >> 12, 2001, "gw2's label for tenant A");
+    assert_eq!(entry & 0x100, 0x100, "bottom of stack");
+    assert_eq!(&outer[32..], &after_one_hop(&inner)[..]);
+}
+
+#[test]
+fn a_gre_next_hop_gets_mpls_over_gre() {
+    let inner = ipv4_packet("10.1.0.5", "10.2.0.7", 120, 0x22);
+    let outer = tunnel_packet_on_the_wire(B, &inner);
+    assert_eq!(outer[9], 47, "GRE");
+    assert_eq!(&outer[20..24], &[0, 0, 0x88, 0x47], "MPLS unicast in GRE");
+    let entry = u32::from_be_bytes(outer[24..28].try_into().unwrap());
+    assert_eq!(entry >> 12, 2002, "gw2's label for tenant B");
+    assert_eq!(&outer[28..], &after_one_hop(&inner)[..]);
 }

@@ -263,3 +263,15 @@ fn send_drop_reason(reason: WgDropReason) -> DropReason {
         _ => DropReason::Malformed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_can_move_to_the_forwarder_thread() {
+        fn send<T: Send>() {}
+        send::<Pipeline>();
+        send::<ForwardOutput>();
+    }
+}
