@@ -31,6 +31,16 @@ pub const TENANTS: [(&str, u32); 2] = [("city", 1), ("conference", 2)];
 /// Workloads per tenant per gateway.
 pub const WORKLOADS_PER_TENANT: usize = 2;
 
+/// Who reflects the gateways' routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reflector {
+    /// The edge agent's own speaker (the default role of the edge).
+    Agent,
+    /// `gobgpd` on the edge's tunnel address; the edge agent runs no speaker
+    /// (`bgp.speaker = false`) and only forwards.
+    Gobgpd,
+}
+
 /// Where the lab's programs are.
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -79,6 +89,7 @@ pub struct Lab {
     pub workloads: Vec<Workload>,
     binaries: Binaries,
     namespaces: Vec<String>,
+    reflector: Reflector,
 }
 
 impl Lab {
@@ -86,6 +97,11 @@ impl Lab {
     /// agents and attaches the workloads. `tag` (a few characters) makes
     /// every name unique to this run.
     pub fn start(tag: &str, binaries: Binaries) -> anyhow::Result<Lab> {
+        Lab::start_with(tag, binaries, Reflector::Agent)
+    }
+
+    /// [`Lab::start`] with the route reflector of choice.
+    pub fn start_with(tag: &str, binaries: Binaries, reflector: Reflector) -> anyhow::Result<Lab> {
         let dir = std::env::temp_dir().join(format!("pisek-lab-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -95,11 +111,15 @@ impl Lab {
             workloads: Vec::new(),
             binaries,
             namespaces: Vec::new(),
+            reflector,
         };
         lab.build_underlay(tag)?;
         lab.write_configs(tag)?;
         for i in 0..lab.nodes.len() {
             lab.start_agent(i)?;
+        }
+        if reflector == Reflector::Gobgpd {
+            lab.start_gobgpd()?;
         }
         lab.attach_workloads(tag)?;
         Ok(lab)
@@ -225,7 +245,11 @@ private_key_file = "{key}"
                 }
             }
             text.push_str("\n[bgp]\nasn = 65000\nhold_time_secs = 30\n");
-            for p in &peers {
+            let own_speaker = i != 0 || self.reflector == Reflector::Agent;
+            if !own_speaker {
+                text.push_str("speaker = false\n");
+            }
+            for p in peers.iter().filter(|_| own_speaker) {
                 let peer = &self.nodes[*p];
                 text.push_str(&format!(
                     "\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"{}\"\npassive = {}\n",
@@ -248,6 +272,59 @@ private_key_file = "{key}"
             ));
             std::fs::write(&node.config, text)?;
         }
+        Ok(())
+    }
+
+    /// gobgpd on the edge's tunnel address, reflecting VPNv4/VPNv6 routes
+    /// between the gateways (RFC 4456), graceful restart on.
+    fn start_gobgpd(&mut self) -> anyhow::Result<()> {
+        let edge = &self.nodes[0];
+        let addr = edge.tunnel_address;
+        let mut conf = format!(
+            "[global.config]\n  as = 65000\n  router-id = \"{addr}\"\n  port = 179\n  local-address-list = [\"{addr}\"]\n"
+        );
+        for gateway in &self.nodes[1..] {
+            conf.push_str(&format!(
+                r#"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{a}"
+    peer-as = 65000
+  [neighbors.transport.config]
+    local-address = "{addr}"
+    passive-mode = true
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 120
+  [neighbors.route-reflector.config]
+    route-reflector-client = true
+    route-reflector-cluster-id = "{addr}"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l3vpn-ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l3vpn-ipv6-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+"#,
+                a = gateway.tunnel_address
+            ));
+        }
+        let path = self.dir.join("gobgpd.toml");
+        std::fs::write(&path, conf)?;
+        let log = std::fs::File::create(self.dir.join("gobgpd.log"))?;
+        Command::new("ip")
+            .args(["netns", "exec", &edge.netns, "gobgpd", "-t", "toml", "-f"])
+            .arg(&path)
+            .args(["--api-hosts", "127.0.0.1:50051", "--pprof-disable"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting gobgpd")?;
         Ok(())
     }
 
@@ -401,7 +478,12 @@ private_key_file = "{key}"
             Ok(Some(()))
         })?;
         poll("BGP sessions established", timeout, || {
-            for i in 0..self.nodes.len() {
+            let first = if self.reflector == Reflector::Agent {
+                0
+            } else {
+                1
+            };
+            for i in first..self.nodes.len() {
                 let sessions = self.json(i, &["bgp", "--json"])?;
                 let all_up = sessions.as_array().is_some_and(|s| {
                     !s.is_empty() && s.iter().all(|s| s["state"] == "Established")

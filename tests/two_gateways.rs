@@ -11,7 +11,7 @@
 
 mod common;
 
-use pisek::lab::{Binaries, Lab};
+use pisek::lab::{Binaries, Lab, Reflector};
 use std::time::{Duration, Instant};
 
 fn binaries() -> Binaries {
@@ -75,43 +75,9 @@ fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) ->
     )
 }
 
-#[test]
-fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
-    if !common::require(
-        "workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart",
-        &["ip", "ping", "python3", "sysctl"],
-    ) {
-        return;
-    }
-    let started = Instant::now();
-    let tag = common::unique_tag("tg");
-    let lab = Lab::start(&tag, binaries()).expect("the lab starts");
-    lab.wait_until_ready(Duration::from_secs(20))
-        .expect("peers, sessions and routes come up");
-    eprintln!("lab ready in {:?}", started.elapsed());
-
-    // pisekctl: local endpoints and the other gateway's prefix with its
-    // next hop (the other gateway's tunnel address) and VRF label.
-    let endpoints = lab.pisekctl(1, &["endpoints"]).expect("endpoints");
-    for w in lab.workloads.iter().filter(|w| w.gateway == "gw1") {
-        assert!(endpoints.contains(&w.address.to_string()), "{endpoints}");
-    }
-    for (tenant, _) in pisek::lab::TENANTS {
-        let routes = lab
-            .json(1, &["routes", "--tenant", tenant, "--json"])
-            .expect("routes");
-        let remote: Vec<_> = routes
-            .as_array()
-            .expect("a list")
-            .iter()
-            .filter(|r| r["source"] == "bgp")
-            .collect();
-        assert_eq!(remote.len(), 1, "{routes}");
-        assert_eq!(remote[0]["prefix"], "10.1.2.0/24");
-        assert_eq!(remote[0]["next_hop"], "10.255.0.12");
-        assert!(remote[0]["label"].as_u64().is_some_and(|l| l >= 16));
-    }
-
+/// Ping both ways in each tenant, a checksummed TCP transfer, and isolation
+/// of the overlapping tenants.
+fn ping_tcp_and_isolation(lab: &Lab) {
     // Same tenant, two gateways, through the edge: ping both ways.
     for (tenant, _) in pisek::lab::TENANTS {
         let a = lab.workload("gw1", tenant, 1);
@@ -152,6 +118,68 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
         twin_before,
         "conference's workload got none of city's packets"
     );
+}
+
+#[test]
+fn gobgpd_as_route_reflector_gives_the_same_overlay() {
+    if !common::require(
+        "gobgpd_as_route_reflector_gives_the_same_overlay",
+        &["ip", "ping", "python3", "gobgpd"],
+    ) {
+        return;
+    }
+    let tag = common::unique_tag("tb");
+    let lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions (to gobgpd) and routes come up");
+    assert_eq!(
+        lab.json(0, &["bgp", "--json"]).expect("bgp"),
+        serde_json::json!([]),
+        "the edge agent runs no speaker"
+    );
+    ping_tcp_and_isolation(&lab);
+}
+
+#[test]
+fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
+    if !common::require(
+        "workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart",
+        &["ip", "ping", "python3", "sysctl"],
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let tag = common::unique_tag("tg");
+    let lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions and routes come up");
+    eprintln!("lab ready in {:?}", started.elapsed());
+
+    // pisekctl: local endpoints and the other gateway's prefix with its
+    // next hop (the other gateway's tunnel address) and VRF label.
+    let endpoints = lab.pisekctl(1, &["endpoints"]).expect("endpoints");
+    for w in lab.workloads.iter().filter(|w| w.gateway == "gw1") {
+        assert!(endpoints.contains(&w.address.to_string()), "{endpoints}");
+    }
+    for (tenant, _) in pisek::lab::TENANTS {
+        let routes = lab
+            .json(1, &["routes", "--tenant", tenant, "--json"])
+            .expect("routes");
+        let remote: Vec<_> = routes
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|r| r["source"] == "bgp")
+            .collect();
+        assert_eq!(remote.len(), 1, "{routes}");
+        assert_eq!(remote[0]["prefix"], "10.1.2.0/24");
+        assert_eq!(remote[0]["next_hop"], "10.255.0.12");
+        assert!(remote[0]["label"].as_u64().is_some_and(|l| l >= 16));
+    }
+
+    ping_tcp_and_isolation(&lab);
+    let city_src = lab.workload("gw1", "city", 1);
+    let city_dst = lab.workload("gw2", "city", 1);
 
     // Anti-spoofing. The kernel's strict rp_filter on the workload's veth
     // is the first line; with it off, the agent must still drop and count

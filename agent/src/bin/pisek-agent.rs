@@ -103,9 +103,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut forwarder = vrouter::start(&config, &labels, &host)
         .await
         .context("starting the data plane")?;
-    let routing = routing::start(Arc::clone(&config), &labels, forwarder.commands())
-        .await
-        .context("starting BGP")?;
+    let routing = if config.bgp.speaker {
+        Some(
+            routing::start(Arc::clone(&config), &labels, forwarder.commands())
+                .await
+                .context("starting BGP")?,
+        )
+    } else {
+        tracing::info!("bgp.speaker = false: a separate route reflector serves this node");
+        None
+    };
+    let sessions = routing
+        .as_ref()
+        .map_or_else(Default::default, |r| Arc::clone(&r.sessions));
     let attachments = Arc::new(Attachments::new(
         Arc::clone(&config),
         Arc::new(tokio::sync::Mutex::new(store)),
@@ -128,7 +138,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.metrics.listen,
         Arc::clone(&config),
         forwarder.snapshot(),
-        Arc::clone(&routing.sessions),
+        Arc::clone(&sessions),
     );
     let listen = config.metrics.listen;
     tokio::spawn(async move {
@@ -140,7 +150,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let view = Arc::new(vrouter::LiveView::new(
         Arc::clone(&config),
         forwarder.snapshot(),
-        Arc::clone(&routing.sessions),
+        Arc::clone(&sessions),
     ));
     let listener = bind_socket(&config.api.socket)
         .with_context(|| format!("binding the API socket {}", config.api.socket.display()))?;
@@ -158,7 +168,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting, interfaces and routes stay"),
     }
     let _ = std::fs::remove_file(&config.api.socket);
-    routing.handle.crash().await;
+    if let Some(routing) = routing {
+        routing.handle.crash().await;
+    }
     forwarder.stop().context("stopping the forwarder")?;
     Ok(())
 }
