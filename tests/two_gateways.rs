@@ -91,8 +91,7 @@ fn ping_tcp_and_isolation(lab: &Lab) {
     // A TCP transfer arrives intact.
     let a = lab.workload("gw1", "city", 2);
     let b = lab.workload("gw2", "city", 1);
-    let (sent, received) =
-        tcp_transfer(&lab, &a.netns, &b.netns, &b.address.to_string(), 2_000_000);
+    let (sent, received) = tcp_transfer(lab, &a.netns, &b.netns, &b.address.to_string(), 2_000_000);
     assert_eq!(sent.len(), 64, "sender digest {sent:?}");
     assert_eq!(sent, received, "the bytes that arrived are the bytes sent");
 
