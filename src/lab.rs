@@ -569,17 +569,23 @@ private_key_file = "{key}"
 }
 
 impl Lab {
-    /// Packets received on a workload's `eth0`.
-    pub fn rx_packets(&self, workload: &Workload) -> anyhow::Result<u64> {
-        let out = self.exec(
-            &workload.netns,
-            "cat",
-            &["/sys/class/net/eth0/statistics/rx_packets"],
-        )?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .context("rx_packets of the workload's eth0")
+    /// ICMP echo requests the workload's namespace received (`InEchos` of
+    /// /proc/net/snmp, per namespace): unlike the interface's packet counter
+    /// it does not move with IPv6 neighbour discovery or MLD multicast, so it
+    /// shows exactly whether pings arrived.
+    pub fn echo_requests_received(&self, workload: &Workload) -> anyhow::Result<u64> {
+        let out = self.exec(&workload.netns, "cat", &["/proc/net/snmp"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+        let (Some(names), Some(values)) = (icmp.next(), icmp.next()) else {
+            bail!("no Icmp lines in /proc/net/snmp of {}", workload.netns);
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "InEchos")
+            .and_then(|(_, v)| v.parse().ok())
+            .context("InEchos in /proc/net/snmp")
     }
 }
 

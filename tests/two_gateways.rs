@@ -106,14 +106,14 @@ fn ping_tcp_and_isolation(lab: &Lab) {
         "the lab overlaps the tenants"
     );
     let (city_before, twin_before) = (
-        lab.rx_packets(city_dst).expect("rx"),
-        lab.rx_packets(twin).expect("rx"),
+        lab.echo_requests_received(city_dst).expect("rx"),
+        lab.echo_requests_received(twin).expect("rx"),
     );
     let (ok, line) = lab.ping(city_src, city_dst.address, 5).expect("ping");
     assert!(ok, "{line}");
-    assert!(lab.rx_packets(city_dst).expect("rx") >= city_before + 5);
+    assert!(lab.echo_requests_received(city_dst).expect("rx") >= city_before + 5);
     assert_eq!(
-        lab.rx_packets(twin).expect("rx"),
+        lab.echo_requests_received(twin).expect("rx"),
         twin_before,
         "conference's workload got none of city's packets"
     );
@@ -216,7 +216,7 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
         )
         .expect("ip addr");
     assert!(out.status.success());
-    let before = lab.rx_packets(city_dst).expect("rx");
+    let before = lab.echo_requests_received(city_dst).expect("rx");
     let spoof = lab
         .exec(
             &city_src.netns,
@@ -241,7 +241,7 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
         || (drops(&lab, 1, "spoofed-source") >= spoofed_before + 3).then_some(()),
     );
     assert_eq!(
-        lab.rx_packets(city_dst).expect("rx"),
+        lab.echo_requests_received(city_dst).expect("rx"),
         before,
         "a spoofed packet arrived"
     );
