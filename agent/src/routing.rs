@@ -51,7 +51,14 @@ pub fn router_id(config: &Config) -> anyhow::Result<Ipv4Addr> {
 }
 
 /// The speaker's configuration from the agent's.
-pub fn bgp_config(config: &Config, labels: &[(TenantId, Label)]) -> anyhow::Result<BgpConfig> {
+/// `restarting`: this process adopted the data plane of an earlier run
+/// (its TUNs existed), so forwarding went on while it was away and peers are
+/// told so (Restart State and Forwarding State bits, RFC 4724 §3).
+pub fn bgp_config(
+    config: &Config,
+    labels: &[(TenantId, Label)],
+    restarting: bool,
+) -> anyhow::Result<BgpConfig> {
     let router_id = router_id(config)?;
     let reflector = config.bgp.is_route_reflector(config.node.role);
     let mut vrfs = Vec::new();
@@ -99,7 +106,7 @@ pub fn bgp_config(config: &Config, labels: &[(TenantId, Label)]) -> anyhow::Resu
             mrai: Duration::ZERO,
             graceful_restart: Some(GracefulRestartConfig {
                 restart_time: config.bgp.restart_time_secs,
-                restarting: false,
+                restarting,
             }),
             stale_routes_time: Duration::from_secs(60),
             cluster_id: reflector.then_some(router_id),
@@ -129,9 +136,10 @@ pub fn bgp_config(config: &Config, labels: &[(TenantId, Label)]) -> anyhow::Resu
 pub async fn start(
     config: Arc<Config>,
     labels: &[(TenantId, Label)],
+    restarting: bool,
     vrouter: std::sync::mpsc::Sender<Command>,
 ) -> anyhow::Result<Routing> {
-    let bgp = bgp::spawn(bgp_config(&config, labels)?)
+    let bgp = bgp::spawn(bgp_config(&config, labels, restarting)?)
         .await
         .context("starting the BGP speaker")?;
     let handle = bgp.handle;

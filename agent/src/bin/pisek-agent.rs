@@ -100,14 +100,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let labels: Vec<_> = store.state().labels.iter().collect();
     sysctl::enable_forwarding().context("enabling forwarding")?;
     let host = Netlink::open().context("opening netlink")?;
+    // The fabric TUN outlives the process: finding it means this is a
+    // restart and the kernel side of the data plane kept working.
+    let restarting = host
+        .link_by_name(vrouter::FABRIC_TUN)
+        .await
+        .context("looking for pisek0")?
+        .is_some();
     let mut forwarder = vrouter::start(&config, &labels, &host)
         .await
         .context("starting the data plane")?;
     let routing = if config.bgp.speaker {
         Some(
-            routing::start(Arc::clone(&config), &labels, forwarder.commands())
-                .await
-                .context("starting BGP")?,
+            routing::start(
+                Arc::clone(&config),
+                &labels,
+                restarting,
+                forwarder.commands(),
+            )
+            .await
+            .context("starting BGP")?,
         )
     } else {
         tracing::info!("bgp.speaker = false: a separate route reflector serves this node");

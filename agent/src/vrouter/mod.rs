@@ -22,7 +22,7 @@ mod devices;
 mod forwarder;
 mod view;
 
-pub use devices::{Devices, open_devices};
+pub use devices::{Devices, FABRIC_TUN, open_devices};
 pub use forwarder::{Command, Forwarder, PeerSnapshot, Snapshot};
 pub use view::LiveView;
 
