@@ -4,7 +4,7 @@
 //! (recvmmsg → `ingress_batch` → TUN writes, datagrams out) → each TUN
 //! (reads → `egress_batch` / `egress_fabric_batch` → sendmmsg, TUN writes).
 
-use super::devices::Devices;
+use super::devices::{Devices, TENANT_TUN_OFFLOAD};
 use crate::dataplane::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
 use ipnet::IpNet;
 use pisek_overlay::drop::DropReason;
@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tun_rs::SyncDevice;
+use tun_rs::{IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 /// How often the pipeline's timers run (WireGuard handshakes, keepalives,
 /// failover; docs/dataplane.md asks for 100-250 ms).
@@ -32,8 +32,12 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// Room for the largest underlay datagram (an Ethernet jumbo frame).
 const DATAGRAM_SLOT: usize = 9216;
 
-/// Packets read from one TUN before the others get their turn.
-const TUN_BATCH: usize = 32;
+/// Packets read from one TUN before the others get their turn (one
+/// offload read splits into at most 64 KiB / tenant MTU packets).
+const TUN_BATCH: usize = IDEAL_BATCH_SIZE;
+
+/// The largest read from an offload TUN: a super-packet behind its header.
+const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
 
 /// A control-plane change, applied between batches.
 #[derive(Debug, Clone)]
@@ -165,6 +169,12 @@ struct Loop {
     out: ForwardOutput,
     /// sendmmsg batch.
     to_send: DatagramBatch,
+    /// Offload reads from tenant TUNs: the super-packet and its segments.
+    super_packet: Vec<u8>,
+    segments: Vec<Vec<u8>>,
+    segment_sizes: Vec<usize>,
+    /// A packet for an offload TUN behind its (empty) virtio-net header.
+    tun_write: Vec<u8>,
     tun_write_errors: u64,
 }
 
@@ -199,6 +209,10 @@ impl Loop {
             egress,
             out,
             to_send: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
+            super_packet: vec![0; TUN_SUPER_PACKET],
+            segments: vec![vec![0; TUN_SUPER_PACKET]; IDEAL_BATCH_SIZE],
+            segment_sizes: vec![0; IDEAL_BATCH_SIZE],
+            tun_write: vec![0; TUN_SUPER_PACKET],
             tun_write_errors: 0,
         }
     }
@@ -321,14 +335,19 @@ impl Loop {
             None => &self.fabric,
             Some(i) => &self.tenants[i].1,
         };
-        while let Some(slot) = self.egress.free_slot() {
-            match device.recv(slot) {
-                Ok(len) => {
-                    self.egress.commit(len, None);
+        match tenant {
+            Some(_) if TENANT_TUN_OFFLOAD => self.read_offload(tenant)?,
+            _ => {
+                while let Some(slot) = self.egress.free_slot() {
+                    match device.recv(slot) {
+                        Ok(len) => {
+                            self.egress.commit(len, None);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
             }
         }
         if self.egress.is_empty() {
@@ -346,6 +365,42 @@ impl Loop {
             }
         }
         self.flush()
+    }
+
+    /// Reads super-packets from an offload TUN, split into packets, into the
+    /// egress batch (one copy each: tun-rs splits into its own buffers).
+    fn read_offload(&mut self, tenant: Option<usize>) -> io::Result<()> {
+        let Some(i) = tenant else { return Ok(()) };
+        let device = &self.tenants[i].1;
+        // A read yields at most 64 KiB / MTU segments; stop while one more
+        // could overflow the batch.
+        while self.egress.capacity() - self.egress.len() >= 64 {
+            let n = match device.recv_multiple(
+                &mut self.super_packet,
+                &mut self.segments,
+                &mut self.segment_sizes,
+                0,
+            ) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A super-packet tun-rs cannot split: dropped, go on.
+                Err(e) if e.raw_os_error().is_none() || e.kind() == io::ErrorKind::InvalidInput => {
+                    self.tun_write_errors += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (segment, &len) in self.segments.iter().zip(&self.segment_sizes).take(n) {
+                let Some(slot) = self.egress.free_slot() else {
+                    break;
+                };
+                let len = len.min(slot.len());
+                slot[..len].copy_from_slice(&segment[..len]);
+                self.egress.commit(len, None);
+            }
+        }
+        Ok(())
     }
 
     /// Sends the output's datagrams (sendmmsg) and writes its packets to
@@ -368,8 +423,23 @@ impl Loop {
                 Interface::Fabric => Some(&self.fabric),
                 Interface::Tenant(t) => self.tenant_index.get(&t).map(|&i| &self.tenants[i].1),
             };
+            let written = match (device, interface) {
+                (Some(d), Interface::Tenant(_)) if TENANT_TUN_OFFLOAD => {
+                    // An all-zero virtio-net header: one plain packet.
+                    let total = VIRTIO_NET_HDR_LEN + packet.len();
+                    if total <= self.tun_write.len() {
+                        self.tun_write[..VIRTIO_NET_HDR_LEN].fill(0);
+                        self.tun_write[VIRTIO_NET_HDR_LEN..total].copy_from_slice(packet);
+                        d.send(&self.tun_write[..total]).is_ok()
+                    } else {
+                        false
+                    }
+                }
+                (Some(d), _) => d.send(packet).is_ok(),
+                (None, _) => false,
+            };
             // A full TUN queue loses the packet like a full NIC ring would.
-            if device.is_none_or(|d| d.send(packet).is_err()) {
+            if !written {
                 self.tun_write_errors += 1;
             }
         }
