@@ -4,3 +4,5 @@
 //! `pisek-cni`.
 
 pub use pisek_overlay as overlay;
+
+pub mod lab;

@@ -73,6 +73,9 @@ impl Agent {
         let dir = TempDir::new(tag);
         let key = dir.path.join("wg.key");
         std::fs::write(&key, "YNqHbfBQKaGvzefSSuLF5KoKsRB1A7ULpnIzX0tPTkA=\n").expect("key");
+        // The agent refuses a private key others can read, as `wg` does.
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("key mode");
         let config = format!(
             r#"
 [node]
@@ -205,13 +208,14 @@ dir = "{dir}/state"
             .collect()
     }
 
-    /// The `iif` rules of both families.
+    /// The `iif` rules of both families that attachments made (the data
+    /// plane's own `iif pisek-t<N>` rules of the tenant TUNs stay).
     fn iif_rules(&self) -> Vec<String> {
         let mut rules = self.ip(&["rule", "show"]);
         rules.push_str(&self.ip(&["-6", "rule", "show"]));
         rules
             .lines()
-            .filter(|l| l.contains("iif"))
+            .filter(|l| l.contains("iif") && !l.contains("iif pisek-t"))
             .map(str::to_string)
             .collect()
     }
@@ -401,11 +405,12 @@ fn attached_workloads_of_one_tenant_talk_through_the_kernel() {
     agent.detach(&b);
     assert_eq!(agent.host_veths(), Vec::<String>::new());
     assert_eq!(agent.iif_rules(), Vec::<String>::new());
-    // Only the tenant's own last-resort route stays in its table.
+    // Only the tenant's own last-resort route and the data plane's
+    // default into the tenant TUN stay in its table.
     let table = agent.ip(&["route", "show", "table", CITY_TABLE]);
     assert_eq!(
         table.trim(),
-        "unreachable default proto static metric 4278198272",
+        "default dev pisek-t1 proto static scope link \nunreachable default proto static metric 4278198272",
         "{table}"
     );
     assert!(!text(&a.ip(["link", "show"]).stdout).contains("eth0"));

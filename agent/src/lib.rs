@@ -15,5 +15,8 @@ pub mod config;
 pub mod dataplane;
 pub mod ipam;
 pub mod keyfile;
+pub mod metrics;
 pub mod netlink;
+pub mod routing;
 pub mod state;
+pub mod vrouter;

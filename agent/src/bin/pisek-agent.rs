@@ -1,21 +1,24 @@
 //! `pisek-agent`: the gateway (and edge) daemon.
 //!
-//! This is the agent's groundwork: it loads and validates the config, opens
-//! the state directory, allocates the tenants' VRF labels, finishes or undoes
-//! attachments a crash interrupted, and serves the attach API. The data plane
-//! (TUNs, WireGuard, forwarder) and the BGP speaker are wired in by their own
-//! modules; until then `status` reports `dataplane: false`.
+//! Start-up: load and validate the config, open the state directory,
+//! allocate the tenants' VRF labels, finish or undo attachments a crash
+//! interrupted, then start the data plane (`vrouter`: persistent TUNs,
+//! tenant routing, the forwarder thread), the BGP speaker (`routing`), the
+//! workload sync and the attach API.
 //!
 //! On SIGTERM or SIGINT the agent exits and leaves every interface, route
 //! and rule in place: workloads keep their addresses and same-node traffic
-//! keeps flowing; the next start adopts them from the state.
+//! keeps flowing; BGP stops without a NOTIFICATION so that peers keep our
+//! routes (graceful restart, RFC 4724); the next start adopts the TUNs by
+//! name and the endpoints from the state.
 use anyhow::Context;
 use clap::Parser;
-use pisek_agent::api::{ApiServer, NoDataplane, bind_socket};
+use pisek_agent::api::{ApiServer, bind_socket};
 use pisek_agent::attach::Attachments;
 use pisek_agent::config::{Config, LogFormat};
 use pisek_agent::netlink::{Netlink, sysctl};
 use pisek_agent::state::StateStore;
+use pisek_agent::{routing, vrouter};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -94,8 +97,37 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Ok(())
         })
         .context("allocating VRF labels")?;
+    let labels: Vec<_> = store.state().labels.iter().collect();
     sysctl::enable_forwarding().context("enabling forwarding")?;
     let host = Netlink::open().context("opening netlink")?;
+    // The fabric TUN outlives the process: finding it means this is a
+    // restart and the kernel side of the data plane kept working.
+    let restarting = host
+        .link_by_name(vrouter::FABRIC_TUN)
+        .await
+        .context("looking for pisek0")?
+        .is_some();
+    let mut forwarder = vrouter::start(&config, &labels, &host)
+        .await
+        .context("starting the data plane")?;
+    let routing = if config.bgp.speaker {
+        Some(
+            routing::start(
+                Arc::clone(&config),
+                &labels,
+                restarting,
+                forwarder.commands(),
+            )
+            .await
+            .context("starting BGP")?,
+        )
+    } else {
+        tracing::info!("bgp.speaker = false: a separate route reflector serves this node");
+        None
+    };
+    let sessions = routing
+        .as_ref()
+        .map_or_else(Default::default, |r| Arc::clone(&r.sessions));
     let attachments = Arc::new(Attachments::new(
         Arc::clone(&config),
         Arc::new(tokio::sync::Mutex::new(store)),
@@ -109,6 +141,29 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(count = undone.len(), "removed half-made attachments");
     }
     let adopted = attachments.list().await.len();
+    tokio::spawn(vrouter::sync_workloads(
+        Arc::clone(&config),
+        Arc::clone(&attachments),
+        forwarder.commands(),
+    ));
+    let metrics = pisek_agent::metrics::serve(
+        config.metrics.listen,
+        Arc::clone(&config),
+        forwarder.snapshot(),
+        Arc::clone(&sessions),
+    );
+    let listen = config.metrics.listen;
+    tokio::spawn(async move {
+        // Metrics are for the operator: the agent forwards without them.
+        if let Err(e) = metrics.await {
+            tracing::warn!(%listen, "metrics endpoint stopped: {e}");
+        }
+    });
+    let view = Arc::new(vrouter::LiveView::new(
+        Arc::clone(&config),
+        forwarder.snapshot(),
+        Arc::clone(&sessions),
+    ));
     let listener = bind_socket(&config.api.socket)
         .with_context(|| format!("binding the API socket {}", config.api.socket.display()))?;
     tracing::info!(
@@ -117,7 +172,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         endpoints = adopted,
         "agent ready"
     );
-    let server = ApiServer::new(Arc::clone(&config), attachments, Arc::new(NoDataplane));
+    let server = ApiServer::new(Arc::clone(&config), attachments, view);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = server.serve(listener) => r.context("serving the API")?,
@@ -125,5 +180,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting, interfaces and routes stay"),
     }
     let _ = std::fs::remove_file(&config.api.socket);
+    if let Some(routing) = routing {
+        routing.handle.crash().await;
+    }
+    forwarder.stop().context("stopping the forwarder")?;
     Ok(())
 }

@@ -129,6 +129,11 @@ pub struct BgpConfig {
     /// true on the edge and false on a gateway.
     #[serde(default)]
     pub route_reflector: Option<bool>,
+    /// Run the agent's own BGP speaker (the default). `false` on an edge
+    /// whose route reflector is a separate daemon (GoBGP, BIRD, FRR) on the
+    /// tunnel address: the agent then only forwards.
+    #[serde(default = "default_speaker")]
+    pub speaker: bool,
     /// Hold time offered in OPEN, seconds (0 or at least 3, RFC 4271 §4.2).
     #[serde(default = "default_hold_time")]
     pub hold_time_secs: u16,
@@ -138,6 +143,10 @@ pub struct BgpConfig {
     /// The sessions to open (on a gateway: the reflector(s)).
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<BgpNeighbor>,
+}
+
+fn default_speaker() -> bool {
+    true
 }
 
 fn default_hold_time() -> u16 {

@@ -216,7 +216,7 @@ fn bgp(config: &Config, p: &mut Problems) {
         );
     }
     let reflector = bgp.is_route_reflector(config.node.role);
-    if bgp.neighbors.is_empty() && !reflector {
+    if bgp.neighbors.is_empty() && !reflector && bgp.speaker {
         p.add(
             "bgp.neighbor",
             "a node that is not the route reflector needs at least one neighbor",

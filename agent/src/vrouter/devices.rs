@@ -1,0 +1,120 @@
+//! The data plane's devices: the fabric TUN `pisek0` with the tunnel
+//! address, one TUN `pisek-t<N>` per tenant, and the kernel routing that
+//! sends a tenant's off-node traffic into its TUN.
+//!
+//! Per tenant, on top of what attach installs (`/32 dev <veth>` and
+//! `unreachable default` in the tenant table, `iif <veth>` rules):
+//! - `default dev pisek-t<N> table <T>`: off-node traffic of the tenant's
+//!   workloads goes to the agent (DESIGN.md "The data path");
+//! - `iif pisek-t<N> lookup <T>`: what the agent writes into the TUN (decapsulated
+//!   packets for local workloads) is routed in the tenant's table, never in
+//!   the host's main table.
+//!
+//! Every step is idempotent, so a restarted agent adopts what it finds.
+
+use crate::config::{Config, TenantConfig};
+use crate::netlink::Netlink;
+use anyhow::Context;
+use ipnet::IpNet;
+use pisek_overlay::forward::Mtu;
+use pisek_overlay::vrf::TenantId;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use tun_rs::{DeviceBuilder, SyncDevice};
+
+/// The node's TUN devices, opened non-blocking.
+pub struct Devices {
+    /// `pisek0`: the kernel's own traffic on the tunnel network.
+    pub fabric: SyncDevice,
+    /// `pisek-t<N>` of each tenant.
+    pub tenants: Vec<(TenantId, SyncDevice)>,
+}
+
+/// The name of the fabric TUN.
+pub const FABRIC_TUN: &str = "pisek0";
+
+/// Opens (or adopts) the TUNs and installs each tenant's default route and
+/// TUN rule.
+pub async fn open_devices(config: &Config, mtu: &Mtu, host: &Netlink) -> anyhow::Result<Devices> {
+    let tunnel = IpNet::new(config.tunnel.address, config.tunnel.network.prefix())
+        .context("tunnel address and network prefix")?;
+    let fabric = open_persistent_tun(FABRIC_TUN, Some(tunnel), mtu.fabric, false)
+        .with_context(|| format!("opening the fabric TUN {FABRIC_TUN}"))?;
+    let mut tenants = Vec::with_capacity(config.tenants.len());
+    for tenant in &config.tenants {
+        let name = tenant.tun_name();
+        let tun = open_persistent_tun(&name, None, mtu.tenant, TENANT_TUN_OFFLOAD)
+            .with_context(|| format!("opening the TUN {name} of tenant {}", tenant.name))?;
+        route_tenant_into_tun(tenant, host)
+            .await
+            .with_context(|| format!("routing tenant {} into {name}", tenant.name))?;
+        tenants.push((TenantId(tenant.id), tun));
+    }
+    Ok(Devices { fabric, tenants })
+}
+
+/// Tenant TUNs exchange TSO/GRO super-packets behind a virtio-net header
+/// (IFF_VNET_HDR): one read carries up to 64 KiB of a pod's TCP flow, which
+/// tun-rs splits into tenant-MTU packets. The fabric TUN carries only the
+/// kernel's control traffic and stays plain.
+pub const TENANT_TUN_OFFLOAD: bool = true;
+
+/// Creates the TUN `name`, or attaches to it if an earlier run left it
+/// (persistent), with `mtu` and `address`, up and non-blocking.
+fn open_persistent_tun(
+    name: &str,
+    address: Option<IpNet>,
+    mtu: usize,
+    offload: bool,
+) -> std::io::Result<SyncDevice> {
+    let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+    let mut builder = DeviceBuilder::new()
+        .name(name)
+        .mtu(mtu)
+        .enable(true)
+        .offload(offload);
+    builder = match address {
+        Some(IpNet::V4(a)) => builder.ipv4(a.addr(), a.prefix_len(), None),
+        Some(IpNet::V6(a)) => builder.ipv6(a.addr(), a.prefix_len()),
+        None => builder,
+    };
+    let device = builder.build_sync()?;
+    // TUNSETPERSIST: the device outlives this process, so an agent restart
+    // keeps every route and rule that names it.
+    device.persist()?;
+    device.set_nonblocking(true)?;
+    Ok(device)
+}
+
+/// `default dev pisek-t<N>` in the tenant's table and `iif pisek-t<N>
+/// lookup <table>`, for each address family the tenant has a prefix in.
+async fn route_tenant_into_tun(tenant: &TenantConfig, host: &Netlink) -> anyhow::Result<()> {
+    let name = tenant.tun_name();
+    let link = host
+        .link_by_name(&name)
+        .await?
+        .with_context(|| format!("{name} is missing after creating it"))?;
+    for ipv6 in [false, true] {
+        if !tenant.prefixes.iter().any(|p| p.is_ipv6() == ipv6) {
+            continue;
+        }
+        let any: IpAddr = if ipv6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        host.ensure_unreachable_default(tenant.table_id(), ipv6)
+            .await?;
+        host.ensure_device_route(any, 0, link.index, tenant.table_id(), &name)
+            .await?;
+        // A rule left by the previous run is adopted (the kernel refuses
+        // an identical one with EEXIST).
+        let exists = host.iif_rules(ipv6).await?.iter().any(|r| {
+            r.iif == name && r.table == tenant.table_id() && r.priority == tenant.rule_priority()
+        });
+        if !exists {
+            host.ensure_iif_rule(&name, tenant.table_id(), tenant.rule_priority(), ipv6)
+                .await?;
+        }
+    }
+    Ok(())
+}

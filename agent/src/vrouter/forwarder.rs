@@ -1,0 +1,507 @@
+//! The forwarder thread: TUN and UDP batches through the `Pipeline`.
+//!
+//! Each turn: commands → timers (every [`TICK`]) → poll → underlay batch
+//! (recvmmsg → `ingress_batch` → TUN writes, datagrams out) → each TUN
+//! (reads → `egress_batch` / `egress_fabric_batch` → sendmmsg, TUN writes).
+
+use super::devices::{Devices, TENANT_TUN_OFFLOAD};
+use crate::dataplane::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
+use ipnet::IpNet;
+use pisek_overlay::drop::DropReason;
+use pisek_overlay::forward::{ForwardOutput, Interface, PacketBatch, Pipeline, TrafficCounters};
+use pisek_overlay::vrf::{NextHop, TenantId};
+use pisek_overlay::wg::PeerHealth;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tun_rs::{IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
+
+/// How often the pipeline's timers run (WireGuard handshakes, keepalives,
+/// failover; docs/dataplane.md asks for 100-250 ms).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// How often the snapshot for the API is refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
+/// Room for the largest underlay datagram (an Ethernet jumbo frame).
+const DATAGRAM_SLOT: usize = 9216;
+
+/// Packets read from one TUN before the others get their turn (one
+/// offload read splits into at most 64 KiB / tenant MTU packets).
+const TUN_BATCH: usize = IDEAL_BATCH_SIZE;
+
+/// The largest read from an offload TUN: a super-packet behind its header.
+const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
+
+/// A control-plane change, applied between batches.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Installs (`Some`) or removes (`None`) a route in a tenant's VRF.
+    Route {
+        /// The tenant.
+        tenant: TenantId,
+        /// The destination.
+        prefix: IpNet,
+        /// Where it goes.
+        next_hop: Option<NextHop>,
+    },
+    /// A workload address appeared (`present`) or went away: anti-spoofing.
+    Workload {
+        /// The tenant.
+        tenant: TenantId,
+        /// The workload's address.
+        address: IpAddr,
+        /// Attached or detached.
+        present: bool,
+    },
+}
+
+/// One WireGuard peer as the API shows it.
+#[derive(Debug, Clone)]
+pub struct PeerSnapshot {
+    /// Its public key.
+    pub public_key: [u8; 32],
+    /// Where its datagrams go.
+    pub endpoint: Option<SocketAddr>,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_secs: Option<u64>,
+    /// Up for failover.
+    pub up: bool,
+    /// Decrypted bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent (before encryption).
+    pub tx_bytes: u64,
+}
+
+/// What the forwarder shows the rest of the agent, refreshed every 500 ms.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The forwarder thread runs.
+    pub running: bool,
+    /// WireGuard peers.
+    pub peers: Vec<PeerSnapshot>,
+    /// Drops by reason (every reason, zeros included).
+    pub drops: Vec<(DropReason, u64)>,
+    /// Every route of every VRF.
+    pub routes: Vec<(TenantId, IpNet, NextHop)>,
+    /// Traffic per tenant.
+    pub tenants: BTreeMap<TenantId, TrafficCounters>,
+}
+
+/// The running forwarder thread.
+pub struct Forwarder {
+    commands: Sender<Command>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Forwarder {
+    /// Starts the thread that owns `pipeline`, the TUNs and the socket.
+    pub fn spawn(
+        pipeline: Pipeline,
+        devices: Devices,
+        udp: UdpBatchSocket,
+    ) -> io::Result<Forwarder> {
+        let (commands, receiver) = std::sync::mpsc::channel();
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut state = Loop::new(pipeline, devices, udp, receiver, Arc::clone(&snapshot));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("pisek-forwarder".into())
+            .spawn(move || {
+                let result = state.run(&thread_stop);
+                if let Ok(mut s) = state.snapshot.lock() {
+                    s.running = false;
+                }
+                result
+            })?;
+        Ok(Forwarder {
+            commands,
+            snapshot,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where control-plane changes go.
+    pub fn commands(&self) -> Sender<Command> {
+        self.commands.clone()
+    }
+
+    /// The latest snapshot, shared.
+    pub fn snapshot(&self) -> Arc<Mutex<Snapshot>> {
+        Arc::clone(&self.snapshot)
+    }
+
+    /// Stops the thread and waits for it. Devices stay (persistent TUNs).
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the forwarder thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The thread's state: every buffer is allocated here, once.
+struct Loop {
+    pipeline: Pipeline,
+    fabric: SyncDevice,
+    tenants: Vec<(TenantId, SyncDevice)>,
+    tenant_index: HashMap<TenantId, usize>,
+    udp: UdpBatchSocket,
+    commands: Receiver<Command>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    /// recvmmsg lands here ...
+    received: DatagramBatch,
+    /// ... and is handed to the pipeline from here.
+    ingress: PacketBatch,
+    egress: PacketBatch,
+    out: ForwardOutput,
+    /// sendmmsg batch.
+    to_send: DatagramBatch,
+    /// Offload reads from tenant TUNs: the super-packet and its segments.
+    super_packet: Vec<u8>,
+    segments: Vec<Vec<u8>>,
+    segment_sizes: Vec<usize>,
+    /// A packet for an offload TUN behind its (empty) virtio-net header.
+    tun_write: Vec<u8>,
+    tun_write_errors: u64,
+}
+
+impl Loop {
+    fn new(
+        pipeline: Pipeline,
+        devices: Devices,
+        udp: UdpBatchSocket,
+        commands: Receiver<Command>,
+        snapshot: Arc<Mutex<Snapshot>>,
+    ) -> Loop {
+        let ingress = pipeline.ingress_input(BATCH_SIZE);
+        let egress = pipeline.egress_input(TUN_BATCH);
+        // Handshakes and ICMP errors take output slots too.
+        let out = ForwardOutput::new(BATCH_SIZE + 16, &pipeline.config().mtu);
+        let tenant_index = devices
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, (t, _))| (*t, i))
+            .collect();
+        Loop {
+            pipeline,
+            fabric: devices.fabric,
+            tenants: devices.tenants,
+            tenant_index,
+            udp,
+            commands,
+            snapshot,
+            received: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
+            ingress,
+            egress,
+            out,
+            to_send: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
+            super_packet: vec![0; TUN_SUPER_PACKET],
+            segments: vec![vec![0; TUN_SUPER_PACKET]; IDEAL_BATCH_SIZE],
+            segment_sizes: vec![0; IDEAL_BATCH_SIZE],
+            tun_write: vec![0; TUN_SUPER_PACKET],
+            tun_write_errors: 0,
+        }
+    }
+
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut next_tick = Instant::now();
+        let mut next_publish = Instant::now();
+        let mut fds: Vec<libc::pollfd> = std::iter::once(self.udp.as_raw_fd())
+            .chain(std::iter::once(self.fabric.as_raw_fd()))
+            .chain(self.tenants.iter().map(|(_, t)| t.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        while !stop.load(Ordering::Relaxed) {
+            let changed = self.apply_commands();
+            let now = Instant::now();
+            if now >= next_tick {
+                self.pipeline.tick(now, &mut self.out);
+                self.flush()?;
+                next_tick = now + TICK;
+            }
+            if changed || now >= next_publish {
+                self.publish();
+                next_publish = now + PUBLISH_EVERY;
+            }
+            poll(&mut fds, next_tick)?;
+            if fds[0].revents != 0 {
+                self.underlay_batches()?;
+            }
+            if fds[1].revents != 0 {
+                self.tun_batch(None)?;
+            }
+            for i in 0..self.tenants.len() {
+                if fds[2 + i].revents != 0 {
+                    self.tun_batch(Some(i))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies every queued command; commits the VRFs once after a burst.
+    fn apply_commands(&mut self) -> bool {
+        let mut changed = false;
+        while let Ok(command) = self.commands.try_recv() {
+            changed = true;
+            match command {
+                Command::Route {
+                    tenant,
+                    prefix,
+                    next_hop,
+                } => {
+                    let Some(vrf) = self.pipeline.vrfs_mut().get_mut(tenant) else {
+                        tracing::warn!(%tenant, %prefix, "route for a tenant without VRF");
+                        continue;
+                    };
+                    match next_hop {
+                        Some(nh) => {
+                            vrf.insert(prefix, nh);
+                        }
+                        None => {
+                            vrf.remove(&prefix);
+                        }
+                    }
+                }
+                Command::Workload {
+                    tenant,
+                    address,
+                    present: true,
+                } => {
+                    if let Err(e) = self.pipeline.add_workload(tenant, address) {
+                        tracing::warn!(%address, "workload not recorded: {e}");
+                    }
+                }
+                Command::Workload {
+                    tenant,
+                    address,
+                    present: false,
+                } => {
+                    self.pipeline.remove_workload(tenant, address);
+                }
+            }
+        }
+        if changed {
+            self.pipeline.vrfs_mut().commit_changed();
+        }
+        changed
+    }
+
+    /// recvmmsg → ingress, until the socket is drained (bounded so the TUNs
+    /// get their turn).
+    fn underlay_batches(&mut self) -> io::Result<()> {
+        for _ in 0..4 {
+            let n = self.udp.recv_batch(&mut self.received)?;
+            if n == 0 {
+                break;
+            }
+            self.ingress.clear();
+            for i in 0..n {
+                let (datagram, from) = self.received.get(i);
+                self.ingress.push_datagram(datagram, from);
+            }
+            self.pipeline
+                .ingress_batch(&self.ingress, Instant::now(), &mut self.out);
+            self.flush()?;
+            if n < self.received.capacity() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to a batch from one TUN (`None`: the fabric) and forwards it.
+    fn tun_batch(&mut self, tenant: Option<usize>) -> io::Result<()> {
+        self.egress.clear();
+        let device = match tenant {
+            None => &self.fabric,
+            Some(i) => &self.tenants[i].1,
+        };
+        match tenant {
+            Some(_) if TENANT_TUN_OFFLOAD => self.read_offload(tenant)?,
+            _ => {
+                while let Some(slot) = self.egress.free_slot() {
+                    match device.recv(slot) {
+                        Ok(len) => {
+                            self.egress.commit(len, None);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        if self.egress.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        match tenant {
+            None => self
+                .pipeline
+                .egress_fabric_batch(&self.egress, now, &mut self.out),
+            Some(i) => {
+                let id = self.tenants[i].0;
+                self.pipeline
+                    .egress_batch(id, &mut self.egress, now, &mut self.out);
+            }
+        }
+        self.flush()
+    }
+
+    /// Reads super-packets from an offload TUN, split into packets, into the
+    /// egress batch (one copy each: tun-rs splits into its own buffers).
+    fn read_offload(&mut self, tenant: Option<usize>) -> io::Result<()> {
+        let Some(i) = tenant else { return Ok(()) };
+        let device = &self.tenants[i].1;
+        // A read yields at most 64 KiB / MTU segments; stop while one more
+        // could overflow the batch.
+        while self.egress.capacity() - self.egress.len() >= 64 {
+            let n = match device.recv_multiple(
+                &mut self.super_packet,
+                &mut self.segments,
+                &mut self.segment_sizes,
+                0,
+            ) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A super-packet tun-rs cannot split: dropped, go on.
+                Err(e) if e.raw_os_error().is_none() || e.kind() == io::ErrorKind::InvalidInput => {
+                    self.tun_write_errors += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (segment, &len) in self.segments.iter().zip(&self.segment_sizes).take(n) {
+                let Some(slot) = self.egress.free_slot() else {
+                    break;
+                };
+                let len = len.min(slot.len());
+                slot[..len].copy_from_slice(&segment[..len]);
+                self.egress.commit(len, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the output's datagrams (sendmmsg) and writes its packets to
+    /// their TUNs, then empties it.
+    fn flush(&mut self) -> io::Result<()> {
+        for (datagram, endpoint) in self.out.underlay.datagrams() {
+            if self.to_send.is_full() {
+                self.udp.send_batch(&mut self.to_send)?;
+            }
+            let slot = self.to_send.next_slot();
+            let len = datagram.len().min(slot.len());
+            slot[..len].copy_from_slice(&datagram[..len]);
+            self.to_send.commit(len, endpoint);
+        }
+        if !self.to_send.is_empty() {
+            self.udp.send_batch(&mut self.to_send)?;
+        }
+        for (packet, interface) in self.out.local.deliveries() {
+            let device = match interface {
+                Interface::Fabric => Some(&self.fabric),
+                Interface::Tenant(t) => self.tenant_index.get(&t).map(|&i| &self.tenants[i].1),
+            };
+            let written = match (device, interface) {
+                (Some(d), Interface::Tenant(_)) if TENANT_TUN_OFFLOAD => {
+                    // An all-zero virtio-net header: one plain packet.
+                    let total = VIRTIO_NET_HDR_LEN + packet.len();
+                    if total <= self.tun_write.len() {
+                        self.tun_write[..VIRTIO_NET_HDR_LEN].fill(0);
+                        self.tun_write[VIRTIO_NET_HDR_LEN..total].copy_from_slice(packet);
+                        d.send(&self.tun_write[..total]).is_ok()
+                    } else {
+                        false
+                    }
+                }
+                (Some(d), _) => d.send(packet).is_ok(),
+                (None, _) => false,
+            };
+            // A full TUN queue loses the packet like a full NIC ring would.
+            if !written {
+                self.tun_write_errors += 1;
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let now = Instant::now();
+        let wg = self.pipeline.wireguard();
+        let snapshot = Snapshot {
+            running: true,
+            peers: wg
+                .peers()
+                .map(|p| PeerSnapshot {
+                    public_key: *p.public_key.as_bytes(),
+                    endpoint: p.endpoint,
+                    last_handshake_secs: p
+                        .metrics
+                        .last_handshake
+                        .map(|t| now.saturating_duration_since(t).as_secs()),
+                    up: p.health == PeerHealth::Up,
+                    rx_bytes: p.metrics.rx_bytes,
+                    tx_bytes: p.metrics.tx_bytes,
+                })
+                .collect(),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (*r, self.pipeline.drops().get(*r)))
+                .collect(),
+            routes: self
+                .pipeline
+                .vrfs()
+                .iter()
+                .flat_map(|v| v.routes().map(move |(p, nh)| (v.tenant(), p, *nh)))
+                .collect(),
+            tenants: self
+                .tenants
+                .iter()
+                .filter_map(|(t, _)| Some((*t, self.pipeline.tenant_counters(*t)?)))
+                .collect(),
+        };
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = snapshot;
+        }
+    }
+}
+
+/// Waits for any of `fds`, at most until `deadline`.
+fn poll(fds: &mut [libc::pollfd], deadline: Instant) -> io::Result<()> {
+    for fd in fds.iter_mut() {
+        fd.revents = 0;
+    }
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let timeout_ms = timeout.as_millis().clamp(0, 1000) as libc::c_int;
+    // SAFETY: `fds` is a live, exclusively borrowed slice of pollfds.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The vRouter runtime: the agent's data plane around
+//! `pisek_overlay::forward::Pipeline`.
+//!
+//! ```text
+//!  pisek-t<N> (TUN, per tenant) ─┐                        ┌─ UDP socket (underlay, WireGuard)
+//!  pisek0     (TUN, fabric)     ─┤  forwarder thread       │
+//!                                ├─▶ poll ─▶ Pipeline ─────┤  egress: TUN batch → VRF → MPLSoUDP → WireGuard → sendmmsg
+//!                                │   (owns every fd,       │  ingress: recvmmsg → WireGuard → label → VRF → TUN write
+//!                                │    the Pipeline, timers)│  every 100 ms: Pipeline::tick (handshakes, keepalives, failover)
+//!                                └──────────▲──────────────┘
+//!          Command (std mpsc):              │               Snapshot (Arc<Mutex>), every 500 ms
+//!   routing task (BGP RouteEvent → Route) ──┤               ──▶ LiveView (DataplaneView) ──▶ API / pisekctl
+//!   workload sync task (attachments → Workload)
+//! ```
+//! One thread owns the pipeline, so nothing on the packet path takes a lock;
+//! control-plane changes arrive as commands and are applied between
+//! batches. The TUNs are persistent (TUNSETPERSIST): when the agent stops
+//! they stay, with the kernel routes and rules that point at them, and the
+//! next start attaches to them by name (`devices.rs`).
+
+mod devices;
+mod forwarder;
+mod view;
+
+pub use devices::{Devices, FABRIC_TUN, open_devices};
+pub use forwarder::{Command, Forwarder, PeerSnapshot, Snapshot};
+pub use view::LiveView;
+
+use crate::attach::Attachments;
+use crate::config::{Config, Role};
+use crate::dataplane::UdpBatchSocket;
+use crate::keyfile;
+use crate::netlink::Netlink;
+use anyhow::Context;
+use ipnet::IpNet;
+use pisek_overlay::forward::{Mtu, Pipeline, PipelineConfig};
+use pisek_overlay::packet::Label;
+use pisek_overlay::vrf::{InterfaceId, NextHop, TenantId, Vrfs};
+use pisek_overlay::wg::{PeerConfig as WgPeerConfig, WgInterface, WgSettings};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The forwarding pipeline's parameters for this node's config.
+pub fn pipeline_config(config: &Config) -> PipelineConfig {
+    let role = match config.node.role {
+        Role::Gateway => pisek_overlay::forward::Role::Gateway,
+        Role::Edge => pisek_overlay::forward::Role::Edge,
+    };
+    let mut pipeline =
+        PipelineConfig::new(role, config.tunnel.address, config.underlay.mtu as usize);
+    pipeline.mtu = Mtu::new(
+        config.underlay.mtu as usize,
+        config.underlay.listen.is_ipv6(),
+        config.tunnel.address.is_ipv6(),
+    );
+    pipeline
+}
+
+/// Builds the pipeline from the config (VRFs with their labels and the node
+/// prefixes as local routes, WireGuard peers and crypto-key routes), opens
+/// the devices and the underlay socket, and starts the forwarder thread.
+pub async fn start(
+    config: &Config,
+    labels: &[(u32, Label)],
+    host: &Netlink,
+) -> anyhow::Result<Forwarder> {
+    let pipeline_config = pipeline_config(config);
+    let mut vrfs = Vrfs::new();
+    for tenant in &config.tenants {
+        let (_, label) = labels
+            .iter()
+            .find(|(t, _)| *t == tenant.id)
+            .with_context(|| format!("tenant {} has no label", tenant.name))?;
+        let vrf = vrfs.create(TenantId(tenant.id), *label)?;
+        // Decapsulated packets for the node's prefix go to the tenant's TUN;
+        // the kernel's tenant table delivers them to the workload's veth.
+        for prefix in &tenant.prefixes {
+            let prefix = IpNet::new(prefix.ip(), prefix.prefix())?.trunc();
+            vrf.insert(prefix, NextHop::Local(InterfaceId(tenant.id)));
+        }
+    }
+    vrfs.commit_changed();
+    let wg = wireguard(config)?;
+    let pipeline = Pipeline::new(pipeline_config, vrfs, wg);
+    let devices = open_devices(config, &pipeline_config.mtu, host).await?;
+    let udp = UdpBatchSocket::bind(config.underlay.listen)
+        .with_context(|| format!("binding the underlay socket {}", config.underlay.listen))?;
+    Ok(Forwarder::spawn(pipeline, devices, udp)?)
+}
+
+/// The WireGuard interface: this node's key, the configured peers, and
+/// crypto-key routes. Each peer owns its tunnel address; on a gateway the
+/// whole tunnel network goes to the first edge, failing over to the second
+/// (hub and spoke: other gateways are reached through the edge).
+fn wireguard(config: &Config) -> anyhow::Result<WgInterface> {
+    let secret = keyfile::load(&config.wireguard.private_key_file)?;
+    let mut wg = WgInterface::new(secret, WgSettings::default());
+    let mut ids = Vec::new();
+    for peer in &config.wireguard.peers {
+        let public_key = keyfile::parse_public_key(&peer.public_key)
+            .with_context(|| format!("wireguard peer {}", peer.name))?;
+        let id = wg
+            .add_peer(WgPeerConfig {
+                public_key,
+                preshared_key: None,
+                endpoint: peer.endpoint,
+                persistent_keepalive: (peer.keepalive_secs > 0).then_some(peer.keepalive_secs),
+            })
+            .with_context(|| format!("wireguard peer {}", peer.name))?;
+        wg.add_route(IpNet::from(peer.tunnel_address), id, None)?;
+        ids.push(id);
+    }
+    if config.node.role == Role::Gateway
+        && let Some(&preferred) = ids.first()
+    {
+        let network =
+            IpNet::new(config.tunnel.network.ip(), config.tunnel.network.prefix())?.trunc();
+        wg.add_route(network, preferred, ids.get(1).copied())?;
+    }
+    Ok(wg)
+}
+
+/// Keeps the pipeline's anti-spoofing list equal to the attached
+/// workloads' addresses, polling the attachments (the attach path knows
+/// nothing of the data plane).
+pub async fn sync_workloads(
+    config: Arc<Config>,
+    attachments: Arc<Attachments>,
+    commands: std::sync::mpsc::Sender<Command>,
+) {
+    let mut known: BTreeSet<(TenantId, IpAddr)> = BTreeSet::new();
+    let mut interval = tokio::time::interval(WORKLOAD_SYNC);
+    loop {
+        interval.tick().await;
+        let now: BTreeSet<(TenantId, IpAddr)> = attachments
+            .list()
+            .await
+            .iter()
+            .filter_map(|a| Some((TenantId(config.tenant(&a.tenant)?.id), a)))
+            .flat_map(|(id, a)| {
+                a.addresses
+                    .iter()
+                    .filter_map(move |s| Some((id, s.split('/').next()?.parse().ok()?)))
+            })
+            .collect();
+        let added = now.difference(&known).map(|w| (*w, true));
+        let removed = known.difference(&now).map(|w| (*w, false));
+        for ((tenant, address), present) in added.chain(removed) {
+            let command = Command::Workload {
+                tenant,
+                address,
+                present,
+            };
+            if commands.send(command).is_err() {
+                return;
+            }
+        }
+        known = now;
+    }
+}
+
+/// How often the workload list is compared with the attachments.
+const WORKLOAD_SYNC: std::time::Duration = std::time::Duration::from_millis(100);

@@ -1,0 +1,380 @@
+//! The agent end to end: an edge and two gateways, each a real
+//! `pisek-agent` in its own namespace behind its own WAN subnet, tenants
+//! `city` and `conference` with overlapping prefixes, two workloads per
+//! tenant per gateway attached through the API (`pisek::lab`).
+//!
+//! Proves: workloads on two gateways in one tenant talk through the edge
+//! (ping, and a TCP transfer whose SHA-256 matches); nothing crosses from one
+//! tenant to the other although their addresses are the same; a workload
+//! that spoofs its source is dropped and counted by the agent; `pisekctl`
+//! shows the endpoints, the learned routes and the drops.
+
+mod common;
+
+use pisek::lab::{Binaries, Lab, Reflector};
+use std::time::{Duration, Instant};
+
+fn binaries() -> Binaries {
+    Binaries {
+        agent: common::workspace_binary("pisek-agent"),
+        pisekctl: common::workspace_binary("pisekctl"),
+    }
+}
+
+fn drops(lab: &Lab, node: usize, reason: &str) -> u64 {
+    let drops = lab.json(node, &["drops", "--json"]).expect("drops");
+    drops
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|d| d["reason"] == reason)
+        .filter_map(|d| d["packets"].as_u64())
+        .sum()
+}
+
+/// Sends `bytes` pseudo-random bytes over TCP from one workload to another
+/// and returns the SHA-256 each side computed.
+fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) -> (String, String) {
+    let server = format!(
+        "import socket,hashlib\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('{to_addr}',5001)); s.listen(1); print('ready',flush=True)\n\
+         c,_=s.accept(); h=hashlib.sha256()\n\
+         while True:\n  b=c.recv(65536)\n  if not b: break\n  h.update(b)\n\
+         print(h.hexdigest())"
+    );
+    let mut receiver = std::process::Command::new("ip")
+        .args(["netns", "exec", to, "python3", "-c", &server])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the receiver");
+    let mut out = std::io::BufReader::new(receiver.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("receiver ready");
+    assert_eq!(line.trim(), "ready");
+    let client = format!(
+        "import socket,hashlib,random\n\
+         r=random.Random(7); data=bytes(r.getrandbits(8) for _ in range({bytes}))\n\
+         c=socket.create_connection(('{to_addr}',5001),timeout=10); c.sendall(data); c.close()\n\
+         print(hashlib.sha256(data).hexdigest())"
+    );
+    let sent = lab
+        .exec(from, "python3", &["-c", &client])
+        .expect("run the sender");
+    assert!(
+        sent.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let mut received = String::new();
+    std::io::BufRead::read_line(&mut out, &mut received).expect("receiver digest");
+    let _ = receiver.wait();
+    (
+        String::from_utf8_lossy(&sent.stdout).trim().to_string(),
+        received.trim().to_string(),
+    )
+}
+
+/// Ping both ways in each tenant, a checksummed TCP transfer, and isolation
+/// of the overlapping tenants.
+fn ping_tcp_and_isolation(lab: &Lab) {
+    // Same tenant, two gateways, through the edge: ping both ways.
+    for (tenant, _) in pisek::lab::TENANTS {
+        let a = lab.workload("gw1", tenant, 1);
+        let b = lab.workload("gw2", tenant, 2);
+        let (ok, line) = lab.ping(a, b.address, 3).expect("ping");
+        assert!(ok, "{tenant}: gw1 -> gw2: {line}");
+        let (ok, line) = lab.ping(b, a.address, 3).expect("ping");
+        assert!(ok, "{tenant}: gw2 -> gw1: {line}");
+    }
+
+    // A TCP transfer arrives intact.
+    let a = lab.workload("gw1", "city", 2);
+    let b = lab.workload("gw2", "city", 1);
+    let (sent, received) = tcp_transfer(lab, &a.netns, &b.netns, &b.address.to_string(), 2_000_000);
+    assert_eq!(sent.len(), 64, "sender digest {sent:?}");
+    assert_eq!(sent, received, "the bytes that arrived are the bytes sent");
+
+    // Isolation with overlapping prefixes: city's and conference's first
+    // workloads on gw2 have the same address. City pings it: city's
+    // workload answers, conference's sees nothing.
+    let city_src = lab.workload("gw1", "city", 1);
+    let city_dst = lab.workload("gw2", "city", 1);
+    let twin = lab.workload("gw2", "conference", 1);
+    assert_eq!(
+        city_dst.address, twin.address,
+        "the lab overlaps the tenants"
+    );
+    let (city_before, twin_before) = (
+        lab.echo_requests_received(city_dst).expect("rx"),
+        lab.echo_requests_received(twin).expect("rx"),
+    );
+    let (ok, line) = lab.ping(city_src, city_dst.address, 5).expect("ping");
+    assert!(ok, "{line}");
+    assert!(lab.echo_requests_received(city_dst).expect("rx") >= city_before + 5);
+    assert_eq!(
+        lab.echo_requests_received(twin).expect("rx"),
+        twin_before,
+        "conference's workload got none of city's packets"
+    );
+}
+
+#[test]
+fn gobgpd_as_route_reflector_gives_the_same_overlay() {
+    if !common::require(
+        "gobgpd_as_route_reflector_gives_the_same_overlay",
+        &["ip", "ping", "python3", "gobgpd"],
+    ) {
+        return;
+    }
+    let tag = common::unique_tag("tb");
+    let lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions (to gobgpd) and routes come up");
+    assert_eq!(
+        lab.json(0, &["bgp", "--json"]).expect("bgp"),
+        serde_json::json!([]),
+        "the edge agent runs no speaker"
+    );
+    ping_tcp_and_isolation(&lab);
+}
+
+#[test]
+fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
+    if !common::require(
+        "workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart",
+        &["ip", "ping", "python3", "sysctl"],
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let tag = common::unique_tag("tg");
+    let lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions and routes come up");
+    eprintln!("lab ready in {:?}", started.elapsed());
+
+    // pisekctl: local endpoints and the other gateway's prefix with its
+    // next hop (the other gateway's tunnel address) and VRF label.
+    let endpoints = lab.pisekctl(1, &["endpoints"]).expect("endpoints");
+    for w in lab.workloads.iter().filter(|w| w.gateway == "gw1") {
+        assert!(endpoints.contains(&w.address.to_string()), "{endpoints}");
+    }
+    for (tenant, _) in pisek::lab::TENANTS {
+        let routes = lab
+            .json(1, &["routes", "--tenant", tenant, "--json"])
+            .expect("routes");
+        let remote: Vec<_> = routes
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|r| r["source"] == "bgp")
+            .collect();
+        assert_eq!(remote.len(), 1, "{routes}");
+        assert_eq!(remote[0]["prefix"], "10.1.2.0/24");
+        assert_eq!(remote[0]["next_hop"], "10.255.0.12");
+        assert!(remote[0]["label"].as_u64().is_some_and(|l| l >= 16));
+    }
+
+    ping_tcp_and_isolation(&lab);
+    let city_src = lab.workload("gw1", "city", 1);
+    let city_dst = lab.workload("gw2", "city", 1);
+
+    // Anti-spoofing. The kernel's strict rp_filter on the workload's veth
+    // is the first line; with it off, the agent must still drop and count
+    // a source that is not the workload's.
+    let gw1 = &lab.nodes[1];
+    let attached = lab.json(1, &["endpoints", "--json"]).expect("endpoints");
+    let host_if = attached
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|e| {
+            e["netns"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(&city_src.netns))
+        })
+        .and_then(|e| e["host_ifname"].as_str())
+        .expect("the workload's host interface")
+        .to_string();
+    for key in ["all", host_if.as_str()] {
+        let out = lab
+            .exec(
+                &gw1.netns,
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{key}.rp_filter=0")],
+            )
+            .expect("sysctl");
+        assert!(out.status.success());
+    }
+    let spoofed_before = drops(&lab, 1, "spoofed-source");
+    let out = lab
+        .exec(
+            &city_src.netns,
+            "ip",
+            &["addr", "add", "10.1.1.99/32", "dev", "eth0"],
+        )
+        .expect("ip addr");
+    assert!(out.status.success());
+    let before = lab.echo_requests_received(city_dst).expect("rx");
+    let spoof = lab
+        .exec(
+            &city_src.netns,
+            "ping",
+            &[
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "-I",
+                "10.1.1.99",
+                &city_dst.address.to_string(),
+            ],
+        )
+        .expect("ping");
+    assert!(!spoof.status.success(), "a spoofed ping got a reply");
+    common::poll_until(
+        "spoofed-source drops counted",
+        Duration::from_secs(3),
+        || (drops(&lab, 1, "spoofed-source") >= spoofed_before + 3).then_some(()),
+    );
+    assert_eq!(
+        lab.echo_requests_received(city_dst).expect("rx"),
+        before,
+        "a spoofed packet arrived"
+    );
+    let table = lab.pisekctl(1, &["drops"]).expect("drops");
+    assert!(table.contains("spoofed-source"), "{table}");
+
+    // The same figures on the Prometheus endpoint (loopback of gw1).
+    let page = lab
+        .exec(
+            &gw1.netns,
+            "python3",
+            &[
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9469/metrics').read().decode())",
+            ],
+        )
+        .expect("metrics");
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains("pisek_drops_total{reason=\"spoofed-source\"}"),
+        "{page}"
+    );
+    assert!(
+        page.contains("pisek_bgp_session_established{neighbor=\"10.255.0.1\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("pisek_tenant_packets_total{tenant=\"city\",direction=\"tx\"}"),
+        "{page}"
+    );
+
+    eprintln!("test done in {:?}", started.elapsed());
+}
+
+/// The longest run of missing replies in `ping -i <interval>` output, as a
+/// duration (the outage a restart caused).
+fn longest_ping_gap(output: &str, interval: Duration) -> Duration {
+    let mut seqs: Vec<u64> = output
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    let gap = seqs.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
+    interval * gap as u32
+}
+
+#[test]
+fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
+    if !common::require(
+        "a_gateway_agent_restart_keeps_tcp_streams_and_addresses",
+        &["ip", "ping", "python3"],
+    ) {
+        return;
+    }
+    let tag = common::unique_tag("tr");
+    let mut lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions and routes come up");
+    let endpoints_before = lab.json(1, &["endpoints", "--json"]).expect("endpoints");
+
+    // A TCP stream gw1 -> gw2 (about 6 s, paced) and a fast ping beside it.
+    let a = lab.workload("gw1", "city", 1).clone();
+    let b = lab.workload("gw2", "city", 1).clone();
+    let server = format!(
+        "import socket,hashlib\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('{b}',5002)); s.listen(1); print('ready',flush=True)\n\
+         c,_=s.accept(); h=hashlib.sha256()\n\
+         while True:\n  x=c.recv(65536)\n  if not x: break\n  h.update(x)\n\
+         print(h.hexdigest())",
+        b = b.address
+    );
+    let mut receiver = std::process::Command::new("ip")
+        .args(["netns", "exec", &b.netns, "python3", "-c", &server])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the receiver");
+    let mut out = std::io::BufReader::new(receiver.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("receiver ready");
+    let client = format!(
+        "import socket,hashlib,random,time\n\
+         r=random.Random(9); h=hashlib.sha256()\n\
+         c=socket.create_connection(('{b}',5002),timeout=20)\n\
+         for i in range(300):\n  d=bytes(r.getrandbits(8) for _ in range(4096)); c.sendall(d); h.update(d); time.sleep(0.02)\n\
+         c.close(); print(h.hexdigest())",
+        b = b.address
+    );
+    let sender = std::process::Command::new("ip")
+        .args(["netns", "exec", &a.netns, "python3", "-c", &client])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the sender");
+    let ping = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &a.netns, "ping", "-i", "0.05", "-c", "120", "-W", "1",
+        ])
+        .arg(b.address.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ping");
+
+    std::thread::sleep(Duration::from_secs(1));
+    let restart = Instant::now();
+    lab.stop_agent(1).expect("SIGTERM stops the agent cleanly");
+    lab.start_agent(1).expect("the agent starts again");
+    eprintln!("agent restarted in {:?}", restart.elapsed());
+
+    let sent = sender.wait_with_output().expect("sender");
+    assert!(
+        sent.status.success(),
+        "the stream broke: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let mut received = String::new();
+    std::io::BufRead::read_line(&mut out, &mut received).expect("receiver digest");
+    let _ = receiver.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&sent.stdout).trim(),
+        received.trim(),
+        "every byte of the stream arrived"
+    );
+    let ping = ping.wait_with_output().expect("ping");
+    let outage = longest_ping_gap(
+        &String::from_utf8_lossy(&ping.stdout),
+        Duration::from_millis(50),
+    );
+    eprintln!("outage seen by a 50 ms ping across the restart: {outage:?}");
+    assert_eq!(
+        lab.json(1, &["endpoints", "--json"]).expect("endpoints"),
+        endpoints_before,
+        "workloads keep their addresses and interfaces"
+    );
+}
