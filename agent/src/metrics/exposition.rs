@@ -476,16 +476,18 @@ pisek_endpoints{tenant="conference"} 1
 
     #[test]
     fn hostile_peer_name_cannot_break_out_of_its_label() {
-        let mut s = Scrape::default();
-        s.peers = Some(vec![PeerInfo {
-            name: "x\"} 1\nfake_metric 2".into(),
-            public_key: "k\\".into(),
-            endpoint: None,
-            tunnel_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            last_handshake_secs: None,
-            rx_bytes: 9,
-            tx_bytes: 0,
-        }]);
+        let s = Scrape {
+            peers: Some(vec![PeerInfo {
+                name: "x\"} 1\nfake_metric 2".into(),
+                public_key: "k\\".into(),
+                endpoint: None,
+                tunnel_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                last_handshake_secs: None,
+                rx_bytes: 9,
+                tx_bytes: 0,
+            }]),
+            ..Scrape::default()
+        };
         let text = render(&s);
         assert!(text.contains(
             "pisek_wireguard_peer_receive_bytes_total{peer=\"x\\\"} 1\\nfake_metric 2\",public_key=\"k\\\\\"} 9\n"

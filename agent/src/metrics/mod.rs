@@ -175,11 +175,32 @@ async fn serve_connection(
         stream.shutdown().await
     };
     match tokio::time::timeout(limits.write_timeout, write).await {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "metrics client did not read",
-        )),
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "metrics client did not read",
+            ));
+        }
+    }
+    linger(&mut stream, limits.read_timeout).await;
+    Ok(())
+}
+
+/// Lingering close (RFC 9112 §9.6): closing a socket with unread input
+/// makes the kernel send a reset, which can destroy the answer before the
+/// client reads it. So the rest of a refused request is read and discarded,
+/// bounded in bytes and time, until the client closes.
+async fn linger(stream: &mut TcpStream, timeout: Duration) {
+    const MAX_DISCARD: usize = 256 * 1024;
+    let mut discarded = 0;
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + timeout;
+    while discarded < MAX_DISCARD {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => return,
+        }
     }
 }
 
