@@ -3,7 +3,9 @@
 //! stalled requests are answered and closed without holding up other clients.
 
 use pisek_agent::api::{BgpSessionInfo, DataplaneView, DropCounter, PeerInfo, RouteInfo};
-use pisek_agent::metrics::{self, Limits, MetricsServer, MetricsSources};
+use pisek_agent::metrics::{
+    self, Limits, MetricsServer, MetricsSources, TenantTraffic, TenantTrafficSource,
+};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,11 +59,24 @@ impl DataplaneView for FakeGateway {
     }
 }
 
+/// Tenant `city` sent 4 packets out and received 3.
+struct FakeTraffic;
+
+impl TenantTrafficSource for FakeTraffic {
+    fn tenant_traffic(&self) -> Vec<TenantTraffic> {
+        vec![TenantTraffic {
+            tenant: "city".into(),
+            in_packets: 3,
+            in_bytes: 252,
+            out_packets: 4,
+            out_bytes: 336,
+        }]
+    }
+}
+
 async fn start(limits: Limits) -> MetricsServer {
-    let sources = MetricsSources {
-        view: Arc::new(FakeGateway),
-        attachments: None,
-    };
+    let sources =
+        MetricsSources::new(Arc::new(FakeGateway)).with_tenant_traffic(Arc::new(FakeTraffic));
     metrics::serve_with_limits("127.0.0.1:0".parse().unwrap(), sources, limits)
         .await
         .expect("metrics server starts on loopback")
@@ -121,6 +136,8 @@ async fn scrape_shows_the_dataplane_view_in_exposition_format() {
         "pisek_bgp_session_state{neighbor=\"10.255.0.1\",name=\"edge\",state=\"Established\"} 1\n",
         "pisek_bgp_session_established{neighbor=\"10.255.0.1\",name=\"edge\"} 1\n",
         "pisek_routes{tenant=\"city\",source=\"bgp\"} 1\n",
+        "pisek_tenant_packets_total{tenant=\"city\",direction=\"in\"} 3\n",
+        "pisek_tenant_bytes_total{tenant=\"city\",direction=\"out\"} 336\n",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
@@ -217,10 +234,7 @@ async fn slowloris_is_closed_while_another_client_gets_its_answer() {
 
 #[tokio::test]
 async fn non_loopback_address_is_refused() {
-    let sources = MetricsSources {
-        view: Arc::new(FakeGateway),
-        attachments: None,
-    };
+    let sources = MetricsSources::new(Arc::new(FakeGateway));
     let err = metrics::serve_with_limits("0.0.0.0:0".parse().unwrap(), sources, Limits::default())
         .await
         .expect_err("0.0.0.0 is not loopback");

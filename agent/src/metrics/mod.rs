@@ -1,13 +1,15 @@
 //! Prometheus metrics on a loopback port: `GET /metrics` (text exposition
 //! format 0.0.4) and `GET /health`, read at scrape time from the same
-//! [`DataplaneView`] the API answers from, and from the attachments.
+//! [`DataplaneView`] the API answers from, from the attachments, and from
+//! the forwarder's per-tenant counters.
 //!
 //! ```text
 //! scraper ──TCP──► accept task ──(permit of MAX_CONNECTIONS)──► connection task
 //!                                                                │ read head (≤ MAX_HEAD_BYTES,
 //!                                                                │   within read_timeout)
 //!                                                                │ http::parse_request_head
-//!                                                                │ collect() ◄── DataplaneView, Attachments
+//!                                                                │ collect() ◄── DataplaneView, Attachments,
+//!                                                                │               TenantTrafficSource
 //!                                                                └ exposition::render → write → close
 //! ```
 //!
@@ -19,10 +21,12 @@
 
 mod exposition;
 pub mod http;
+mod tenant_traffic;
 
 pub use exposition::{
     CONTENT_TYPE, EndpointCount, Scrape, TenantTraffic, escape_label_value, render,
 };
+pub use tenant_traffic::{ForwarderCounters, TenantTrafficSource};
 
 use crate::api::DataplaneView;
 use crate::attach::Attachments;
@@ -59,7 +63,7 @@ impl Default for Limits {
     }
 }
 
-/// Where a scrape reads from.
+/// Where a scrape reads from: the view, and what it does not carry.
 #[derive(Clone)]
 pub struct MetricsSources {
     /// Peers, BGP sessions, routes and drops.
@@ -67,6 +71,31 @@ pub struct MetricsSources {
     /// Endpoints per tenant; `None` leaves `pisek_endpoints` and the local
     /// routes out.
     pub attachments: Option<Arc<Attachments>>,
+    /// Per-tenant traffic; `None` leaves `pisek_tenant_*_total` out.
+    pub tenant_traffic: Option<Arc<dyn TenantTrafficSource>>,
+}
+
+impl MetricsSources {
+    /// Only the view: peers, BGP, routes learned, drops.
+    pub fn new(view: Arc<dyn DataplaneView>) -> MetricsSources {
+        MetricsSources {
+            view,
+            attachments: None,
+            tenant_traffic: None,
+        }
+    }
+
+    /// Adds endpoints and local routes per tenant.
+    pub fn with_attachments(mut self, attachments: Arc<Attachments>) -> MetricsSources {
+        self.attachments = Some(attachments);
+        self
+    }
+
+    /// Adds per-tenant traffic.
+    pub fn with_tenant_traffic(mut self, source: Arc<dyn TenantTrafficSource>) -> MetricsSources {
+        self.tenant_traffic = Some(source);
+        self
+    }
 }
 
 /// A running metrics endpoint. Dropping it stops the server.
@@ -92,17 +121,8 @@ impl Drop for MetricsServer {
 /// Starts the metrics endpoint on `listen` (a loopback address) with the
 /// default [`Limits`]. Must be called inside a tokio runtime; the server
 /// runs on it until the returned handle is dropped.
-pub async fn serve(
-    listen: SocketAddr,
-    view: Arc<dyn DataplaneView>,
-    attachments: Option<Arc<Attachments>>,
-) -> io::Result<MetricsServer> {
-    serve_with_limits(
-        listen,
-        MetricsSources { view, attachments },
-        Limits::default(),
-    )
-    .await
+pub async fn serve(listen: SocketAddr, sources: MetricsSources) -> io::Result<MetricsServer> {
+    serve_with_limits(listen, sources, Limits::default()).await
 }
 
 /// [`serve`] with explicit limits.
@@ -283,8 +303,11 @@ pub async fn collect(sources: &MetricsSources) -> Scrape {
         .map_or(0, |d| d.as_secs());
     Scrape {
         dataplane_up: view.running(),
-        // DataplaneView has no per-tenant counters yet (docs/metrics.md).
-        tenants: Vec::new(),
+        tenants: sources
+            .tenant_traffic
+            .as_ref()
+            .map(|t| t.tenant_traffic())
+            .unwrap_or_default(),
         peers: view.peers(),
         drops: view.drops(),
         bgp_sessions: view.bgp_sessions(),
