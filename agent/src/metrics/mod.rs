@@ -4,7 +4,7 @@
 //! the forwarder's per-tenant counters.
 //!
 //! ```text
-//! scraper ──TCP──► accept task ──(permit of MAX_CONNECTIONS)──► connection task
+//! scraper ──TCP──► accept task ──(one of Limits::max_connections)──► connection task
 //!                                                                │ read head (≤ MAX_HEAD_BYTES,
 //!                                                                │   within read_timeout)
 //!                                                                │ http::parse_request_head
@@ -15,7 +15,8 @@
 //!
 //! One request per connection (`Connection: close`). A malformed head gets
 //! 400, an oversized one 431, a head that does not arrive in time 408; each
-//! then closes, and costs the server at most one task for `read_timeout`.
+//! then closes. A client costs the server at most one task, for at most
+//! `read_timeout` + `write_timeout` + `read_timeout` (the lingering close).
 //! The metrics are for the operator, not the network: [`serve`] refuses a
 //! non-loopback address, as config validation does (`metrics.listen`).
 
