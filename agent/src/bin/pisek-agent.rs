@@ -13,9 +13,10 @@
 //! name and the endpoints from the state.
 use anyhow::Context;
 use clap::Parser;
-use pisek_agent::api::{ApiServer, bind_socket};
+use pisek_agent::api::{ApiServer, DataplaneView, bind_socket};
 use pisek_agent::attach::Attachments;
 use pisek_agent::config::{Config, LogFormat};
+use pisek_agent::metrics::{self, ForwarderCounters, MetricsSources};
 use pisek_agent::netlink::{Netlink, sysctl};
 use pisek_agent::state::StateStore;
 use pisek_agent::{routing, vrouter};
@@ -146,24 +147,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&attachments),
         forwarder.commands(),
     ));
-    let metrics = pisek_agent::metrics::serve(
-        config.metrics.listen,
-        Arc::clone(&config),
-        forwarder.snapshot(),
-        Arc::clone(&sessions),
-    );
-    let listen = config.metrics.listen;
-    tokio::spawn(async move {
-        // Metrics are for the operator: the agent forwards without them.
-        if let Err(e) = metrics.await {
-            tracing::warn!(%listen, "metrics endpoint stopped: {e}");
-        }
-    });
-    let view = Arc::new(vrouter::LiveView::new(
+    let view: Arc<dyn DataplaneView> = Arc::new(vrouter::LiveView::new(
         Arc::clone(&config),
         forwarder.snapshot(),
         Arc::clone(&sessions),
     ));
+    // Metrics are for the operator: the agent forwards without them, but a
+    // configured endpoint that cannot bind is a config error worth stopping for.
+    let _metrics = metrics::serve(
+        config.metrics.listen,
+        MetricsSources::new(Arc::clone(&view))
+            .with_attachments(Arc::clone(&attachments))
+            .with_tenant_traffic(Arc::new(ForwarderCounters::new(
+                Arc::clone(&config),
+                forwarder.snapshot(),
+            ))),
+    )
+    .await
+    .with_context(|| format!("serving metrics on {}", config.metrics.listen))?;
     let listener = bind_socket(&config.api.socket)
         .with_context(|| format!("binding the API socket {}", config.api.socket.display()))?;
     tracing::info!(
