@@ -32,6 +32,10 @@ struct Args {
     /// Use the agent binaries already built next to this example.
     #[arg(long)]
     no_build: bool,
+    /// Take pisek-agent and pisekctl from this directory (implies
+    /// --no-build; the shared target directory may hold another branch's).
+    #[arg(long)]
+    agent_dir: Option<std::path::PathBuf>,
     /// Before the overlay's transfer ends, wait this long for a profiler
     /// (`perf record -p <gw1 agent>`): prints the agents' pids first.
     #[arg(long, default_value_t = 0)]
@@ -55,8 +59,11 @@ fn main() -> anyhow::Result<()> {
     // then fail; the error path drops the lab, which deletes its namespaces.
     on_signal(move || flag.store(true, Ordering::Relaxed))?;
 
-    let dir = profile_dir()?;
-    if !args.no_build {
+    let dir = match &args.agent_dir {
+        Some(dir) => dir.clone(),
+        None => profile_dir()?,
+    };
+    if !args.no_build && args.agent_dir.is_none() {
         build_agent(&dir)?;
     }
     let mut rows = baseline(args.seconds)?;
@@ -136,14 +143,16 @@ fn overlay(lab: &Lab, args: &Args, stop: &AtomicBool) -> anyhow::Result<Row> {
             .context("starting iperf3 -s")?,
     );
     // A short warm-up, which also waits for the server to listen.
-    pisek::lab::poll("iperf3 warm-up through the overlay", Duration::from_secs(15), || {
-        if stop.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        Ok(iperf(lab, from, to, 1)
-            .is_ok()
-            .then_some(()))
-    })?;
+    pisek::lab::poll(
+        "iperf3 warm-up through the overlay",
+        Duration::from_secs(15),
+        || {
+            if stop.load(Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            Ok(iperf(lab, from, to, 1).is_ok().then_some(()))
+        },
+    )?;
     if args.pause_for_profiler > 0 {
         for node in &lab.nodes {
             eprintln!("  {} agent pids: {:?}", node.name, agent_pids(&node.netns)?);
