@@ -15,7 +15,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use pisek::lab::{Binaries, Lab, Workload, profile_dir};
+use pisek::lab::{Binaries, Lab, Workload, build_agent, on_signal, profile_dir};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -281,39 +281,4 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Builds the agent's binaries in the profile this example runs in.
-fn build_agent(dir: &Path) -> anyhow::Result<()> {
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args(["build", "-q", "-p", "pisek-agent", "--bins"]);
-    if dir.ends_with("release") {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().context("running cargo build")?;
-    anyhow::ensure!(status.success(), "building pisek-agent failed");
-    Ok(())
-}
-
-/// Runs `f` on SIGINT or SIGTERM (a small thread on a tokio runtime), so
-/// the process is not killed before the lab's namespaces are removed.
-fn on_signal(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        f();
-    });
-    Ok(())
 }

@@ -16,7 +16,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use pisek::lab::{Binaries, Lab, profile_dir};
+use pisek::lab::{Binaries, Lab, build_agent, on_signal, profile_dir};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    ctrlc_handler(move || flag.store(true, Ordering::Relaxed))?;
+    on_signal(move || flag.store(true, Ordering::Relaxed))?;
 
     println!("building the lab: edge + 2 gateways, tenants city and conference ...");
     let tag = format!("pl{}", std::process::id() % 10000);
@@ -135,40 +135,4 @@ fn iperf(lab: &Lab, from: &str, to: &str, address: &str, secs: u64) -> anyhow::R
         .find(|l| l.contains("receiver"))
         .map(|l| l.split_whitespace().skip(4).collect::<Vec<_>>().join(" "))
         .with_context(|| format!("no receiver line from iperf3: {text}"))
-}
-
-/// Builds the agent's binaries in the profile this example runs in.
-fn build_agent(dir: &std::path::Path) -> anyhow::Result<()> {
-    let release = dir.ends_with("release");
-    let mut cargo =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args(["build", "-q", "-p", "pisek-agent", "--bins"]);
-    if release {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().context("running cargo build")?;
-    anyhow::ensure!(status.success(), "building pisek-agent failed");
-    Ok(())
-}
-
-/// Runs `f` on SIGINT or SIGTERM (a small thread on a tokio runtime).
-fn ctrlc_handler(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        f();
-    });
-    Ok(())
 }

@@ -661,3 +661,40 @@ pub fn profile_dir() -> anyhow::Result<PathBuf> {
     }
     Ok(dir.to_path_buf())
 }
+
+/// Builds the agent's binaries (`pisek-agent`, `pisekctl`) in the profile of
+/// `dir` (a `target/<profile>` directory), for the examples that start them.
+pub fn build_agent(dir: &Path) -> anyhow::Result<()> {
+    let mut cargo =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["build", "-q", "-p", "pisek-agent", "--bins"]);
+    if dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().context("running cargo build")?;
+    anyhow::ensure!(status.success(), "building pisek-agent failed");
+    Ok(())
+}
+
+/// Runs `f` on SIGINT or SIGTERM (a small thread on a tokio runtime), so a
+/// lab's process is not killed before its namespaces are removed.
+pub fn on_signal(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        f();
+    });
+    Ok(())
+}
