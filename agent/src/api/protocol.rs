@@ -244,7 +244,7 @@ pub struct BgpSessionInfo {
 /// One drop counter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropCounter {
-    /// The reason (`spoofed_source`, `no_route`, ...).
+    /// The reason (`spoofed-source`, `no-route`, ...).
     pub reason: String,
     /// Tenant, when the drop is per tenant.
     pub tenant: Option<String>,
