@@ -632,13 +632,15 @@ fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
     sh(&full)
 }
 
-/// Polls `check` every 50 ms until it gives a value, fails, or `timeout`.
+/// Polls `check` until it gives a value, fails, or `timeout` passes; the pause
+/// between checks grows from 5 ms to 100 ms, so a quick condition is seen quickly.
 pub fn poll<T>(
     what: &str,
     timeout: Duration,
     mut check: impl FnMut() -> anyhow::Result<Option<T>>,
 ) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
     loop {
         if let Some(v) = check()? {
             return Ok(v);
@@ -646,7 +648,8 @@ pub fn poll<T>(
         if Instant::now() >= deadline {
             bail!("timed out after {timeout:?} waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 

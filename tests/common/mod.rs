@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// True when the suite runs in CI, where a missing prerequisite is a failure.
 pub fn in_ci() -> bool {
@@ -64,21 +64,10 @@ pub fn require(test: &str, tools: &[&str]) -> bool {
     false
 }
 
-/// Polls `check` until it returns `Some`, or panics with `what` at the deadline.
+/// Polls `check` until it returns `Some`, or panics with `what` at the deadline
+/// (the lab's [`pisek::lab::poll`], for checks that cannot fail).
 pub fn poll_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
+    pisek::lab::poll(what, timeout, || Ok(check())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a command to completion and panics, with its output, if it fails.
@@ -245,13 +234,9 @@ impl Drop for TempDir {
 /// The path of a binary built from this workspace (`target/<profile>/NAME`),
 /// for tests that drive the agent or an example as a separate process.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    // Integration tests live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    dir.join(name)
+    pisek::lab::profile_dir()
+        .expect("the test's target directory")
+        .join(name)
 }
 
 /// Runs a shell command inside a namespace and returns its stdout, or None
