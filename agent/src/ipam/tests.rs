@@ -8,16 +8,24 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
 
+/// Allocates a lease for container `c`'s `ifname` that must succeed.
+#[track_caller]
+fn lease(
+    leases: &mut Leases,
+    c: &str,
+    ifname: &str,
+    tenant: &str,
+    prefixes: &[IpNetwork],
+) -> Lease {
+    leases
+        .allocate(&WorkloadKey::new(c, ifname), tenant, prefixes)
+        .expect("lease")
+}
+
 #[test]
 fn first_lease_skips_the_network_address() {
     let mut leases = Leases::default();
-    let lease = leases
-        .allocate(
-            &WorkloadKey::new("c1", "eth0"),
-            "city",
-            &[net("10.1.1.0/24")],
-        )
-        .expect("lease");
+    let lease = lease(&mut leases, "c1", "eth0", "city", &[net("10.1.1.0/24")]);
     assert_eq!(lease.addresses, vec![ip("10.1.1.1")]);
 }
 
@@ -25,12 +33,8 @@ fn first_lease_skips_the_network_address() {
 fn dual_stack_tenant_gets_one_address_per_prefix() {
     let mut leases = Leases::default();
     let prefixes = [net("10.1.1.0/24"), net("fd00:1:1::/64")];
-    let a = leases
-        .allocate(&WorkloadKey::new("c1", "eth0"), "city", &prefixes)
-        .expect("lease");
-    let b = leases
-        .allocate(&WorkloadKey::new("c2", "eth0"), "city", &prefixes)
-        .expect("lease");
+    let a = lease(&mut leases, "c1", "eth0", "city", &prefixes);
+    let b = lease(&mut leases, "c2", "eth0", "city", &prefixes);
     assert_eq!(a.addresses, vec![ip("10.1.1.1"), ip("fd00:1:1::1")]);
     assert_eq!(b.addresses, vec![ip("10.1.1.2"), ip("fd00:1:1::2")]);
 }
@@ -52,40 +56,22 @@ fn repeated_allocate_returns_the_same_lease() {
 #[test]
 fn same_container_with_another_ifname_is_another_lease() {
     let mut leases = Leases::default();
-    let a = leases
-        .allocate(
-            &WorkloadKey::new("c1", "eth0"),
-            "city",
-            &[net("10.1.1.0/24")],
-        )
-        .expect("lease");
-    let b = leases
-        .allocate(
-            &WorkloadKey::new("c1", "net1"),
-            "city",
-            &[net("10.1.1.0/24")],
-        )
-        .expect("lease");
+    let a = lease(&mut leases, "c1", "eth0", "city", &[net("10.1.1.0/24")]);
+    let b = lease(&mut leases, "c1", "net1", "city", &[net("10.1.1.0/24")]);
     assert_ne!(a.addresses, b.addresses);
 }
 
 #[test]
 fn tenants_may_use_the_same_addresses() {
     let mut leases = Leases::default();
-    let a = leases
-        .allocate(
-            &WorkloadKey::new("c1", "eth0"),
-            "city",
-            &[net("10.1.1.0/24")],
-        )
-        .expect("lease");
-    let b = leases
-        .allocate(
-            &WorkloadKey::new("c2", "eth0"),
-            "conference",
-            &[net("10.1.1.0/24")],
-        )
-        .expect("lease");
+    let a = lease(&mut leases, "c1", "eth0", "city", &[net("10.1.1.0/24")]);
+    let b = lease(
+        &mut leases,
+        "c2",
+        "eth0",
+        "conference",
+        &[net("10.1.1.0/24")],
+    );
     assert_eq!(a.addresses, b.addresses);
 }
 
@@ -94,9 +80,7 @@ fn full_prefix_is_an_error_and_leases_nothing() {
     let mut leases = Leases::default();
     let prefixes = [net("10.1.1.0/30")];
     for c in ["c1", "c2"] {
-        leases
-            .allocate(&WorkloadKey::new(c, "eth0"), "city", &prefixes)
-            .expect("lease");
+        lease(&mut leases, c, "eth0", "city", &prefixes);
     }
     let before = leases.clone();
     let err = leases
@@ -113,9 +97,7 @@ fn full_prefix_is_an_error_and_leases_nothing() {
 fn full_second_prefix_leases_nothing_from_the_first() {
     let mut leases = Leases::default();
     let prefixes = [net("10.1.1.0/24"), net("fd00::/127")];
-    leases
-        .allocate(&WorkloadKey::new("c1", "eth0"), "city", &prefixes)
-        .expect("lease");
+    lease(&mut leases, "c1", "eth0", "city", &prefixes);
     let before = leases.clone();
     assert!(matches!(
         leases.allocate(&WorkloadKey::new("c2", "eth0"), "city", &prefixes),
@@ -130,14 +112,10 @@ fn released_address_is_reused() {
     let prefixes = [net("10.1.1.0/24")];
     let k1 = WorkloadKey::new("c1", "eth0");
     leases.allocate(&k1, "city", &prefixes).expect("lease");
-    leases
-        .allocate(&WorkloadKey::new("c2", "eth0"), "city", &prefixes)
-        .expect("lease");
+    lease(&mut leases, "c2", "eth0", "city", &prefixes);
     assert!(leases.release(&k1).is_some());
     assert!(leases.release(&k1).is_none(), "second release is a no-op");
-    let c3 = leases
-        .allocate(&WorkloadKey::new("c3", "eth0"), "city", &prefixes)
-        .expect("lease");
+    let c3 = lease(&mut leases, "c3", "eth0", "city", &prefixes);
     assert_eq!(c3.addresses, vec![ip("10.1.1.1")]);
 }
 
@@ -162,9 +140,7 @@ fn gc_releases_only_leases_of_gone_containers() {
     let mut leases = Leases::default();
     let prefixes = [net("10.1.1.0/24")];
     for c in ["alive", "gone1", "gone2"] {
-        leases
-            .allocate(&WorkloadKey::new(c, "eth0"), "city", &prefixes)
-            .expect("lease");
+        lease(&mut leases, c, "eth0", "city", &prefixes);
     }
     let released = leases.collect_garbage(|k| k.container_id == "alive");
     let mut gone: Vec<_> = released
@@ -180,26 +156,20 @@ fn gc_releases_only_leases_of_gone_containers() {
 #[test]
 fn ipv4_slash_31_hands_out_its_upper_address() {
     let mut leases = Leases::default();
-    let lease = leases
-        .allocate(
-            &WorkloadKey::new("c1", "eth0"),
-            "city",
-            &[net("10.1.1.0/31")],
-        )
-        .expect("lease");
+    let lease = lease(&mut leases, "c1", "eth0", "city", &[net("10.1.1.0/31")]);
     assert_eq!(lease.addresses, vec![ip("10.1.1.1")]);
 }
 
 #[test]
 fn leases_round_trip_through_json() {
     let mut leases = Leases::default();
-    leases
-        .allocate(
-            &WorkloadKey::new("c1", "eth0"),
-            "city",
-            &[net("10.1.1.0/24"), net("fd00::/64")],
-        )
-        .expect("lease");
+    lease(
+        &mut leases,
+        "c1",
+        "eth0",
+        "city",
+        &[net("10.1.1.0/24"), net("fd00::/64")],
+    );
     let json = serde_json::to_string(&leases).expect("serialize");
     let back: Leases = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, leases);

@@ -82,12 +82,8 @@ impl Netlink {
             .index(index)
             .setns_by_fd(netns.as_raw_fd())
             .build();
-        self.handle()
-            .link()
-            .set(message)
-            .execute()
+        self.set_link(message, || format!("moving {what} into its netns"))
             .await
-            .map_err(|e| NetlinkError::from_rtnetlink(format!("moving {what} into its netns"), e))
     }
 
     /// Renames a (down) link.
@@ -96,14 +92,8 @@ impl Netlink {
             .index(index)
             .name(new_name.to_string())
             .build();
-        self.handle()
-            .link()
-            .set(message)
-            .execute()
+        self.set_link(message, || format!("renaming link {index} to {new_name}"))
             .await
-            .map_err(|e| {
-                NetlinkError::from_rtnetlink(format!("renaming link {index} to {new_name}"), e)
-            })
     }
 
     /// Sets a link's MTU and brings it up (both idempotent in the kernel).
@@ -118,14 +108,8 @@ impl Netlink {
             .mtu(mtu)
             .up()
             .build();
-        self.handle()
-            .link()
-            .set(message)
-            .execute()
+        self.set_link(message, || format!("setting {name} up with MTU {mtu}"))
             .await
-            .map_err(|e| {
-                NetlinkError::from_rtnetlink(format!("setting {name} up with MTU {mtu}"), e)
-            })
     }
 
     /// Deletes the link with this name; a missing link is success. Returns
@@ -143,6 +127,20 @@ impl Netlink {
                 e,
             )),
         }
+    }
+
+    /// Applies a link change; `what` describes it for the error.
+    async fn set_link(
+        &self,
+        message: netlink_packet_route::link::LinkMessage,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), NetlinkError> {
+        self.handle()
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rtnetlink(what(), e))
     }
 }
 

@@ -56,18 +56,10 @@ impl Netlink {
                 .protocol(RouteProtocol::Static)
                 .build(),
         };
-        self.handle()
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| {
-                NetlinkError::from_rtnetlink(
-                    format!("adding route {dest}/{prefix_len} dev {ifname} table {table}"),
-                    e,
-                )
-            })
+        self.replace_route(message, || {
+            format!("adding route {dest}/{prefix_len} dev {ifname} table {table}")
+        })
+        .await
     }
 
     /// `unreachable default metric 4278198272 table <table>`: the tenant
@@ -95,18 +87,10 @@ impl Netlink {
                 .priority(UNREACHABLE_METRIC)
                 .build()
         };
-        self.handle()
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| {
-                NetlinkError::from_rtnetlink(
-                    format!("adding unreachable default to table {table}"),
-                    e,
-                )
-            })
+        self.replace_route(message, || {
+            format!("adding unreachable default to table {table}")
+        })
+        .await
     }
 
     /// `default via <gateway> dev <index> onlink` in the main table: the
@@ -130,18 +114,10 @@ impl Netlink {
                 .onlink()
                 .build(),
         };
-        self.handle()
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| {
-                NetlinkError::from_rtnetlink(
-                    format!("adding default route via {gateway} dev {ifname}"),
-                    e,
-                )
-            })
+        self.replace_route(message, || {
+            format!("adding default route via {gateway} dev {ifname}")
+        })
+        .await
     }
 
     /// Deletes `dest/prefix_len` from a table; a missing route is success.
@@ -193,6 +169,21 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+
+    /// Adds (or replaces) a route; `what` describes it for the error.
+    async fn replace_route(
+        &self,
+        message: RouteMessage,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), NetlinkError> {
+        self.handle()
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rtnetlink(what(), e))
     }
 }
 
