@@ -244,21 +244,26 @@ impl Collector {
     }
 }
 
+/// `mosquitto_pub` in `ns`, set to publish with QoS 1 to `topic`.
+fn mosquitto_pub(ns: &Netns, topic: &str) -> Command {
+    let mut cmd = ns.command("mosquitto_pub");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &MQTT_PORT.to_string(),
+        "-q",
+        "1",
+        "-t",
+        topic,
+    ]);
+    cmd
+}
+
 /// Publishes each line of `lines` as one QoS 1 message to `topic`.
 fn publish_lines(ns: &Netns, topic: &str, lines: &[String]) {
-    let mut child = ns
-        .command("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &MQTT_PORT.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-l",
-        ])
+    let mut child = mosquitto_pub(ns, topic)
+        .arg("-l")
         .stdin(Stdio::piped())
         .spawn()
         .expect("start mosquitto_pub");
@@ -277,19 +282,8 @@ fn publish_lines(ns: &Netns, topic: &str, lines: &[String]) {
 fn publish(ns: &Netns, dir: &Path, topic: &str, payload: &[u8]) {
     let file = dir.join("payload.bin");
     fs::write(&file, payload).expect("write payload");
-    let status = ns
-        .command("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &MQTT_PORT.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-f",
-        ])
+    let status = mosquitto_pub(ns, topic)
+        .arg("-f")
         .arg(&file)
         .status()
         .expect("run mosquitto_pub");
