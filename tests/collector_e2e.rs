@@ -160,6 +160,20 @@ impl Carbon {
             })
             .collect()
     }
+
+    /// Polls [`Carbon::points`] until `ready` accepts what is stored.
+    fn poll_points(
+        &self,
+        what: &str,
+        timeout: Duration,
+        (metric, from, until): (&str, i64, i64),
+        ready: impl Fn(&BTreeMap<i64, f64>) -> bool,
+    ) -> BTreeMap<i64, f64> {
+        poll_until(what, timeout, || {
+            let p = self.points(metric, from, until);
+            ready(&p).then_some(p)
+        })
+    }
 }
 
 struct Collector {
@@ -230,21 +244,26 @@ impl Collector {
     }
 }
 
+/// `mosquitto_pub` in `ns`, set to publish with QoS 1 to `topic`.
+fn mosquitto_pub(ns: &Netns, topic: &str) -> Command {
+    let mut cmd = ns.command("mosquitto_pub");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &MQTT_PORT.to_string(),
+        "-q",
+        "1",
+        "-t",
+        topic,
+    ]);
+    cmd
+}
+
 /// Publishes each line of `lines` as one QoS 1 message to `topic`.
 fn publish_lines(ns: &Netns, topic: &str, lines: &[String]) {
-    let mut child = ns
-        .command("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &MQTT_PORT.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-l",
-        ])
+    let mut child = mosquitto_pub(ns, topic)
+        .arg("-l")
         .stdin(Stdio::piped())
         .spawn()
         .expect("start mosquitto_pub");
@@ -263,19 +282,8 @@ fn publish_lines(ns: &Netns, topic: &str, lines: &[String]) {
 fn publish(ns: &Netns, dir: &Path, topic: &str, payload: &[u8]) {
     let file = dir.join("payload.bin");
     fs::write(&file, payload).expect("write payload");
-    let status = ns
-        .command("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &MQTT_PORT.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-f",
-        ])
+    let status = mosquitto_pub(ns, topic)
+        .arg("-f")
         .arg(&file)
         .status()
         .expect("run mosquitto_pub");
@@ -301,6 +309,27 @@ fn civil(ts: i64, offset_secs: i64) -> String {
         secs / 3600,
         secs / 60 % 60,
         secs % 60
+    )
+}
+
+/// A namespace `tag` with mosquitto, carbon and the collector (logging to
+/// `log`) running on [`ROUTES`], each started in that order.
+fn start_lab(tag: &str, log: &str) -> (Netns, TempDir, Proc, Carbon, Proc, Collector, Proc) {
+    let ns = Netns::new(tag);
+    let tmp = TempDir::new(tag);
+    let mosquitto = start_mosquitto(&ns, &tmp.path);
+    let carbon = Carbon::new(&tmp.path);
+    let carbon_proc = carbon.start(&ns);
+    let collector = Collector::new(&tmp.path, ROUTES);
+    let collector_proc = collector.start(&ns, log);
+    (
+        ns,
+        tmp,
+        mosquitto,
+        carbon,
+        carbon_proc,
+        collector,
+        collector_proc,
     )
 }
 
@@ -337,13 +366,8 @@ fn plain_json_and_iqrf_readings_arrive_in_whisper_with_values_and_timestamps() {
     if !require("collector e2e", TOOLS) {
         return;
     }
-    let ns = Netns::new("ce");
-    let tmp = TempDir::new("ce");
-    let _mosquitto = start_mosquitto(&ns, &tmp.path);
-    let carbon = Carbon::new(&tmp.path);
-    let _carbon = carbon.start(&ns);
-    let collector = Collector::new(&tmp.path, ROUTES);
-    let _collector = collector.start(&ns, "collector.log");
+    let (ns, tmp, _mosquitto, carbon, _carbon, _collector_cfg, _collector) =
+        start_lab("ce", "collector.log");
 
     let start = now();
     // Plain numbers: no timestamp of their own, stamped on receipt.
@@ -405,21 +429,17 @@ fn plain_json_and_iqrf_readings_arrive_in_whisper_with_values_and_timestamps() {
     publish(&ns, &tmp.path, "iqrf/pisek/report", REPORT.as_bytes());
     let end = now() + 1;
 
-    let temperature = poll_until(
+    let temperature = carbon.poll_points(
         "200 JSON temperatures in whisper",
         Duration::from_secs(20),
-        || {
-            let p = carbon.points("e2e.rooms.r1.temperature", base, base + 199);
-            (p.len() == 200).then_some(p)
-        },
+        ("e2e.rooms.r1.temperature", base, base + 199),
+        |p| p.len() == 200,
     );
-    let co2 = poll_until(
+    let co2 = carbon.poll_points(
         "200 JSON CO2 readings in whisper",
         Duration::from_secs(10),
-        || {
-            let p = carbon.points("e2e.rooms.r1.co2", base, base + 199);
-            (p.len() == 200).then_some(p)
-        },
+        ("e2e.rooms.r1.co2", base, base + 199),
+        |p| p.len() == 200,
     );
     for i in 0..200 {
         let ts = base + i64::from(i);
@@ -430,13 +450,11 @@ fn plain_json_and_iqrf_readings_arrive_in_whisper_with_values_and_timestamps() {
         assert_eq!(co2[&ts], f64::from(400 + i), "co2 at {ts}");
     }
     for lamp in 1..=5 {
-        let p = poll_until(
+        let p = carbon.poll_points(
             "plain lamp count in whisper",
             Duration::from_secs(10),
-            || {
-                let p = carbon.points(&format!("e2e.lamps.l{lamp}.count"), start, end);
-                (!p.is_empty()).then_some(p)
-            },
+            (&format!("e2e.lamps.l{lamp}.count"), start, end),
+            |p| !p.is_empty(),
         );
         assert_eq!(
             p.values().copied().collect::<Vec<_>>(),
@@ -444,9 +462,8 @@ fn plain_json_and_iqrf_readings_arrive_in_whisper_with_values_and_timestamps() {
         );
     }
     let exact = |metric: &str, ts: i64, value: f64| {
-        let p = poll_until(metric, Duration::from_secs(10), || {
-            let p = carbon.points(metric, ts, ts);
-            (!p.is_empty()).then_some(p)
+        let p = carbon.poll_points(metric, Duration::from_secs(10), (metric, ts, ts), |p| {
+            !p.is_empty()
         });
         assert_eq!(p, BTreeMap::from([(ts, value)]), "{metric}");
     };
@@ -454,9 +471,8 @@ fn plain_json_and_iqrf_readings_arrive_in_whisper_with_values_and_timestamps() {
     exact("e2e.austin.node1.co2", rwt_ts, 2439.0);
     exact("e2e.austin.node1.temperature", frc_ts, 27.0);
     let received = |metric: &str, value: f64| {
-        let p = poll_until(metric, Duration::from_secs(10), || {
-            let p = carbon.points(metric, start, end);
-            (!p.is_empty()).then_some(p)
+        let p = carbon.poll_points(metric, Duration::from_secs(10), (metric, start, end), |p| {
+            !p.is_empty()
         });
         assert_eq!(
             p.values().copied().collect::<Vec<_>>(),
@@ -492,13 +508,8 @@ fn nothing_is_lost_when_carbon_is_down_and_the_collector_is_killed() {
     if !require("collector outage", TOOLS) {
         return;
     }
-    let ns = Netns::new("co");
-    let tmp = TempDir::new("co");
-    let _mosquitto = start_mosquitto(&ns, &tmp.path);
-    let carbon = Carbon::new(&tmp.path);
-    let carbon_proc = carbon.start(&ns);
-    let collector = Collector::new(&tmp.path, ROUTES);
-    let collector_proc = collector.start(&ns, "collector-1.log");
+    let (ns, tmp, _mosquitto, carbon, carbon_proc, collector, collector_proc) =
+        start_lab("co", "collector-1.log");
 
     let base = now() - 7_200;
     let batch = |from: i64, n: i64| -> Vec<String> {
@@ -565,13 +576,11 @@ fn the_embedded_broker_needs_no_separate_mqtt_server() {
         .map(|i| format!(r#"{{"c": {}, "ts": {}}}"#, 500 + i, base + i))
         .collect();
     publish_lines(&ns, "rooms/embedded/env", &lines);
-    let points = poll_until(
+    let points = carbon.poll_points(
         "50 readings through the embedded broker",
         Duration::from_secs(15),
-        || {
-            let p = carbon.points("e2e.rooms.embedded.co2", base, base + 49);
-            (p.len() == 50).then_some(p)
-        },
+        ("e2e.rooms.embedded.co2", base, base + 49),
+        |p| p.len() == 50,
     );
     let sent: BTreeMap<i64, f64> = (0..50).map(|i| (base + i, (500 + i) as f64)).collect();
     assert_eq!(points, sent, "{}", tail(&tmp.path, "collector.log"));

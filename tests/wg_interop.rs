@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -96,25 +96,7 @@ impl Lab {
 
         // wireguard-go in its namespace, configured with wg.
         let wggo_if = common::unique_tag("wgg");
-        let wggo = wggo_ns
-            .command("wireguard-go")
-            .arg(&wggo_if)
-            .env("WG_PROCESS_FOREGROUND", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start wireguard-go");
-        poll_until("wireguard-go's interface", TIMEOUT, || {
-            wggo_ns
-                .command("ip")
-                .args(["link", "show", &wggo_if])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-                .filter(|s| s.success())
-        });
+        let wggo = start_wireguard_go(&wggo_ns, &wggo_if);
         let mut set = vec![
             "set".to_string(),
             wggo_if.clone(),
@@ -163,15 +145,7 @@ impl Lab {
             .spawn()
             .expect("start wg_peer");
         let pisek_stdin = pisek.stdin.take().expect("stdin");
-        let stdout = pisek.stdout.take().expect("stdout");
-        let (tx, pisek_lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let pisek_lines = read_lines(pisek.stdout.take().expect("stdout"));
         let lab = Lab {
             pisek_ns,
             wggo_ns,
@@ -578,24 +552,7 @@ fn traffic_fails_over_to_the_backup_edge_and_back() {
         let (key, public) = wg_genkey(&dir.path, &format!("edge{i}.key"));
         edge_pubs.push(public);
         let ifname = common::unique_tag("wgf");
-        let child = ns
-            .command("wireguard-go")
-            .arg(&ifname)
-            .env("WG_PROCESS_FOREGROUND", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start wireguard-go");
-        poll_until("wireguard-go's interface", TIMEOUT, || {
-            ns.command("ip")
-                .args(["link", "show", &ifname])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-                .filter(|s| s.success())
-        });
+        let child = start_wireguard_go(ns, &ifname);
         ns.exec(
             "wg",
             [
@@ -646,15 +603,7 @@ fn traffic_fails_over_to_the_backup_edge_and_back() {
         .spawn()
         .expect("start wg_peer");
     let mut stdin = pisek.stdin.take().expect("stdin");
-    let stdout = pisek.stdout.take().expect("stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = read_lines(pisek.stdout.take().expect("stdout"));
     let _pisek = KillOnDrop(pisek);
     let ping = || {
         poll_until("a ping to the datacenter", TIMEOUT, || {
@@ -698,6 +647,43 @@ fn traffic_fails_over_to_the_backup_edge_and_back() {
     let after: u64 = field(&peer_line(&peers, 0), "tx_packets").parse().unwrap();
     assert!(after > before, "traffic is back on edge 1");
     drop(edge_procs);
+}
+
+/// Starts wireguard-go in `ns` on interface `ifname` and waits for the
+/// interface to appear.
+fn start_wireguard_go(ns: &Netns, ifname: &str) -> Child {
+    let child = ns
+        .command("wireguard-go")
+        .arg(ifname)
+        .env("WG_PROCESS_FOREGROUND", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wireguard-go");
+    poll_until("wireguard-go's interface", TIMEOUT, || {
+        ns.command("ip")
+            .args(["link", "show", ifname])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    });
+    child
+}
+
+/// The lines of `stdout`, read on a thread of their own.
+fn read_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
 }
 
 /// A wireguard-go process, stopped with SIGTERM (so it removes its control
