@@ -40,9 +40,23 @@ impl Pipeline {
                 .record_many(DropReason::UnknownTenant, packets.len() as u64);
             return;
         }
+        // The tenant's counters are updated once per batch, not per packet.
+        let (mut sent_packets, mut sent_bytes) = (0u64, 0u64);
         for index in 0..packets.len() {
-            if let Err(reason) = self.egress_one(tenant, packets, index, now, out) {
-                self.drops.record(reason);
+            match self.egress_one(tenant, packets, index, now, out) {
+                Ok(Some(inner_len)) => {
+                    sent_packets += 1;
+                    sent_bytes += inner_len as u64;
+                }
+                Ok(None) => {}
+                Err(reason) => self.drops.record(reason),
+            }
+        }
+        if sent_packets > 0 {
+            if let Some(state) = self.tenants.get_mut(&tenant) {
+                let c = &mut state.counters;
+                c.tx_packets = c.tx_packets.wrapping_add(sent_packets);
+                c.tx_bytes = c.tx_bytes.wrapping_add(sent_bytes);
             }
         }
     }
@@ -73,7 +87,7 @@ impl Pipeline {
         index: usize,
         now: Instant,
         out: &mut ForwardOutput,
-    ) -> Result<(), DropReason> {
+    ) -> Result<Option<usize>, DropReason> {
         let (slot, range) = packets.slot_mut(index).ok_or(DropReason::Malformed)?;
         let header = IpHeader::parse(&slot[range.clone()]).ok_or(DropReason::Malformed)?;
         let state = self
@@ -95,7 +109,7 @@ impl Pipeline {
                     super::batch::NO_ENDPOINT,
                     Interface::Tenant(tenant),
                 ) {
-                    Ok(())
+                    Ok(None)
                 } else {
                     Err(DropReason::QueueFull)
                 };
@@ -146,10 +160,7 @@ impl Pipeline {
         let overflowed = sink.overflowed;
         self.drops.record_many(DropReason::QueueFull, overflowed);
         sent.map_err(send_drop_reason)?;
-        if let Some(state) = self.tenants.get_mut(&tenant) {
-            state.counters.sent(inner_len);
-        }
-        Ok(())
+        Ok(Some(inner_len))
     }
 
     /// Writes an ICMP error about `original` (made by `write` from the

@@ -113,9 +113,12 @@ impl Pipeline {
         {
             return Err(DropReason::QueueFull);
         }
-        if let Some(state) = self.tenant_state(tenant) {
-            state.counters.received(inner.len());
-        }
+        // The VRF was found above: no second lookup through tenant_state.
+        self.tenants
+            .entry(tenant)
+            .or_default()
+            .counters
+            .received(inner.len());
         Ok(())
     }
 
