@@ -8,10 +8,12 @@
 //!          172.16.1.0/24│           172.16.0.0/24│          │172.16.2.0/24
 //!     <tag>-gw1 (gateway)           <tag>-edge (edge, RR)   <tag>-gw2 (gateway)
 //!      pisek0 10.255.0.11            pisek0 10.255.0.1       pisek0 10.255.0.12
-//!      city 10.1.1.0/24                                      city 10.1.2.0/24
-//!      conference 10.1.1.0/24 (overlaps city on purpose)     conference 10.1.2.0/24
-//!      2 workloads per tenant                                2 workloads per tenant
+//!      city 10.1.1.0/24              city 10.1.0.0/24        city 10.1.2.0/24
+//!      conference 10.1.1.0/24        conference 10.1.0.0/24  conference 10.1.2.0/24
+//!      2 workloads per tenant        1 per tenant: the       2 workloads per tenant
+//!                                    datacenter service
 //! ```
+//! City and conference overlap on purpose (same prefixes, same addresses).
 //! WireGuard is hub and spoke (each gateway has the edge as its only peer);
 //! iBGP runs over the tunnel network with the edge as route reflector.
 //! Dropping the [`Lab`] stops the agents and deletes every namespace and
@@ -258,7 +260,11 @@ private_key_file = "{key}"
                     i == 0
                 ));
             }
-            if i != 0 {
+            // The edge carries the tenants too: the datacenter services
+            // (carbon, APIs) attach there, in 10.1.0.0/24. With gobgpd as
+            // reflector the edge agent runs no speaker, so it has no routes
+            // and no tenants.
+            if i != 0 || self.reflector == Reflector::Agent {
                 for (tenant, id) in TENANTS {
                     text.push_str(&format!(
                         "\n[[tenant]]\nname = \"{tenant}\"\nid = {id}\nexport_route_targets = [\"65000:{id}\"]\nimport_route_targets = [\"65000:{id}\"]\nprefixes = [\"10.1.{i}.0/24\"]\n"
@@ -384,11 +390,14 @@ private_key_file = "{key}"
         Ok(())
     }
 
-    /// Attaches WORKLOADS_PER_TENANT namespaces per tenant on each gateway.
+    /// Attaches WORKLOADS_PER_TENANT namespaces per tenant on each gateway
+    /// and one per tenant on the edge (the datacenter service).
     fn attach_workloads(&mut self, tag: &str) -> anyhow::Result<()> {
-        for g in 1..self.nodes.len() {
+        let first = if self.has_dc_services() { 0 } else { 1 };
+        for g in first..self.nodes.len() {
+            let count = if g == 0 { 1 } else { WORKLOADS_PER_TENANT };
             for (tenant, _) in TENANTS {
-                for n in 1..=WORKLOADS_PER_TENANT {
+                for n in 1..=count {
                     let gateway = self.nodes[g].name.clone();
                     let netns = format!("{tag}-{gateway}-{}{n}", &tenant[..4]);
                     self.add_netns(&netns)?;
@@ -420,6 +429,12 @@ private_key_file = "{key}"
             }
         }
         Ok(())
+    }
+
+    /// Whether the edge carries tenants with a datacenter-service workload
+    /// each (`workload("edge", tenant, 1)`).
+    pub fn has_dc_services(&self) -> bool {
+        self.reflector == Reflector::Agent
     }
 
     /// Runs `pisekctl` against node `i`; its stdout.
@@ -495,15 +510,22 @@ private_key_file = "{key}"
             Ok(Some(()))
         })?;
         poll(
-            "routes to the other gateway in every tenant",
+            "routes to every other node's prefix in every tenant",
             timeout,
             || {
-                for g in 1..self.nodes.len() {
-                    let other = if g == 1 { 2 } else { 1 };
-                    for (tenant, _) in TENANTS {
-                        let routes = self.pisekctl(g, &["routes", "--tenant", tenant, "--json"])?;
-                        if !routes.contains(&format!("\"10.1.{other}.0/24\"")) {
-                            return Ok(None);
+                let nodes: Vec<usize> = if self.has_dc_services() {
+                    (0..self.nodes.len()).collect()
+                } else {
+                    (1..self.nodes.len()).collect()
+                };
+                for &g in &nodes {
+                    for &other in nodes.iter().filter(|&&o| o != g) {
+                        for (tenant, _) in TENANTS {
+                            let routes =
+                                self.pisekctl(g, &["routes", "--tenant", tenant, "--json"])?;
+                            if !routes.contains(&format!("\"10.1.{other}.0/24\"")) {
+                                return Ok(None);
+                            }
                         }
                     }
                 }

@@ -95,6 +95,26 @@ fn ping_tcp_and_isolation(lab: &Lab) {
     assert_eq!(sent.len(), 64, "sender digest {sent:?}");
     assert_eq!(sent, received, "the bytes that arrived are the bytes sent");
 
+    // The datacenter service attached on the edge: ping from both
+    // gateways, and a TCP transfer to it, in each tenant.
+    if lab.has_dc_services() {
+        for (tenant, _) in pisek::lab::TENANTS {
+            let dc = lab.workload("edge", tenant, 1);
+            for gateway in ["gw1", "gw2"] {
+                let w = lab.workload(gateway, tenant, 1);
+                let (ok, line) = lab.ping(w, dc.address, 3).expect("ping");
+                assert!(ok, "{tenant}: {gateway} -> datacenter service: {line}");
+            }
+            let w = lab.workload("gw2", tenant, 2);
+            let (sent, received) =
+                tcp_transfer(lab, &w.netns, &dc.netns, &dc.address.to_string(), 1_000_000);
+            assert_eq!(
+                sent, received,
+                "{tenant}: gw2 -> datacenter service over TCP"
+            );
+        }
+    }
+
     // Isolation with overlapping prefixes: city's and conference's first
     // workloads on gw2 have the same address. City pings it: city's
     // workload answers, conference's sees nothing.
@@ -164,16 +184,23 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
         let routes = lab
             .json(1, &["routes", "--tenant", tenant, "--json"])
             .expect("routes");
-        let remote: Vec<_> = routes
+        let mut remote: Vec<(String, String)> = routes
             .as_array()
             .expect("a list")
             .iter()
             .filter(|r| r["source"] == "bgp")
+            .inspect(|r| assert!(r["label"].as_u64().is_some_and(|l| l >= 16), "{r}"))
+            .map(|r| (r["prefix"].to_string(), r["next_hop"].to_string()))
             .collect();
-        assert_eq!(remote.len(), 1, "{routes}");
-        assert_eq!(remote[0]["prefix"], "10.1.2.0/24");
-        assert_eq!(remote[0]["next_hop"], "10.255.0.12");
-        assert!(remote[0]["label"].as_u64().is_some_and(|l| l >= 16));
+        remote.sort();
+        assert_eq!(
+            remote,
+            [
+                ("\"10.1.0.0/24\"".into(), "\"10.255.0.1\"".into()),
+                ("\"10.1.2.0/24\"".into(), "\"10.255.0.12\"".into()),
+            ],
+            "{tenant}: the edge's and gw2's prefixes with their next hops: {routes}"
+        );
     }
 
     ping_tcp_and_isolation(&lab);
