@@ -6,6 +6,7 @@ use pisek_agent::api::{BgpSessionInfo, DataplaneView, DropCounter, PeerInfo, Rou
 use pisek_agent::metrics::{
     self, Limits, MetricsServer, MetricsSources, TenantTraffic, TenantTrafficSource,
 };
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,11 @@ impl DataplaneView for FakeGateway {
             last_handshake_secs: Some(5),
             rx_bytes: 4242,
             tx_bytes: 1717,
+            rx_packets: 42,
+            tx_packets: 17,
+            handshakes: 2,
+            endpoint_changes: 0,
+            drops: BTreeMap::from([("decrypt-failed".to_string(), 1)]),
         }])
     }
     fn bgp_sessions(&self) -> Option<Vec<BgpSessionInfo>> {
@@ -51,11 +57,18 @@ impl DataplaneView for FakeGateway {
         }])
     }
     fn drops(&self) -> Vec<DropCounter> {
-        vec![DropCounter {
-            reason: "spoofed_source".into(),
-            tenant: None,
-            packets: 3,
-        }]
+        vec![
+            DropCounter {
+                reason: "spoofed-source".into(),
+                tenant: None,
+                packets: 3,
+            },
+            DropCounter {
+                reason: "spoofed-source".into(),
+                tenant: Some("city".into()),
+                packets: 3,
+            },
+        ]
     }
 }
 
@@ -132,7 +145,10 @@ async fn scrape_shows_the_dataplane_view_in_exposition_format() {
         "# TYPE pisek_wireguard_peer_receive_bytes_total counter\n\
          pisek_wireguard_peer_receive_bytes_total{peer=\"edge \\\"dc1\\\"\",public_key=\"ZWRnZQ==\"} 4242\n",
         "pisek_wireguard_peer_transmit_bytes_total{peer=\"edge \\\"dc1\\\"\",public_key=\"ZWRnZQ==\"} 1717\n",
-        "# TYPE pisek_drops_total counter\npisek_drops_total{reason=\"spoofed_source\"} 3\n",
+        "# TYPE pisek_drops_total counter\npisek_drops_total{reason=\"spoofed-source\"} 3\n",
+        "# TYPE pisek_tenant_drops_total counter\npisek_tenant_drops_total{tenant=\"city\",reason=\"spoofed-source\"} 3\n",
+        "pisek_wireguard_peer_receive_packets_total{peer=\"edge \\\"dc1\\\"\",public_key=\"ZWRnZQ==\"} 42\n",
+        "pisek_wireguard_peer_drops_total{peer=\"edge \\\"dc1\\\"\",public_key=\"ZWRnZQ==\",reason=\"decrypt-failed\"} 1\n",
         "pisek_bgp_session_state{neighbor=\"10.255.0.1\",name=\"edge\",state=\"Established\"} 1\n",
         "pisek_bgp_session_established{neighbor=\"10.255.0.1\",name=\"edge\"} 1\n",
         "pisek_routes{tenant=\"city\",source=\"bgp\"} 1\n",

@@ -423,6 +423,61 @@ fn a_spoofed_source_is_dropped_and_counted() {
 }
 
 #[test]
+fn a_spoofed_packet_counts_in_its_tenant_and_the_node_total_not_in_the_other_tenant() {
+    let mut net = Network::new();
+    // 10.1.0.6 is not a workload of tenant A on gw1; tenant B has the same
+    // addresses (overlap), and sends nothing wrong.
+    let spoofed = ipv4_packet("10.1.0.6", "10.2.0.7", 100, 0);
+    net.send(GW1, A, &[spoofed.clone(), spoofed]);
+    net.send(GW1, B, &[ipv4_packet("10.1.0.5", "10.2.0.7", 100, 0)]);
+    net.send(GW1, B, &[ipv4_packet("10.1.0.5", "192.168.0.1", 100, 0)]);
+    net.run();
+    let gw1 = &net.nodes[GW1].pipeline;
+    let (a, b) = (
+        gw1.tenant_drops(A).expect("tenant A"),
+        gw1.tenant_drops(B).expect("tenant B"),
+    );
+    assert_eq!(a.get(DropReason::SpoofedSource), 2);
+    assert_eq!(b.get(DropReason::SpoofedSource), 0);
+    assert_eq!(gw1.drops().get(DropReason::SpoofedSource), 2);
+    // B's own drop is B's, not A's.
+    assert_eq!(
+        (a.get(DropReason::NoRoute), b.get(DropReason::NoRoute)),
+        (0, 1)
+    );
+    assert_eq!(gw1.drops().get(DropReason::NoRoute), 1);
+    assert_eq!((a.total(), b.total(), gw1.drops().total()), (2, 1, 3));
+    // B's good packet went through.
+    assert_eq!(net.take_delivered(GW2).len(), 1);
+}
+
+#[test]
+fn a_drop_after_the_label_counts_for_the_receiving_tenant_a_bad_label_only_for_the_node() {
+    let mut net = Network::new();
+    let vrfs = net.nodes[GW2].pipeline.vrfs_mut();
+    vrfs.get_mut(B)
+        .expect("tenant B")
+        .insert(prefix("10.2.0.128/25"), NextHop::Discard);
+    vrfs.commit_changed();
+    net.send(GW1, B, &[ipv4_packet("10.1.0.5", "10.2.0.200", 100, 0)]);
+    // A label gw2 never bound: no tenant to blame.
+    net.send(GW1, A, &[ipv4_packet("10.1.0.5", "10.9.0.1", 100, 0)]);
+    net.run();
+    assert!(net.take_delivered(GW2).is_empty());
+    let gw2 = &net.nodes[GW2].pipeline;
+    let (a, b) = (
+        gw2.tenant_drops(A).expect("tenant A"),
+        gw2.tenant_drops(B).expect("tenant B"),
+    );
+    assert_eq!(b.get(DropReason::DiscardRoute), 1);
+    assert_eq!((a.total(), b.total()), (0, 1));
+    assert_eq!(gw2.drops().get(DropReason::DiscardRoute), 1);
+    assert_eq!(gw2.drops().get(DropReason::BadLabel), 1);
+    assert_eq!(gw2.drops().total(), 2);
+    assert_eq!(gw2.tenant_drops(TenantId(9)), None, "no such tenant");
+}
+
+#[test]
 fn an_unknown_label_is_dropped_and_counted_at_the_receiver() {
     let mut net = Network::new();
     net.send(GW1, A, &[ipv4_packet("10.1.0.5", "10.9.0.1", 100, 0)]);

@@ -4,6 +4,7 @@
 use crate::attach::Attachment;
 use crate::ipam::WorkloadKey;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -222,6 +223,23 @@ pub struct PeerInfo {
     pub rx_bytes: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets received from the peer (decrypted, source allowed).
+    #[serde(default)]
+    pub rx_packets: u64,
+    /// Packets sent to the peer (keepalives excluded).
+    #[serde(default)]
+    pub tx_packets: u64,
+    /// Handshakes completed with the peer.
+    #[serde(default)]
+    pub handshakes: u64,
+    /// Times the peer's endpoint changed (roaming).
+    #[serde(default)]
+    pub endpoint_changes: u64,
+    /// Packets from or to the peer that WireGuard dropped, by reason
+    /// (`decrypt-failed`, `replay`, `source-not-allowed`, ...); only
+    /// reasons with drops are listed.
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// One BGP session.
@@ -246,7 +264,8 @@ pub struct BgpSessionInfo {
 pub struct DropCounter {
     /// The reason (`spoofed-source`, `no-route`, ...).
     pub reason: String,
-    /// Tenant, when the drop is per tenant.
+    /// The tenant the drops happened in; `None` for the node's total
+    /// (which includes every tenant's).
     pub tenant: Option<String>,
     /// Packets dropped.
     pub packets: u64,

@@ -285,6 +285,11 @@ impl ApiServer {
                     last_handshake_secs: None,
                     rx_bytes: 0,
                     tx_bytes: 0,
+                    rx_packets: 0,
+                    tx_packets: 0,
+                    handshakes: 0,
+                    endpoint_changes: 0,
+                    drops: Default::default(),
                 })
                 .collect()
         })

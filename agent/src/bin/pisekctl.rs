@@ -40,11 +40,13 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// WireGuard peers.
+    /// WireGuard peers: handshakes, packets and bytes each way, endpoint
+    /// changes, drops by reason.
     Peers,
     /// BGP sessions.
     Bgp,
-    /// Drop counters by reason.
+    /// Drop counters by reason: the node's total (tenant `-`) and each
+    /// tenant's (rows at zero left out; `--json` lists them all).
     Drops,
     /// Attach a network namespace to a tenant, as a pod.
     Attach {
@@ -217,25 +219,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 )
             },
         ),
-        Command::Peers => show(&mut client, &Request::Peers, json, |p: Vec<PeerInfo>| {
-            table(
-                &["PEER", "ENDPOINT", "TUNNEL", "HANDSHAKE", "RX", "TX", "KEY"],
-                p.into_iter()
-                    .map(|p| {
-                        vec![
-                            p.name,
-                            p.endpoint.unwrap_or_else(|| "-".into()),
-                            p.tunnel_address.to_string(),
-                            p.last_handshake_secs
-                                .map_or("never".into(), |s| format!("{s}s ago")),
-                            p.rx_bytes.to_string(),
-                            p.tx_bytes.to_string(),
-                            p.public_key,
-                        ]
-                    })
-                    .collect(),
-            )
-        }),
+        Command::Peers => show(&mut client, &Request::Peers, json, peers_table),
         Command::Bgp => show(
             &mut client,
             &Request::Bgp,
@@ -265,20 +249,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 )
             },
         ),
-        Command::Drops => show(&mut client, &Request::Drops, json, |d: Vec<DropCounter>| {
-            table(
-                &["REASON", "TENANT", "PACKETS"],
-                d.into_iter()
-                    .map(|d| {
-                        vec![
-                            d.reason,
-                            d.tenant.unwrap_or_else(|| "-".into()),
-                            d.packets.to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
-        }),
+        Command::Drops => show(&mut client, &Request::Drops, json, drops_table),
         Command::Attach {
             netns,
             tenant,
@@ -343,6 +314,71 @@ fn show<T: DeserializeOwned + Serialize>(
         print!("{}", render(result));
     }
     Ok(())
+}
+
+fn peers_table(peers: Vec<PeerInfo>) -> String {
+    table(
+        &[
+            "PEER",
+            "ENDPOINT",
+            "TUNNEL",
+            "HANDSHAKE",
+            "HANDSHAKES",
+            "RX PACKETS",
+            "RX BYTES",
+            "TX PACKETS",
+            "TX BYTES",
+            "ROAMED",
+            "DROPS",
+            "KEY",
+        ],
+        peers
+            .into_iter()
+            .map(|p| {
+                let drops = p
+                    .drops
+                    .iter()
+                    .map(|(reason, packets)| format!("{reason}={packets}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                vec![
+                    p.name,
+                    p.endpoint.unwrap_or_else(|| "-".into()),
+                    p.tunnel_address.to_string(),
+                    p.last_handshake_secs
+                        .map_or("never".into(), |s| format!("{s}s ago")),
+                    p.handshakes.to_string(),
+                    p.rx_packets.to_string(),
+                    p.rx_bytes.to_string(),
+                    p.tx_packets.to_string(),
+                    p.tx_bytes.to_string(),
+                    p.endpoint_changes.to_string(),
+                    if drops.is_empty() { "-".into() } else { drops },
+                    p.public_key,
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// The node's total for every reason, each followed by the tenants that
+/// dropped packets for it (tenant rows at zero are left out of the table;
+/// `--json` has every row).
+fn drops_table(drops: Vec<DropCounter>) -> String {
+    table(
+        &["REASON", "TENANT", "PACKETS"],
+        drops
+            .into_iter()
+            .filter(|d| d.tenant.is_none() || d.packets > 0)
+            .map(|d| {
+                vec![
+                    d.reason,
+                    d.tenant.unwrap_or_else(|| "-".into()),
+                    d.packets.to_string(),
+                ]
+            })
+            .collect(),
+    )
 }
 
 fn endpoints_table(endpoints: Vec<Attachment>) -> String {

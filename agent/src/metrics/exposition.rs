@@ -188,23 +188,44 @@ fn render_tenants(out: &mut String, tenants: &[TenantTraffic]) {
 }
 
 fn render_peers(out: &mut String, peers: &[PeerInfo], now_unix_secs: u64) {
-    let mut rx = Family::new(
-        out,
-        "pisek_wireguard_peer_receive_bytes_total",
-        "counter",
-        "Bytes received from the WireGuard peer.",
-    );
-    for p in peers {
-        rx.sample(&peer_labels(p), p.rx_bytes);
-    }
-    let mut tx = Family::new(
-        out,
-        "pisek_wireguard_peer_transmit_bytes_total",
-        "counter",
-        "Bytes sent to the WireGuard peer.",
-    );
-    for p in peers {
-        tx.sample(&peer_labels(p), p.tx_bytes);
+    /// The per-peer counters: name, help, and the field.
+    const COUNTERS: [(&str, &str, fn(&PeerInfo) -> u64); 6] = [
+        (
+            "pisek_wireguard_peer_receive_bytes_total",
+            "Bytes received from the WireGuard peer.",
+            |p| p.rx_bytes,
+        ),
+        (
+            "pisek_wireguard_peer_transmit_bytes_total",
+            "Bytes sent to the WireGuard peer.",
+            |p| p.tx_bytes,
+        ),
+        (
+            "pisek_wireguard_peer_receive_packets_total",
+            "Packets received from the WireGuard peer (decrypted, source allowed).",
+            |p| p.rx_packets,
+        ),
+        (
+            "pisek_wireguard_peer_transmit_packets_total",
+            "Packets sent to the WireGuard peer (keepalives excluded).",
+            |p| p.tx_packets,
+        ),
+        (
+            "pisek_wireguard_peer_handshakes_total",
+            "Handshakes completed with the WireGuard peer.",
+            |p| p.handshakes,
+        ),
+        (
+            "pisek_wireguard_peer_endpoint_changes_total",
+            "Times the WireGuard peer's endpoint changed (roaming).",
+            |p| p.endpoint_changes,
+        ),
+    ];
+    for (name, help, value) in COUNTERS {
+        let mut family = Family::new(out, name, "counter", help);
+        for p in peers {
+            family.sample(&peer_labels(p), value(p));
+        }
     }
     let mut handshake = Family::new(
         out,
@@ -217,6 +238,18 @@ fn render_peers(out: &mut String, peers: &[PeerInfo], now_unix_secs: u64) {
             handshake.sample(&peer_labels(p), now_unix_secs.saturating_sub(age));
         }
     }
+    let mut drops = Family::new(
+        out,
+        "pisek_wireguard_peer_drops_total",
+        "counter",
+        "Packets from or to the WireGuard peer that WireGuard dropped, by reason; a reason appears with its first drop.",
+    );
+    for p in peers {
+        let [peer, public_key] = peer_labels(p);
+        for (reason, packets) in &p.drops {
+            drops.sample(&[peer, public_key, ("reason", reason)], *packets);
+        }
+    }
 }
 
 fn peer_labels(p: &PeerInfo) -> [(&'static str, &str); 2] {
@@ -224,16 +257,24 @@ fn peer_labels(p: &PeerInfo) -> [(&'static str, &str); 2] {
 }
 
 fn render_drops(out: &mut String, drops: &[DropCounter]) {
-    let mut family = Family::new(
+    let mut node = Family::new(
         out,
         "pisek_drops_total",
         "counter",
-        "Packets the data plane dropped, by reason (and tenant where known).",
+        "Packets the data plane dropped, by reason (every tenant's included).",
+    );
+    for d in drops.iter().filter(|d| d.tenant.is_none()) {
+        node.sample(&[("reason", &d.reason)], d.packets);
+    }
+    let mut tenant = Family::new(
+        out,
+        "pisek_tenant_drops_total",
+        "counter",
+        "Packets the data plane dropped once their tenant was known, by tenant and reason.",
     );
     for d in drops {
-        match &d.tenant {
-            Some(tenant) => family.sample(&[("reason", &d.reason), ("tenant", tenant)], d.packets),
-            None => family.sample(&[("reason", &d.reason)], d.packets),
+        if let Some(name) = &d.tenant {
+            tenant.sample(&[("tenant", name), ("reason", &d.reason)], d.packets);
         }
     }
 }
@@ -344,6 +385,14 @@ mod tests {
                     last_handshake_secs: Some(7),
                     rx_bytes: 1024,
                     tx_bytes: 2048,
+                    rx_packets: 12,
+                    tx_packets: 21,
+                    handshakes: 3,
+                    endpoint_changes: 1,
+                    drops: BTreeMap::from([
+                        ("decrypt-failed".to_string(), 2),
+                        ("replay".to_string(), 1),
+                    ]),
                 },
                 PeerInfo {
                     name: "edge2".into(),
@@ -353,17 +402,32 @@ mod tests {
                     last_handshake_secs: None,
                     rx_bytes: 0,
                     tx_bytes: 0,
+                    rx_packets: 0,
+                    tx_packets: 0,
+                    handshakes: 0,
+                    endpoint_changes: 0,
+                    drops: BTreeMap::new(),
                 },
             ]),
             drops: vec![
                 DropCounter {
-                    reason: "spoofed_source".into(),
+                    reason: "spoofed-source".into(),
                     tenant: None,
                     packets: 2,
                 },
                 DropCounter {
-                    reason: "no_route".into(),
+                    reason: "spoofed-source".into(),
                     tenant: Some("city".into()),
+                    packets: 2,
+                },
+                DropCounter {
+                    reason: "spoofed-source".into(),
+                    tenant: Some("conference".into()),
+                    packets: 0,
+                },
+                DropCounter {
+                    reason: "bad-label".into(),
+                    tenant: None,
                     packets: 5,
                 },
             ],
@@ -419,13 +483,37 @@ pisek_wireguard_peer_receive_bytes_total{peer="edge2",public_key="b3RoZXI="} 0
 # TYPE pisek_wireguard_peer_transmit_bytes_total counter
 pisek_wireguard_peer_transmit_bytes_total{peer="edge",public_key="cGVlcg=="} 2048
 pisek_wireguard_peer_transmit_bytes_total{peer="edge2",public_key="b3RoZXI="} 0
+# HELP pisek_wireguard_peer_receive_packets_total Packets received from the WireGuard peer (decrypted, source allowed).
+# TYPE pisek_wireguard_peer_receive_packets_total counter
+pisek_wireguard_peer_receive_packets_total{peer="edge",public_key="cGVlcg=="} 12
+pisek_wireguard_peer_receive_packets_total{peer="edge2",public_key="b3RoZXI="} 0
+# HELP pisek_wireguard_peer_transmit_packets_total Packets sent to the WireGuard peer (keepalives excluded).
+# TYPE pisek_wireguard_peer_transmit_packets_total counter
+pisek_wireguard_peer_transmit_packets_total{peer="edge",public_key="cGVlcg=="} 21
+pisek_wireguard_peer_transmit_packets_total{peer="edge2",public_key="b3RoZXI="} 0
+# HELP pisek_wireguard_peer_handshakes_total Handshakes completed with the WireGuard peer.
+# TYPE pisek_wireguard_peer_handshakes_total counter
+pisek_wireguard_peer_handshakes_total{peer="edge",public_key="cGVlcg=="} 3
+pisek_wireguard_peer_handshakes_total{peer="edge2",public_key="b3RoZXI="} 0
+# HELP pisek_wireguard_peer_endpoint_changes_total Times the WireGuard peer's endpoint changed (roaming).
+# TYPE pisek_wireguard_peer_endpoint_changes_total counter
+pisek_wireguard_peer_endpoint_changes_total{peer="edge",public_key="cGVlcg=="} 1
+pisek_wireguard_peer_endpoint_changes_total{peer="edge2",public_key="b3RoZXI="} 0
 # HELP pisek_wireguard_peer_last_handshake_seconds Unix time of the last completed handshake with the peer; absent if none yet.
 # TYPE pisek_wireguard_peer_last_handshake_seconds gauge
 pisek_wireguard_peer_last_handshake_seconds{peer="edge",public_key="cGVlcg=="} 1699999993
-# HELP pisek_drops_total Packets the data plane dropped, by reason (and tenant where known).
+# HELP pisek_wireguard_peer_drops_total Packets from or to the WireGuard peer that WireGuard dropped, by reason; a reason appears with its first drop.
+# TYPE pisek_wireguard_peer_drops_total counter
+pisek_wireguard_peer_drops_total{peer="edge",public_key="cGVlcg==",reason="decrypt-failed"} 2
+pisek_wireguard_peer_drops_total{peer="edge",public_key="cGVlcg==",reason="replay"} 1
+# HELP pisek_drops_total Packets the data plane dropped, by reason (every tenant's included).
 # TYPE pisek_drops_total counter
-pisek_drops_total{reason="spoofed_source"} 2
-pisek_drops_total{reason="no_route",tenant="city"} 5
+pisek_drops_total{reason="spoofed-source"} 2
+pisek_drops_total{reason="bad-label"} 5
+# HELP pisek_tenant_drops_total Packets the data plane dropped once their tenant was known, by tenant and reason.
+# TYPE pisek_tenant_drops_total counter
+pisek_tenant_drops_total{tenant="city",reason="spoofed-source"} 2
+pisek_tenant_drops_total{tenant="conference",reason="spoofed-source"} 0
 # HELP pisek_bgp_session_state 1 for the BGP session's current FSM state (RFC 4271 section 8.2.2).
 # TYPE pisek_bgp_session_state gauge
 pisek_bgp_session_state{neighbor="10.255.0.1",name="edge",state="Established"} 1
@@ -485,6 +573,11 @@ pisek_endpoints{tenant="conference"} 1
                 last_handshake_secs: None,
                 rx_bytes: 9,
                 tx_bytes: 0,
+                rx_packets: 0,
+                tx_packets: 0,
+                handshakes: 0,
+                endpoint_changes: 0,
+                drops: BTreeMap::new(),
             }]),
             ..Scrape::default()
         };

@@ -7,10 +7,10 @@
 use super::devices::{Devices, TENANT_TUN_OFFLOAD};
 use crate::dataplane::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
 use ipnet::IpNet;
-use pisek_overlay::drop::DropReason;
+use pisek_overlay::drop::{DropCounters, DropReason};
 use pisek_overlay::forward::{ForwardOutput, Interface, PacketBatch, Pipeline, TrafficCounters};
 use pisek_overlay::vrf::{NextHop, TenantId};
-use pisek_overlay::wg::PeerHealth;
+use pisek_overlay::wg::{PeerHealth, WgDropCounters};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -77,6 +77,16 @@ pub struct PeerSnapshot {
     pub rx_bytes: u64,
     /// Bytes sent (before encryption).
     pub tx_bytes: u64,
+    /// Decrypted packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Times its endpoint moved (roaming).
+    pub endpoint_changes: u64,
+    /// What WireGuard dropped from or to it, by reason.
+    pub drops: WgDropCounters,
 }
 
 /// What the forwarder shows the rest of the agent, refreshed every 500 ms.
@@ -88,6 +98,9 @@ pub struct Snapshot {
     pub peers: Vec<PeerSnapshot>,
     /// Drops by reason (every reason, zeros included).
     pub drops: Vec<(DropReason, u64)>,
+    /// Drops per tenant (a subset of `drops`: those after the tenant was
+    /// known).
+    pub tenant_drops: BTreeMap<TenantId, DropCounters>,
     /// Every route of every VRF.
     pub routes: Vec<(TenantId, IpNet, NextHop)>,
     /// Traffic per tenant.
@@ -476,6 +489,11 @@ impl Loop {
                     up: p.health == PeerHealth::Up,
                     rx_bytes: p.metrics.rx_bytes,
                     tx_bytes: p.metrics.tx_bytes,
+                    rx_packets: p.metrics.rx_packets,
+                    tx_packets: p.metrics.tx_packets,
+                    handshakes: p.metrics.handshakes,
+                    endpoint_changes: p.metrics.endpoint_changes,
+                    drops: p.metrics.drops,
                 })
                 .collect(),
             drops: DropReason::ALL
@@ -492,6 +510,11 @@ impl Loop {
                 .tenants
                 .iter()
                 .filter_map(|(t, _)| Some((*t, self.pipeline.tenant_counters(*t)?)))
+                .collect(),
+            tenant_drops: self
+                .tenants
+                .iter()
+                .filter_map(|(t, _)| Some((*t, self.pipeline.tenant_drops(*t)?.clone())))
                 .collect(),
         };
         if let Ok(mut s) = self.snapshot.lock() {

@@ -6,7 +6,10 @@ use super::forwarder::Snapshot;
 use crate::api::{BgpSessionInfo, DataplaneView, DropCounter, PeerInfo, RouteInfo};
 use crate::config::Config;
 use crate::keyfile;
+use pisek_overlay::drop::DropCounters;
 use pisek_overlay::vrf::NextHop;
+use pisek_overlay::wg::WgDropCounters;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// What `pisekctl peers | bgp | routes | drops` show, live.
@@ -95,6 +98,11 @@ impl DataplaneView for LiveView {
                         last_handshake_secs: live.and_then(|p| p.last_handshake_secs),
                         rx_bytes: live.map_or(0, |p| p.rx_bytes),
                         tx_bytes: live.map_or(0, |p| p.tx_bytes),
+                        rx_packets: live.map_or(0, |p| p.rx_packets),
+                        tx_packets: live.map_or(0, |p| p.tx_packets),
+                        handshakes: live.map_or(0, |p| p.handshakes),
+                        endpoint_changes: live.map_or(0, |p| p.endpoint_changes),
+                        drops: live.map(|p| peer_drops(&p.drops)).unwrap_or_default(),
                     }
                 })
                 .collect(),
@@ -106,14 +114,145 @@ impl DataplaneView for LiveView {
     }
 
     fn drops(&self) -> Vec<DropCounter> {
-        self.snapshot()
-            .drops
-            .iter()
-            .map(|(reason, packets)| DropCounter {
+        drop_rows(&self.config, &self.snapshot())
+    }
+}
+
+/// The drop list: for each reason, the node's total, then each tenant's
+/// count (tenants sorted by name), every reason and tenant listed, zeros
+/// included, so a scraper's series exist from the start.
+fn drop_rows(config: &Config, snapshot: &Snapshot) -> Vec<DropCounter> {
+    let mut tenants: Vec<(&str, &DropCounters)> = snapshot
+        .tenant_drops
+        .iter()
+        .filter_map(|(id, drops)| {
+            // A tenant gone from the config has no name to show.
+            let tenant = config.tenants.iter().find(|t| t.id == id.0)?;
+            Some((tenant.name.as_str(), drops))
+        })
+        .collect();
+    tenants.sort_by_key(|(name, _)| *name);
+    let mut rows = Vec::with_capacity(snapshot.drops.len() * (1 + tenants.len()));
+    for (reason, packets) in &snapshot.drops {
+        rows.push(DropCounter {
+            reason: reason.to_string(),
+            tenant: None,
+            packets: *packets,
+        });
+        for (name, drops) in &tenants {
+            rows.push(DropCounter {
                 reason: reason.to_string(),
-                tenant: None,
-                packets: *packets,
-            })
-            .collect()
+                tenant: Some(name.to_string()),
+                packets: drops.get(*reason),
+            });
+        }
+    }
+    rows
+}
+
+/// A peer's WireGuard drops by reason, the reasons with drops only, named
+/// in kebab case like the data plane's (`decrypt-failed`).
+fn peer_drops(drops: &WgDropCounters) -> BTreeMap<String, u64> {
+    drops
+        .nonzero()
+        .map(|(reason, packets)| (reason.name().replace('_', "-"), packets))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pisek_overlay::drop::DropReason;
+    use pisek_overlay::vrf::TenantId;
+    use pisek_overlay::wg::WgDropReason;
+
+    const CONFIG: &str = r#"
+[node]
+name = "gw-test"
+role = "gateway"
+[underlay]
+listen = "127.0.0.1:51820"
+[tunnel]
+address = "10.255.0.11"
+network = "10.255.0.0/24"
+[wireguard]
+private_key_file = "/nonexistent"
+[bgp]
+asn = 65000
+[[tenant]]
+name = "conference"
+id = 2
+prefixes = ["10.2.1.0/24"]
+[[tenant]]
+name = "city"
+id = 1
+prefixes = ["10.1.1.0/24"]
+"#;
+
+    fn row(reason: DropReason, tenant: Option<&str>, packets: u64) -> DropCounter {
+        DropCounter {
+            reason: reason.to_string(),
+            tenant: tenant.map(str::to_string),
+            packets,
+        }
+    }
+
+    #[test]
+    fn each_reason_lists_the_node_total_then_every_tenant_by_name() {
+        let config = Config::parse(CONFIG, "agent.toml").expect("parses");
+        let mut city = DropCounters::new();
+        city.record_many(DropReason::SpoofedSource, 3);
+        let mut conference = DropCounters::new();
+        conference.record(DropReason::NoRoute);
+        let mut node = city.clone();
+        node.merge(&conference);
+        node.record(DropReason::BadLabel);
+        let snapshot = Snapshot {
+            drops: node.iter().collect(),
+            tenant_drops: BTreeMap::from([
+                (TenantId(2), conference),
+                (TenantId(1), city),
+                // Gone from the config: no name, no rows.
+                (TenantId(9), DropCounters::new()),
+            ]),
+            ..Snapshot::default()
+        };
+        let rows = drop_rows(&config, &snapshot);
+        assert_eq!(rows.len(), 3 * DropReason::COUNT);
+        assert_eq!(
+            rows[..3],
+            [
+                row(DropReason::NoRoute, None, 1),
+                row(DropReason::NoRoute, Some("city"), 0),
+                row(DropReason::NoRoute, Some("conference"), 1),
+            ]
+        );
+        let nonzero: Vec<_> = rows.into_iter().filter(|r| r.packets > 0).collect();
+        assert_eq!(
+            nonzero,
+            [
+                row(DropReason::NoRoute, None, 1),
+                row(DropReason::NoRoute, Some("conference"), 1),
+                row(DropReason::BadLabel, None, 1),
+                row(DropReason::SpoofedSource, None, 3),
+                row(DropReason::SpoofedSource, Some("city"), 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_peers_drops_name_only_the_reasons_that_happened_in_kebab_case() {
+        let mut drops = WgDropCounters::default();
+        drops.count(WgDropReason::DecryptFailed);
+        drops.count(WgDropReason::DecryptFailed);
+        drops.count(WgDropReason::SourceNotAllowed);
+        assert_eq!(
+            peer_drops(&drops),
+            BTreeMap::from([
+                ("decrypt-failed".to_string(), 2),
+                ("source-not-allowed".to_string(), 1),
+            ])
+        );
+        assert!(peer_drops(&WgDropCounters::default()).is_empty());
     }
 }

@@ -5,7 +5,8 @@
 //! inner TTL − 1 (ICMP "time exceeded" back) → MTU check (ICMP "too big" back to the workload) →
 //! MPLSoUDP or MPLSoGRE encap in place, into the slot's headroom →
 //! WireGuard: crypto-key routing on the outer destination → encrypt →
-//! underlay batch.
+//! underlay batch. Drops are tallied per batch and added once to the
+//! tenant's counters and the node's.
 //!
 //! Fabric TUN batch (`pisek0`, the kernel's traffic on the tunnel network)
 //! → WireGuard → underlay batch: no MPLS, the packet is already addressed
@@ -16,7 +17,7 @@ use super::header::IpHeader;
 use super::icmp_error;
 use super::sink::WgSink;
 use super::{ForwardOutput, Pipeline, send_drop_reason};
-use crate::drop::DropReason;
+use crate::drop::{DropCounters, DropReason};
 use crate::packet::{Encap, ttl};
 use crate::vrf::{NextHop, TenantId};
 use std::net::IpAddr;
@@ -41,23 +42,26 @@ impl Pipeline {
             return;
         }
         // The tenant's counters are updated once per batch, not per packet.
+        // Every drop here happens with the tenant known (its TUN names it):
+        // the batch's drops go to the tenant and to the node total.
         let (mut sent_packets, mut sent_bytes) = (0u64, 0u64);
+        let mut drops = DropCounters::new();
         for index in 0..packets.len() {
-            match self.egress_one(tenant, packets, index, now, out) {
+            match self.egress_one(tenant, packets, index, now, out, &mut drops) {
                 Ok(Some(inner_len)) => {
                     sent_packets += 1;
                     sent_bytes += inner_len as u64;
                 }
                 Ok(None) => {}
-                Err(reason) => self.drops.record(reason),
+                Err(reason) => drops.record(reason),
             }
         }
-        if sent_packets > 0 {
-            if let Some(state) = self.tenants.get_mut(&tenant) {
-                let c = &mut state.counters;
-                c.tx_packets = c.tx_packets.wrapping_add(sent_packets);
-                c.tx_bytes = c.tx_bytes.wrapping_add(sent_bytes);
-            }
+        self.drops.merge(&drops);
+        if let Some(state) = self.tenants.get_mut(&tenant) {
+            state.drops.merge(&drops);
+            let c = &mut state.counters;
+            c.tx_packets = c.tx_packets.wrapping_add(sent_packets);
+            c.tx_bytes = c.tx_bytes.wrapping_add(sent_bytes);
         }
     }
 
@@ -87,6 +91,7 @@ impl Pipeline {
         index: usize,
         now: Instant,
         out: &mut ForwardOutput,
+        drops: &mut DropCounters,
     ) -> Result<Option<usize>, DropReason> {
         let (slot, range) = packets.slot_mut(index).ok_or(DropReason::Malformed)?;
         let header = IpHeader::parse(&slot[range.clone()]).ok_or(DropReason::Malformed)?;
@@ -124,7 +129,7 @@ impl Pipeline {
         // The overlay is one router hop (short pipe, RFC 3443 §3.3).
         if let Err(e) = ttl::decrement(&mut slot[range.clone()]) {
             if e == crate::packet::Error::TtlExpired {
-                self.answer(tenant, &slot[range], out, |original, source, buf| {
+                self.answer(tenant, &slot[range], out, drops, |original, source, buf| {
                     icmp_error::time_exceeded(original, source, buf)
                 });
             }
@@ -138,7 +143,7 @@ impl Pipeline {
         let mtu = self.config.mtu.tenant;
         if range.len() > mtu {
             if header.dont_fragment {
-                self.answer(tenant, &slot[range], out, |original, source, buf| {
+                self.answer(tenant, &slot[range], out, drops, |original, source, buf| {
                     icmp_error::too_big(original, mtu, source, buf)
                 });
             }
@@ -158,7 +163,7 @@ impl Pipeline {
         let mut sink = WgSink::new(&mut out.underlay, &mut self.overflow, &mut []);
         let sent = self.wg.send(&slot[outer], now, &mut sink);
         let overflowed = sink.overflowed;
-        self.drops.record_many(DropReason::QueueFull, overflowed);
+        drops.record_many(DropReason::QueueFull, overflowed);
         sent.map_err(send_drop_reason)?;
         Ok(Some(inner_len))
     }
@@ -172,6 +177,7 @@ impl Pipeline {
         tenant: TenantId,
         original: &[u8],
         out: &mut ForwardOutput,
+        drops: &mut DropCounters,
         write: impl FnOnce(&[u8], IpAddr, &mut [u8]) -> Option<usize>,
     ) {
         let source = match original.first().map(|b| b >> 4) {
@@ -179,7 +185,7 @@ impl Pipeline {
             _ => IpAddr::V4(self.config.gateway_v4),
         };
         let Some(slot) = out.local.free_slot() else {
-            self.drops.record(DropReason::QueueFull);
+            drops.record(DropReason::QueueFull);
             return;
         };
         if let Some(len) = write(original, source, slot) {

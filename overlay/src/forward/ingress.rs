@@ -4,7 +4,8 @@
 //! waited for the handshake go out to the underlay batch) → outer header:
 //! - for this node's tunnel address, MPLSoUDP (UDP port 6635) or MPLSoGRE
 //!   → decap → label table: label → tenant → VRF LPM of the inner
-//!   destination → Local: the tenant's TUN;
+//!   destination → Local: the tenant's TUN (a drop from here on counts
+//!   for the tenant as well as the node);
 //! - for this node's tunnel address, anything else → the fabric TUN (the
 //!   kernel: iBGP, pings to the tunnel address);
 //! - for another node's tunnel address, on the edge → outer TTL − 1 →
@@ -16,7 +17,7 @@ use super::sink::WgSink;
 use super::{ForwardOutput, Pipeline, Role, send_drop_reason};
 use crate::drop::DropReason;
 use crate::packet::{MplsOverGre, MplsOverUdp, RxChecksum, ttl};
-use crate::vrf::NextHop;
+use crate::vrf::{NextHop, Vrf};
 use crate::wg::WgDropReason;
 use std::time::Instant;
 
@@ -92,34 +93,26 @@ impl Pipeline {
         .map_err(|e| e.drop_reason())?;
 
         // Labels are per VRF (RFC 4364 §4.3.2): the label names the tenant.
+        // Until the VRF is found, a drop is the node's only.
         let tenant = self
             .vrfs
             .labels()
             .tenant(decapsulated.entry.label)
             .ok_or(DropReason::BadLabel)?;
-        let inner = decapsulated.inner;
-        let inner_header = IpHeader::parse(inner).ok_or(DropReason::Malformed)?;
         let vrf = self.vrfs.get(tenant).ok_or(DropReason::BadLabel)?;
-        match vrf.lookup(inner_header.destination) {
-            Some(NextHop::Local(_)) => {}
-            Some(NextHop::Discard) => return Err(DropReason::DiscardRoute),
-            // The sender chose this node for the prefix; a route elsewhere
-            // here means the tables disagree: never send it on (no loops).
-            Some(NextHop::Tunnel { .. }) | None => return Err(DropReason::NoRoute),
+        // One tenant lookup serves the traffic and the drop counters.
+        let state = self.tenants.entry(tenant).or_default();
+        let inner = decapsulated.inner;
+        match deliver_in_vrf(vrf, inner, &mut out.local) {
+            Ok(()) => {
+                state.counters.received(inner.len());
+                Ok(())
+            }
+            Err(reason) => {
+                state.drops.record(reason);
+                Err(reason)
+            }
         }
-        if !out
-            .local
-            .push_with(inner, NO_ENDPOINT, Interface::Tenant(tenant))
-        {
-            return Err(DropReason::QueueFull);
-        }
-        // The VRF was found above: no second lookup through tenant_state.
-        self.tenants
-            .entry(tenant)
-            .or_default()
-            .counters
-            .received(inner.len());
-        Ok(())
     }
 
     /// A packet for another node's tunnel address: the edge sends it on
@@ -140,6 +133,24 @@ impl Pipeline {
         let overflowed = sink.overflowed;
         self.drops.record_many(DropReason::QueueFull, overflowed);
         sent.map(|_| ()).map_err(send_drop_reason)
+    }
+}
+
+/// Delivers a decapsulated packet through its tenant's VRF to the
+/// tenant's TUN (in `local`), or says why not.
+fn deliver_in_vrf(vrf: &Vrf, inner: &[u8], local: &mut PacketBatch) -> Result<(), DropReason> {
+    let header = IpHeader::parse(inner).ok_or(DropReason::Malformed)?;
+    match vrf.lookup(header.destination) {
+        Some(NextHop::Local(_)) => {}
+        Some(NextHop::Discard) => return Err(DropReason::DiscardRoute),
+        // The sender chose this node for the prefix; a route elsewhere
+        // here means the tables disagree: never send it on (no loops).
+        Some(NextHop::Tunnel { .. }) | None => return Err(DropReason::NoRoute),
+    }
+    if local.push_with(inner, NO_ENDPOINT, Interface::Tenant(vrf.tenant())) {
+        Ok(())
+    } else {
+        Err(DropReason::QueueFull)
     }
 }
 

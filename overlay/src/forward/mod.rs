@@ -222,10 +222,20 @@ impl Pipeline {
         self.fabric
     }
 
-    /// Drops by reason. WireGuard's finer reasons (replay, bad MAC, no
-    /// session...) are in [`WgInterface::drops`] and each peer's metrics.
+    /// Drops by reason, for the whole node (every tenant's included).
+    /// WireGuard's finer reasons (replay, bad MAC, no session...) are in
+    /// [`WgInterface::drops`] and each peer's metrics.
     pub fn drops(&self) -> &DropCounters {
         &self.drops
+    }
+
+    /// The drops of `tenant`: those that happened once the packet's
+    /// tenant was known (from its TUN on egress: spoofed source, no route,
+    /// TTL, too big...; after its label on ingress: no route, discard
+    /// route...). A bad label, a failed decryption or a relayed packet
+    /// belongs to no tenant and is only in [`Pipeline::drops`].
+    pub fn tenant_drops(&self, tenant: TenantId) -> Option<&DropCounters> {
+        self.tenants.get(&tenant).map(|t| &t.drops)
     }
 
     /// The encapsulation-independent headroom an egress batch must keep in

@@ -2,6 +2,7 @@
 //! the tenant's workloads on this node (anti-spoofing) and its counters.
 
 use super::counters::TrafficCounters;
+use crate::drop::DropCounters;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
@@ -14,4 +15,8 @@ pub(crate) struct TenantState {
     /// and pods share that table, so the source is checked here).
     pub workloads: HashSet<IpAddr>,
     pub counters: TrafficCounters,
+    /// Drops that happened once the packet's tenant was known (its TUN on
+    /// egress, its label on ingress), like the vRouter's per-VRF
+    /// dropstats. Each is in the node's total as well.
+    pub drops: DropCounters,
 }
