@@ -187,9 +187,13 @@ fn render_tenants(out: &mut String, tenants: &[TenantTraffic]) {
     }
 }
 
+/// A per-peer counter family: its name, its help text, and the field of
+/// [`PeerInfo`] it shows.
+type PeerCounter = (&'static str, &'static str, fn(&PeerInfo) -> u64);
+
 fn render_peers(out: &mut String, peers: &[PeerInfo], now_unix_secs: u64) {
     /// The per-peer counters: name, help, and the field.
-    const COUNTERS: [(&str, &str, fn(&PeerInfo) -> u64); 6] = [
+    const COUNTERS: [PeerCounter; 6] = [
         (
             "pisek_wireguard_peer_receive_bytes_total",
             "Bytes received from the WireGuard peer.",

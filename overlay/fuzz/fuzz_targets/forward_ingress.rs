@@ -4,7 +4,8 @@
 //! gateway or the edge, encrypted by the edge and received by the gateway
 //! (so it reaches decap, the label table and the VRFs), received raw by
 //! the gateway, or sent from a tenant TUN. Every input must be forwarded
-//! or dropped with a reason, never panic.
+//! or dropped with a reason, never panic, and a tenant's drop counters
+//! never exceed the node's.
 #![no_main]
 
 use std::cell::RefCell;
@@ -168,6 +169,12 @@ fuzz_target!(|data: &[u8]| {
         }
         for (p, _) in w.out.local.deliveries() {
             assert!(p.len() <= 65535);
+        }
+        // A tenant's drops are a share of the node's, reason by reason.
+        let node = w.gateway.drops();
+        let tenant = w.gateway.tenant_drops(TENANT).expect("the tenant has counters");
+        for (reason, packets) in tenant.iter() {
+            assert!(packets <= node.get(reason), "{reason}: tenant {packets} > node {}", node.get(reason));
         }
     });
 });
