@@ -442,3 +442,95 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn drop_row(reason: &str, tenant: Option<&str>, packets: u64) -> DropCounter {
+        DropCounter {
+            reason: reason.into(),
+            tenant: tenant.map(str::to_string),
+            packets,
+        }
+    }
+
+    #[test]
+    fn drops_table_keeps_every_node_row_and_only_tenant_rows_with_drops() {
+        let text = drops_table(vec![
+            drop_row("no-route", None, 0),
+            drop_row("no-route", Some("city"), 0),
+            drop_row("spoofed-source", None, 3),
+            drop_row("spoofed-source", Some("city"), 3),
+            drop_row("spoofed-source", Some("conference"), 0),
+        ]);
+        assert_eq!(
+            text,
+            "REASON          TENANT  PACKETS\n\
+             no-route        -       0\n\
+             spoofed-source  -       3\n\
+             spoofed-source  city    3\n"
+        );
+    }
+
+    #[test]
+    fn peers_table_shows_packets_handshakes_and_drops_by_reason() {
+        let text = peers_table(vec![PeerInfo {
+            name: "edge".into(),
+            public_key: "a2V5".into(),
+            endpoint: None,
+            tunnel_address: "10.255.0.1".parse().expect("address"),
+            last_handshake_secs: Some(4),
+            rx_bytes: 840,
+            tx_bytes: 1680,
+            rx_packets: 10,
+            tx_packets: 20,
+            handshakes: 2,
+            endpoint_changes: 1,
+            drops: BTreeMap::from([("decrypt-failed".into(), 2), ("replay".into(), 1)]),
+        }]);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| {
+                l.split("  ")
+                    .filter(|c| !c.is_empty())
+                    .map(str::trim)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                vec![
+                    "PEER",
+                    "ENDPOINT",
+                    "TUNNEL",
+                    "HANDSHAKE",
+                    "HANDSHAKES",
+                    "RX PACKETS",
+                    "RX BYTES",
+                    "TX PACKETS",
+                    "TX BYTES",
+                    "ROAMED",
+                    "DROPS",
+                    "KEY"
+                ],
+                vec![
+                    "edge",
+                    "-",
+                    "10.255.0.1",
+                    "4s ago",
+                    "2",
+                    "10",
+                    "840",
+                    "20",
+                    "1680",
+                    "1",
+                    "decrypt-failed=2,replay=1",
+                    "a2V5"
+                ],
+            ]
+        );
+    }
+}
