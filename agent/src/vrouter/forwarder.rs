@@ -96,10 +96,12 @@ pub struct Snapshot {
     pub running: bool,
     /// WireGuard peers.
     pub peers: Vec<PeerSnapshot>,
-    /// Drops by reason (every reason, zeros included).
+    /// Drops by reason (every reason, zeros included): the pipeline's,
+    /// and the forwarder's own (TUN writes that failed, offload reads that
+    /// could not be split).
     pub drops: Vec<(DropReason, u64)>,
-    /// Drops per tenant (a subset of `drops`: those after the tenant was
-    /// known).
+    /// Drops per tenant (a share of `drops`: those after the tenant was
+    /// known, the failed writes to its TUN included).
     pub tenant_drops: BTreeMap<TenantId, DropCounters>,
     /// Every route of every VRF.
     pub routes: Vec<(TenantId, IpNet, NextHop)>,
@@ -188,7 +190,29 @@ struct Loop {
     segment_sizes: Vec<usize>,
     /// A packet for an offload TUN behind its (empty) virtio-net header.
     tun_write: Vec<u8>,
-    tun_write_errors: u64,
+    /// What the forwarder itself drops, around the pipeline.
+    device_drops: DeviceDrops,
+}
+
+/// Drops the forwarder makes itself, outside the pipeline: TUN writes
+/// that fail (a full queue loses the packet, as a full NIC ring would) and
+/// offload reads tun-rs cannot split. Published together with the
+/// pipeline's own counters.
+#[derive(Debug, Default)]
+struct DeviceDrops {
+    node: DropCounters,
+    /// Per tenant TUN, indexed like `Loop::tenants`.
+    tenants: Vec<DropCounters>,
+}
+
+impl DeviceDrops {
+    /// Counts a drop for the node, and for the tenant of TUN `tenant`.
+    fn record(&mut self, reason: DropReason, tenant: Option<usize>) {
+        self.node.record(reason);
+        if let Some(counters) = tenant.and_then(|i| self.tenants.get_mut(i)) {
+            counters.record(reason);
+        }
+    }
 }
 
 impl Loop {
@@ -203,6 +227,10 @@ impl Loop {
         let egress = pipeline.egress_input(TUN_BATCH);
         // Handshakes and ICMP errors take output slots too.
         let out = ForwardOutput::new(BATCH_SIZE + 16, &pipeline.config().mtu);
+        let device_drops = DeviceDrops {
+            node: DropCounters::new(),
+            tenants: vec![DropCounters::new(); devices.tenants.len()],
+        };
         let tenant_index = devices
             .tenants
             .iter()
@@ -226,7 +254,7 @@ impl Loop {
             segments: vec![vec![0; TUN_SUPER_PACKET]; IDEAL_BATCH_SIZE],
             segment_sizes: vec![0; IDEAL_BATCH_SIZE],
             tun_write: vec![0; TUN_SUPER_PACKET],
-            tun_write_errors: 0,
+            device_drops,
         }
     }
 
@@ -399,7 +427,7 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A super-packet tun-rs cannot split: dropped, go on.
                 Err(e) if e.raw_os_error().is_none() || e.kind() == io::ErrorKind::InvalidInput => {
-                    self.tun_write_errors += 1;
+                    self.device_drops.record(DropReason::Malformed, Some(i));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -434,8 +462,8 @@ impl Loop {
         // Deliveries come in runs for one tenant: look the TUN up once a run.
         let mut last: Option<(TenantId, Option<usize>)> = None;
         for (packet, interface) in self.out.local.deliveries() {
-            let device = match interface {
-                Interface::Fabric => Some(&self.fabric),
+            let (device, tenant) = match interface {
+                Interface::Fabric => (Some(&self.fabric), None),
                 Interface::Tenant(t) => {
                     let index = match last {
                         Some((lt, index)) if lt == t => index,
@@ -445,7 +473,7 @@ impl Loop {
                             index
                         }
                     };
-                    index.map(|i| &self.tenants[i].1)
+                    (index.map(|i| &self.tenants[i].1), index)
                 }
             };
             let written = match (device, interface) {
@@ -465,7 +493,12 @@ impl Loop {
             };
             // A full TUN queue loses the packet like a full NIC ring would.
             if !written {
-                self.tun_write_errors += 1;
+                let reason = if device.is_some() {
+                    DropReason::QueueFull
+                } else {
+                    DropReason::UnknownTenant
+                };
+                self.device_drops.record(reason, tenant);
             }
         }
         self.out.clear();
@@ -498,7 +531,10 @@ impl Loop {
                 .collect(),
             drops: DropReason::ALL
                 .iter()
-                .map(|r| (*r, self.pipeline.drops().get(*r)))
+                .map(|r| {
+                    let packets = self.pipeline.drops().get(*r);
+                    (*r, packets.wrapping_add(self.device_drops.node.get(*r)))
+                })
                 .collect(),
             routes: self
                 .pipeline
@@ -514,7 +550,12 @@ impl Loop {
             tenant_drops: self
                 .tenants
                 .iter()
-                .filter_map(|(t, _)| Some((*t, self.pipeline.tenant_drops(*t)?.clone())))
+                .zip(&self.device_drops.tenants)
+                .filter_map(|((t, _), own)| {
+                    let mut drops = self.pipeline.tenant_drops(*t)?.clone();
+                    drops.merge(own);
+                    Some((*t, drops))
+                })
                 .collect(),
         };
         if let Ok(mut s) = self.snapshot.lock() {
