@@ -137,6 +137,7 @@ prefixes = ["10.1.1.0/24"]
         netns: netns.clone(),
         ifname: "eth0".into(),
         tenant: "city".into(),
+        addresses: Vec::new(),
     };
     let detach = Request::Detach {
         container_id: "bench".into(),

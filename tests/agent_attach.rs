@@ -175,6 +175,7 @@ dir = "{dir}/state"
             netns: ns.to_path_buf(),
             ifname: "eth0".into(),
             tenant: tenant.into(),
+            addresses: Vec::new(),
         })
     }
 
