@@ -131,7 +131,10 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
     // The stray address: outside gw1's 10.1.1.0/24.
     let stray = Netns::new("ss");
     let answer = attach(&lab, &stray, STRAY).expect("attach stray");
-    assert_eq!(answer["addresses"], serde_json::json!([format!("{STRAY}/32")]));
+    assert_eq!(
+        answer["addresses"],
+        serde_json::json!([format!("{STRAY}/32")])
+    );
     assert_eq!(
         attach(&lab, &stray, STRAY).expect("attach again"),
         answer,
@@ -154,7 +157,11 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
         );
     }
     let (ok, line) = lab
-        .ping(&gw2_city, STRAY.parse::<std::net::Ipv4Addr>().expect("address"), 3)
+        .ping(
+            &gw2_city,
+            STRAY.parse::<std::net::Ipv4Addr>().expect("address"),
+            3,
+        )
         .expect("ping");
     assert!(ok, "gw2's city workload reaches the stray address: {line}");
 
@@ -171,7 +178,11 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
         },
     );
     let (ok, line) = lab
-        .ping(&gw2_city, STRAY.parse::<std::net::Ipv4Addr>().expect("address"), 3)
+        .ping(
+            &gw2_city,
+            STRAY.parse::<std::net::Ipv4Addr>().expect("address"),
+            3,
+        )
         .expect("ping");
     assert!(ok, "after gw1's restart: {line}");
 
