@@ -5,12 +5,14 @@
 //! `city`, survives an agent restart and goes away on detach. A requested
 //! address inside gw1's prefix is leased exactly, a taken or reserved one is
 //! refused and leaves nothing behind, and a workload's first packet after
-//! its attach returned is forwarded, not dropped as spoofed.
+//! its attach returned is forwarded, not dropped as spoofed. With `gobgpd`
+//! as the route reflector, the independent reflector holds the /32, reflects
+//! it to gw2, and drops it on detach.
 
 mod common;
 
 use common::Netns;
-use pisek::lab::{Binaries, Lab};
+use pisek::lab::{Binaries, Lab, Reflector};
 use std::time::Duration;
 
 /// gw1 and gw2 in the lab's node list, and the edge.
@@ -201,4 +203,81 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
     }
     assert!(!has_eth0(&stray));
     assert!(!gw1_state(&lab).contains(STRAY), "lease released");
+}
+
+/// gobgpd's VPNv4 RIB on the edge (the lab's reflector), as JSON text.
+fn gobgpd_vpnv4_rib(lab: &Lab) -> String {
+    let out = lab
+        .exec(
+            &lab.nodes[EDGE].netns,
+            "gobgp",
+            &[
+                "-u",
+                "127.0.0.1",
+                "-p",
+                "50051",
+                "global",
+                "rib",
+                "-a",
+                "vpnv4",
+                "-j",
+            ],
+        )
+        .expect("gobgp");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn stray_host_route_is_reflected_by_gobgpd_and_withdrawn_through_it() {
+    if !common::require(
+        "stray_host_route_is_reflected_by_gobgpd_and_withdrawn_through_it",
+        &["ip", "ping", "gobgpd", "gobgp"],
+    ) {
+        return;
+    }
+    let tag = common::unique_tag("sg");
+    let lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions (to gobgpd) and routes come up");
+    let city_label = vrf_label(&lab, GW1, "city");
+    let gw2_city = lab.workload("gw2", "city", 1).clone();
+    let stray = Netns::new("sr");
+    attach(&lab, &stray, STRAY).expect("attach stray");
+    let host_route = format!("{STRAY}/32");
+    // The independent reflector holds the /32 from gw1 ...
+    common::poll_until("the stray /32 in gobgpd's RIB", CONVERGENCE, || {
+        let rib = gobgpd_vpnv4_rib(&lab);
+        (rib.contains(&host_route) && rib.contains(GW1_TUNNEL)).then_some(())
+    });
+    // ... and reflects it to gw2 with gw1's next hop and city's label.
+    let route = common::poll_until("the stray /32 on gw2", CONVERGENCE, || {
+        learned_route(&lab, GW2, "city", &host_route)
+    });
+    assert_eq!(route, (GW1_TUNNEL.to_string(), city_label));
+    assert_eq!(learned_route(&lab, GW2, "conference", &host_route), None);
+    let (ok, line) = lab
+        .ping(
+            &gw2_city,
+            STRAY.parse::<std::net::Ipv4Addr>().expect("address"),
+            3,
+        )
+        .expect("ping");
+    assert!(
+        ok,
+        "gw2 reaches the stray address through gobgpd's reflection: {line}"
+    );
+    lab.pisekctl(
+        GW1,
+        &["detach", "--netns", &stray.path().display().to_string()],
+    )
+    .expect("detach");
+    common::poll_until(
+        "the stray /32 withdrawn from gobgpd and gw2",
+        CONVERGENCE,
+        || {
+            (!gobgpd_vpnv4_rib(&lab).contains(&host_route)
+                && learned_route(&lab, GW2, "city", &host_route).is_none())
+            .then_some(())
+        },
+    );
 }
