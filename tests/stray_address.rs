@@ -70,6 +70,19 @@ fn attach(lab: &Lab, ns: &Netns, address: &str) -> anyhow::Result<serde_json::Va
     Ok(serde_json::from_str(&out)?)
 }
 
+/// The IPv4 addresses of an attach answer (a dual-stack tenant also gets
+/// an IPv6 address from its prefix).
+fn ipv4_addresses(answer: &serde_json::Value) -> Vec<String> {
+    answer["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .filter(|a| !a.contains(':'))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The host-side workload veths on gw1.
 fn gw1_veths(lab: &Lab) -> usize {
     let out = lab
@@ -109,7 +122,7 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
     // forwarder knew the address before the answer; no anti-spoofing drop).
     let inside = Netns::new("si");
     let answer = attach(&lab, &inside, "10.1.1.200").expect("attach inside");
-    assert_eq!(answer["addresses"], serde_json::json!(["10.1.1.200/32"]));
+    assert_eq!(ipv4_addresses(&answer), ["10.1.1.200/32"]);
     assert!(
         inside.ping_once(&gw2_city.address.to_string()),
         "the first packet after attach reached gw2's workload and came back"
@@ -133,10 +146,7 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
     // The stray address: outside gw1's 10.1.1.0/24.
     let stray = Netns::new("ss");
     let answer = attach(&lab, &stray, STRAY).expect("attach stray");
-    assert_eq!(
-        answer["addresses"],
-        serde_json::json!([format!("{STRAY}/32")])
-    );
+    assert_eq!(ipv4_addresses(&answer), [format!("{STRAY}/32")]);
     assert_eq!(
         attach(&lab, &stray, STRAY).expect("attach again"),
         answer,
@@ -170,13 +180,22 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
     // An agent restart keeps it: re-advertised from the state, still local.
     lab.stop_agent(GW1).expect("stop gw1");
     lab.start_agent(GW1).expect("restart gw1");
+    // Every node prefix of every tenant, plus the stray /32.
+    let vrfs = lab.json(GW1, &["vrfs", "--json"]).expect("vrfs");
+    let node_prefixes: usize = vrfs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|v| v["prefixes"].as_array().map(Vec::len))
+        .sum();
     common::poll_until(
-        "gw1 advertises both node prefixes and the stray /32 again",
+        "gw1 advertises its node prefixes and the stray /32 again",
         Duration::from_secs(20),
         || {
             let sessions = lab.json(GW1, &["bgp", "--json"]).ok()?;
             let session = sessions.as_array()?.first()?.clone();
-            (session["state"] == "Established" && session["advertised"] == 3).then_some(())
+            (session["state"] == "Established" && session["advertised"] == node_prefixes as u64 + 1)
+                .then_some(())
         },
     );
     let (ok, line) = lab
