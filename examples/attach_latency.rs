@@ -68,6 +68,8 @@ fn main() {
     let _cleanup = Namespaces(vec![host.clone(), pod.clone()]);
     ip(&["netns", "add", &host]);
     ip(&["netns", "add", &pod]);
+    // The agent's metrics listen on the host namespace's loopback.
+    ip(&["-n", &host, "link", "set", "lo", "up"]);
     let dir = std::env::temp_dir().join(format!("pisek-latency-{tag}"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::write(
@@ -75,6 +77,12 @@ fn main() {
         "YNqHbfBQKaGvzefSSuLF5KoKsRB1A7ULpnIzX0tPTkA=\n",
     )
     .expect("key");
+    // The agent refuses a private key others can read, as `wg` does.
+    std::fs::set_permissions(
+        dir.join("wg.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("key mode");
     let config = format!(
         r#"[node]
 name = "latency"
@@ -137,6 +145,7 @@ prefixes = ["10.1.1.0/24"]
         netns: netns.clone(),
         ifname: "eth0".into(),
         tenant: "city".into(),
+        addresses: Vec::new(),
     };
     let detach = Request::Detach {
         container_id: "bench".into(),

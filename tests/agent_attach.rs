@@ -170,11 +170,26 @@ dir = "{dir}/state"
         ns: &Path,
         tenant: &str,
     ) -> Result<Attachment, ClientError> {
+        self.attach_requesting(container_id, ns, tenant, &[])
+    }
+
+    /// Attach with requested addresses.
+    fn attach_requesting(
+        &self,
+        container_id: &str,
+        ns: &Path,
+        tenant: &str,
+        addresses: &[&str],
+    ) -> Result<Attachment, ClientError> {
         self.client().call(&Request::Attach {
             container_id: container_id.into(),
             netns: ns.to_path_buf(),
             ifname: "eth0".into(),
             tenant: tenant.into(),
+            addresses: addresses
+                .iter()
+                .map(|a| a.parse().expect("address"))
+                .collect(),
         })
     }
 
@@ -696,4 +711,89 @@ fn full_disk_loses_no_allocation_and_leaks_nothing() {
     let endpoints: Vec<Attachment> = agent.client().call(&Request::Endpoints).expect("endpoints");
     assert_eq!(endpoints.len(), workloads.len());
     assert!(workloads[0].ping_once("10.1.1.2"));
+}
+
+/// The API error code of a failed call.
+fn code(err: &ClientError) -> &str {
+    match err {
+        ClientError::Api(e) => &e.code,
+        _ => "",
+    }
+}
+
+#[test]
+fn requested_addresses_are_leased_exactly_or_refused_leaving_nothing_behind() {
+    if !require(
+        "requested_addresses_are_leased_exactly_or_refused_leaving_nothing_behind",
+        &["ip", "ping"],
+    ) {
+        return;
+    }
+    let agent = Agent::start("rq");
+    let a = Netns::new("qa");
+    let b = Netns::new("qb");
+    let c = Netns::new("qc");
+
+    // Inside city's prefix: exactly that IPv4 address; IPv6 still allocated.
+    let att_a = agent
+        .attach_requesting(&a.name, &a.path(), "city", &["10.1.1.50"])
+        .expect("attach a");
+    assert_eq!(att_a.addresses, ["10.1.1.50/32", "fd00:1:1::1/128"]);
+    let addr = text(&a.ip(["addr", "show", "dev", "eth0"]).stdout);
+    assert!(addr.contains("inet 10.1.1.50/32"), "{addr}");
+
+    // Taken, reserved, two of a family, a family city routes nowhere:
+    // each refused with its code, nothing made, nothing leased.
+    for (tenant, addresses, expected) in [
+        ("city", &["10.1.1.50"][..], "address_in_use"),
+        ("city", &["10.1.1.0"], "address_reserved"),
+        ("city", &["169.254.1.1"], "address_reserved"),
+        ("city", &["10.1.9.5", "10.1.9.6"], "invalid_request"),
+        ("tiny", &["fd00:9::5"], "ipam"),
+    ] {
+        let err = agent
+            .attach_requesting(&b.name, &b.path(), tenant, addresses)
+            .expect_err("refused");
+        assert_eq!(code(&err), expected, "{addresses:?}: {err}");
+    }
+    assert_eq!(agent.host_veths(), vec![att_a.host_ifname.clone()]);
+    assert_eq!(agent.leases(), vec![format!("{}/eth0", a.name)]);
+    assert!(!text(&b.ip(["link", "show"]).stdout).contains("eth0"));
+    // Another tenant has its own addresses: the same one is free there.
+    let att_b = agent
+        .attach_requesting(&b.name, &b.path(), "conference", &["10.1.1.50"])
+        .expect("the same address in conference");
+    assert_eq!(att_b.addresses, ["10.1.1.50/32"]);
+
+    // A stray address: the host route to the veth in city's table; the
+    // kernel delivers between it and a's address on this node.
+    let att_c = agent
+        .attach_requesting(&c.name, &c.path(), "city", &["10.1.9.5"])
+        .expect("attach stray");
+    assert_eq!(att_c.addresses, ["10.1.9.5/32", "fd00:1:1::2/128"]);
+    let table = agent.ip(&["route", "show", "table", CITY_TABLE]);
+    assert!(
+        table.contains(&format!("10.1.9.5 dev {}", att_c.host_ifname)),
+        "{table}"
+    );
+    assert!(a.ping_once("10.1.9.5"), "a -> stray c");
+    // Idempotent with the same request; another address is a conflict.
+    assert_eq!(
+        agent
+            .attach_requesting(&c.name, &c.path(), "city", &["10.1.9.5"])
+            .expect("again"),
+        att_c
+    );
+    let err = agent
+        .attach_requesting(&c.name, &c.path(), "city", &["10.1.9.6"])
+        .expect_err("other address");
+    assert_eq!(code(&err), "already_attached", "{err}");
+    let check = agent.pisekctl(&["check", "--container-id", &c.name]);
+    assert!(check.contains(": ok"), "{check}");
+
+    // Detach releases the stray lease and its route.
+    agent.detach(&c);
+    let table = agent.ip(&["route", "show", "table", CITY_TABLE]);
+    assert!(!table.contains("10.1.9.5"), "{table}");
+    assert!(!agent.leases().contains(&format!("{}/eth0", c.name)));
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! validate -> open netns -> [state: lease + record "attaching"]
 //!   -> ensure_veth_pair -> ensure_workload_side -> ensure_host_side
-//!   -> [state: record "attached"]
+//!   -> [state: record "attached"] -> observer: data plane + BGP learn the addresses
 //! ```
 //!
 //! The record is persisted *before* the first kernel object exists and names
@@ -15,6 +15,12 @@
 //! rolls back at once; a crash is rolled back by [`Attachments::recover`] at
 //! the next start. A repeated attach of the same container id and interface
 //! returns the existing result.
+//!
+//! The [`WorkloadObserver`] (the data plane and BGP) learns an attachment's
+//! addresses *before* the attach is answered, and forgets them before a
+//! detach is answered: a workload's first packet after its attach returned
+//! passes the forwarder's anti-spoofing check, and a stray address is in the
+//! VRF and advertised by then.
 //!
 //! What an attached workload looks like (DESIGN.md, "Pods attach by veth"):
 //! - workload: `<ifname>` with the address(es) as /32 and /128, a permanent
@@ -28,9 +34,10 @@
 //!   table.
 
 use crate::config::{Config, TenantConfig};
-use crate::ipam::{IpamError, Lease, WorkloadKey};
+use crate::ipam::{self, IpamError, Lease, WorkloadKey};
 use crate::netlink::{self, Netlink, NetlinkError};
 use crate::state::{EndpointPhase, EndpointRecord, StateError, StateStore};
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -64,6 +71,65 @@ pub struct AttachRequest {
     pub ifname: String,
     /// The tenant's name.
     pub tenant: String,
+    /// Requested addresses, at most one per family (the CNI `ips`
+    /// capability). Empty: allocate from the tenant's prefixes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IpAddr>,
+}
+
+/// An attachment's addresses as the data plane and the routing see them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadAddresses {
+    /// The attachment.
+    pub key: WorkloadKey,
+    /// Tenant name.
+    pub tenant: String,
+    /// Tenant id (the VRF).
+    pub tenant_id: u32,
+    /// Every address of the workload (anti-spoofing).
+    pub addresses: Vec<IpAddr>,
+    /// Those outside every prefix of the tenant on this node: each needs a
+    /// host route in the VRF and in BGP (DESIGN.md, "Advertised routes").
+    pub stray: Vec<IpAddr>,
+}
+
+impl WorkloadAddresses {
+    /// The addresses of an endpoint record; stray ones are judged against
+    /// the tenant's prefixes in `config` (none when the tenant left it).
+    pub fn of(record: &EndpointRecord, config: &Config) -> WorkloadAddresses {
+        let prefixes = config
+            .tenant(&record.tenant)
+            .map(|t| t.prefixes.as_slice())
+            .unwrap_or_default();
+        WorkloadAddresses {
+            key: record.key.clone(),
+            tenant: record.tenant.clone(),
+            tenant_id: record.tenant_id,
+            addresses: record.addresses.clone(),
+            stray: if prefixes.is_empty() {
+                Vec::new()
+            } else {
+                record
+                    .addresses
+                    .iter()
+                    .copied()
+                    .filter(|a| ipam::is_stray(*a, prefixes))
+                    .collect()
+            },
+        }
+    }
+}
+
+/// Whoever must know a workload's addresses before its attach or detach is
+/// answered: the forwarder (anti-spoofing, stray host routes) and BGP
+/// (stray host routes advertised). Both calls are idempotent.
+pub trait WorkloadObserver: Send + Sync {
+    /// The workload is attached; returns once the change is in effect.
+    fn attached<'a>(&'a self, workload: &'a WorkloadAddresses)
+    -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The workload is being detached; returns once it is forgotten.
+    fn detached<'a>(&'a self, workload: &'a WorkloadAddresses)
+    -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// An attached interface, as the CNI plugin reports it.
@@ -147,6 +213,10 @@ pub enum AttachError {
     /// A kernel operation failed; the attachment was rolled back.
     #[error("{0}")]
     Netlink(NetlinkError),
+    /// The data plane or BGP did not take the workload's addresses; the
+    /// attachment was rolled back.
+    #[error("data plane: {0:#}")]
+    Dataplane(anyhow::Error),
     /// There is no such attachment (check).
     #[error("{0} is not attached")]
     NotAttached(WorkloadKey),
@@ -170,9 +240,13 @@ impl AttachError {
             AttachError::Conflict { .. } => "already_attached",
             AttachError::InterfaceExists { .. } => "interface_exists",
             AttachError::Ipam(IpamError::Exhausted { .. }) => "ipam_exhausted",
+            AttachError::Ipam(IpamError::AddressInUse { .. }) => "address_in_use",
+            AttachError::Ipam(IpamError::AddressReserved { .. }) => "address_reserved",
+            AttachError::Ipam(IpamError::OtherAddresses { .. }) => "already_attached",
             AttachError::Ipam(_) => "ipam",
             AttachError::State(_) => "state",
             AttachError::Netlink(_) => "netlink",
+            AttachError::Dataplane(_) => "dataplane",
             AttachError::NotAttached(_) => "not_attached",
             AttachError::CheckFailed { .. } => "check_failed",
         }
@@ -261,6 +335,22 @@ fn validate_request(req: &AttachRequest) -> Result<(), AttachError> {
             req.netns.display()
         )));
     }
+    // One address per family, as the workload gets one per family.
+    for ipv4 in [true, false] {
+        let same: Vec<String> = req
+            .addresses
+            .iter()
+            .filter(|a| a.is_ipv4() == ipv4)
+            .map(IpAddr::to_string)
+            .collect();
+        if same.len() > 1 {
+            return Err(AttachError::InvalidRequest(format!(
+                "at most one {} address may be requested, not {}",
+                if ipv4 { "IPv4" } else { "IPv6" },
+                same.join(", ")
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -299,6 +389,7 @@ pub struct Attachments {
     config: Arc<Config>,
     store: Arc<Mutex<StateStore>>,
     host: Netlink,
+    observer: Option<Arc<dyn WorkloadObserver>>,
 }
 
 impl Attachments {
@@ -309,7 +400,32 @@ impl Attachments {
             config,
             store,
             host,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every attach and detach before it is answered.
+    pub fn with_observer(mut self, observer: Arc<dyn WorkloadObserver>) -> Attachments {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer of every complete attachment again: on start,
+    /// for the attachments adopted from the state.
+    pub async fn publish_all(&self) -> anyhow::Result<()> {
+        let Some(observer) = &self.observer else {
+            return Ok(());
+        };
+        // Under the lock: no attach or detach interleaves with the replay.
+        let store = self.store.lock().await;
+        for record in store.state().endpoints.iter() {
+            if record.phase == EndpointPhase::Attached {
+                observer
+                    .attached(&WorkloadAddresses::of(record, &self.config))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The state store (for listing).
@@ -333,6 +449,24 @@ impl Attachments {
             tracing::warn!(error = %e, "half-made attachments remain");
         }
         if let Some(existing) = store.state().endpoints.get(&key) {
+            if let Some(missing) = req
+                .addresses
+                .iter()
+                .find(|a| !existing.addresses.contains(a))
+            {
+                return Err(AttachError::Conflict {
+                    key,
+                    detail: format!(
+                        "with {}, not {missing}",
+                        existing
+                            .addresses
+                            .iter()
+                            .map(IpAddr::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
             if existing.tenant != req.tenant || existing.netns != req.netns {
                 return Err(AttachError::Conflict {
                     key,
@@ -350,7 +484,12 @@ impl Attachments {
         // Before anything is allocated: the namespace must exist.
         let netns = netlink::open_netns(&req.netns).map_err(AttachError::Netns)?;
         let record = store.update(|s| -> Result<EndpointRecord, AttachError> {
-            let lease = s.leases.allocate(&key, &tenant.name, &tenant.prefixes)?;
+            let lease = s.leases.allocate_requested(
+                &key,
+                &tenant.name,
+                &tenant.prefixes,
+                &req.addresses,
+            )?;
             let record = self.new_record(req, &tenant, &lease);
             s.endpoints.insert(record.clone());
             Ok(record)
@@ -364,7 +503,11 @@ impl Attachments {
                     s.endpoints.insert(r.clone());
                     Ok(r)
                 });
-                match done {
+                let published = match done {
+                    Ok(r) => self.publish(&r).await.map(|()| r),
+                    Err(e) => Err(e),
+                };
+                match published {
                     Ok(r) => Ok(Attachment::from(&r)),
                     Err(e) => {
                         self.roll_back(&mut store, &record).await;
@@ -479,9 +622,33 @@ impl Attachments {
         Ok(())
     }
 
+    /// Tells the observer of a complete attachment.
+    async fn publish(&self, record: &EndpointRecord) -> Result<(), AttachError> {
+        match &self.observer {
+            Some(o) => o
+                .attached(&WorkloadAddresses::of(record, &self.config))
+                .await
+                .map_err(AttachError::Dataplane),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the observer an attachment goes away. A data plane that cannot
+    /// be told (it stopped) does not hold up a detach: CNI DEL must succeed.
+    async fn unpublish(&self, record: &EndpointRecord) {
+        if let Some(o) = &self.observer
+            && let Err(e) = o
+                .detached(&WorkloadAddresses::of(record, &self.config))
+                .await
+        {
+            tracing::error!(endpoint = %record.key, error = %e, "the data plane did not take a detach");
+        }
+    }
+
     /// Removes every kernel object of an attachment (all steps tolerate
     /// objects that are already gone), then its lease and record.
     async fn roll_back(&self, store: &mut StateStore, record: &EndpointRecord) {
+        self.unpublish(record).await;
         if let Err(e) = self.remove_objects(record).await {
             tracing::error!(endpoint = %record.key, error = %e, "rolling back a failed attach");
         }
@@ -518,7 +685,10 @@ impl Attachments {
         let mut store = self.store.lock().await;
         let record = store.state().endpoints.get(key).cloned();
         match &record {
-            Some(r) => self.remove_objects(r).await?,
+            Some(r) => {
+                self.unpublish(r).await;
+                self.remove_objects(r).await?;
+            }
             // No record: still remove an interface by its derived name, in
             // case an earlier state was lost.
             None => {
@@ -841,8 +1011,28 @@ mod tests {
             netns: "/run/netns/x".into(),
             ifname: "eth0".into(),
             tenant: "city".into(),
+            addresses: Vec::new(),
         };
         assert!(validate_request(&ok).is_ok());
+        let two_v4 = AttachRequest {
+            addresses: vec![
+                "10.1.9.5".parse().expect("ip"),
+                "10.1.9.6".parse().expect("ip"),
+            ],
+            ..ok.clone()
+        };
+        assert!(matches!(
+            validate_request(&two_v4),
+            Err(AttachError::InvalidRequest(m)) if m.contains("at most one IPv4")
+        ));
+        let dual = AttachRequest {
+            addresses: vec![
+                "10.1.9.5".parse().expect("ip"),
+                "fd00:9::5".parse().expect("ip"),
+            ],
+            ..ok.clone()
+        };
+        assert!(validate_request(&dual).is_ok());
         for (id, ifname, netns) in [
             ("", "eth0", "/run/netns/x"),
             ("a/b", "eth0", "/run/netns/x"),

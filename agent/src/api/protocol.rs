@@ -30,6 +30,12 @@ pub enum Request {
         ifname: String,
         /// Tenant name.
         tenant: String,
+        /// Requested addresses, at most one per family (CNI `ips`); absent:
+        /// allocated from the tenant's prefixes. One outside every prefix of
+        /// the tenant on this node is a stray address, advertised as a host
+        /// route.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        addresses: Vec<IpAddr>,
     },
     /// Detach (idempotent).
     Detach {

@@ -144,12 +144,14 @@ impl ApiServer {
                 netns,
                 ifname,
                 tenant,
+                addresses,
             } => {
                 let req = AttachRequest {
                     container_id,
                     netns,
                     ifname,
                     tenant,
+                    addresses,
                 };
                 match self.attachments.attach(&req).await {
                     Ok(a) => {

@@ -39,9 +39,36 @@ fn attach_request_defaults_ifname_to_eth0() {
             container_id: "c1".into(),
             netns: PathBuf::from("/run/netns/a"),
             ifname: "eth0".into(),
-            tenant: "city".into()
+            tenant: "city".into(),
+            addresses: Vec::new(),
         })
     );
+}
+
+#[test]
+fn attach_request_takes_requested_addresses_and_old_requests_stay_valid() {
+    let req = parse(
+        r#"{"op":"attach","container_id":"c1","netns":"/run/netns/a","tenant":"city","addresses":["10.1.9.5","fd00:9::5"]}"#,
+    );
+    let Ok(Request::Attach { addresses, .. }) = &req else {
+        panic!("{req:?}");
+    };
+    assert_eq!(addresses.len(), 2);
+    // Without requested addresses the encoding is the one of before.
+    let plain = Request::Attach {
+        container_id: "c1".into(),
+        netns: PathBuf::from("/run/netns/a"),
+        ifname: "eth0".into(),
+        tenant: "city".into(),
+        addresses: Vec::new(),
+    };
+    let text = serde_json::to_string(&plain).expect("encode");
+    assert!(!text.contains("addresses"), "{text}");
+    let err = parse(
+        r#"{"op":"attach","container_id":"c1","netns":"/run/netns/a","tenant":"city","addresses":["10.1.9"]}"#,
+    )
+    .expect_err("bad address");
+    assert!(err.contains("invalid IP address"), "{err}");
 }
 
 #[test]
@@ -167,6 +194,7 @@ async fn unknown_tenant_and_missing_netns_are_clear_errors() {
             netns: netns.into(),
             ifname: "eth0".into(),
             tenant: tenant.into(),
+            addresses: Vec::new(),
         };
         let e = client
             .call::<serde_json::Value>(&attach("nowhere", "/run/netns/x"))

@@ -3,8 +3,8 @@
 //! Start-up: load and validate the config, open the state directory,
 //! allocate the tenants' VRF labels, finish or undo attachments a crash
 //! interrupted, then start the data plane (`vrouter`: persistent TUNs,
-//! tenant routing, the forwarder thread), the BGP speaker (`routing`), the
-//! workload sync and the attach API.
+//! tenant routing, the forwarder thread), the BGP speaker (`routing`), tell
+//! the data plane and BGP of the adopted workloads, and serve the attach API.
 //!
 //! On SIGTERM or SIGINT the agent exits and leaves every interface, route
 //! and rule in place: workloads keep their addresses and same-node traffic
@@ -99,6 +99,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         })
         .context("allocating VRF labels")?;
     let labels: Vec<_> = store.state().labels.iter().collect();
+    let strays = routing::stray_routes(&config, store.state());
     sysctl::enable_forwarding().context("enabling forwarding")?;
     let host = Netlink::open().context("opening netlink")?;
     // The fabric TUN outlives the process: finding it means this is a
@@ -116,6 +117,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             routing::start(
                 Arc::clone(&config),
                 &labels,
+                &strays,
                 restarting,
                 forwarder.commands(),
             )
@@ -129,11 +131,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let sessions = routing
         .as_ref()
         .map_or_else(Default::default, |r| Arc::clone(&r.sessions));
-    let attachments = Arc::new(Attachments::new(
-        Arc::clone(&config),
-        Arc::new(tokio::sync::Mutex::new(store)),
-        host,
-    ));
+    // Attach and detach tell the forwarder and BGP before they answer.
+    let workload_routing =
+        routing::WorkloadRouting::new(&config, &labels, forwarder.commands(), routing.as_ref());
+    let attachments = Arc::new(
+        Attachments::new(
+            Arc::clone(&config),
+            Arc::new(tokio::sync::Mutex::new(store)),
+            host,
+        )
+        .with_observer(Arc::new(workload_routing)),
+    );
     let undone = attachments
         .recover()
         .await
@@ -142,11 +150,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(count = undone.len(), "removed half-made attachments");
     }
     let adopted = attachments.list().await.len();
-    tokio::spawn(vrouter::sync_workloads(
-        Arc::clone(&config),
-        Arc::clone(&attachments),
-        forwarder.commands(),
-    ));
+    attachments
+        .publish_all()
+        .await
+        .context("telling the data plane of the adopted workloads")?;
     let view: Arc<dyn DataplaneView> = Arc::new(vrouter::LiveView::new(
         Arc::clone(&config),
         forwarder.snapshot(),

@@ -62,6 +62,10 @@ enum Command {
         /// Interface name inside the namespace.
         #[arg(long, default_value = "eth0")]
         ifname: String,
+        /// Request this address (at most one per family; repeatable). One
+        /// outside the tenant's prefix on this node is advertised as a host route.
+        #[arg(long = "address", value_name = "ADDRESS")]
+        addresses: Vec<std::net::IpAddr>,
     },
     /// Detach a namespace (by --netns as attached with `attach`, or by --container-id).
     Detach {
@@ -255,6 +259,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             tenant,
             container_id,
             ifname,
+            addresses,
         } => {
             let container_id = match container_id {
                 Some(id) => id.clone(),
@@ -265,6 +270,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 netns: netns.clone(),
                 ifname: ifname.clone(),
                 tenant: tenant.clone(),
+                addresses: addresses.clone(),
             };
             show(&mut client, &request, json, |a: Attachment| {
                 endpoints_table(vec![a])

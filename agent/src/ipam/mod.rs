@@ -12,6 +12,15 @@
 //! the broadcast address), because some stacks still treat them specially;
 //! the pods' gateway is link-local (169.254.1.1 / fe80::1), so no address of
 //! the prefix is reserved for it.
+//!
+//! Requested addresses (the CNI `ips` capability, Calico's IP reservation):
+//! an attach may ask for one address per family. One inside a prefix of the
+//! tenant on this node is leased exactly, or refused when another attachment
+//! holds it or when it is reserved; it replaces the allocation from that
+//! prefix. One outside every such prefix is a *stray* address (a pod that
+//! moved and keeps its IP, a datacenter service with a fixed IP): it is
+//! leased as asked, unique in the tenant on this node, and [`is_stray`] tells
+//! the routing that it needs a host route of its own.
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
@@ -91,6 +100,53 @@ pub enum IpamError {
     /// The tenant has no prefix on this node.
     #[error("tenant `{0}` has no prefix on this node")]
     NoPrefix(String),
+    /// A requested address is held by another attachment of the tenant.
+    #[error("tenant `{tenant}`: {address} is already attached to {holder}")]
+    AddressInUse {
+        /// The tenant.
+        tenant: String,
+        /// The address asked for.
+        address: IpAddr,
+        /// Who holds it.
+        holder: WorkloadKey,
+    },
+    /// A requested address can never be a workload's.
+    #[error("{address} cannot be requested: {reason}")]
+    AddressReserved {
+        /// The address asked for.
+        address: IpAddr,
+        /// Why (`the network address of 10.1.1.0/24`, `link-local`, ...).
+        reason: String,
+    },
+    /// A requested address of a family the tenant does not route on this
+    /// node: its workloads' off-node traffic of that family has no way out.
+    #[error("tenant `{tenant}` has no {family} prefix on this node, so {address} cannot be routed")]
+    FamilyNotRouted {
+        /// The tenant.
+        tenant: String,
+        /// The address asked for.
+        address: IpAddr,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
+    /// The attachment holds a lease without the requested address.
+    #[error("{key} already holds {} (not {requested})", format_addresses(held))]
+    OtherAddresses {
+        /// The attachment.
+        key: WorkloadKey,
+        /// What it holds.
+        held: Vec<IpAddr>,
+        /// The address asked for that it does not hold.
+        requested: IpAddr,
+    },
+}
+
+fn format_addresses(addresses: &[IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every lease of this node, all tenants. Serialized into the state file.
@@ -131,6 +187,23 @@ impl Leases {
         tenant: &str,
         prefixes: &[IpNetwork],
     ) -> Result<Lease, IpamError> {
+        self.allocate_requested(key, tenant, prefixes, &[])
+    }
+
+    /// [`Leases::allocate`] with requested addresses (at most one per
+    /// family; the caller checks that). A requested address inside a prefix
+    /// is leased exactly instead of that prefix's first free one; one outside
+    /// every prefix is leased as a stray address, and no address of its
+    /// family is allocated from the prefixes. Idempotent: an attachment
+    /// that already holds every requested address gets its lease back;
+    /// one that holds others is refused. On error nothing is leased.
+    pub fn allocate_requested(
+        &mut self,
+        key: &WorkloadKey,
+        tenant: &str,
+        prefixes: &[IpNetwork],
+        requested: &[IpAddr],
+    ) -> Result<Lease, IpamError> {
         if let Some(existing) = self.get(key) {
             if existing.tenant != tenant {
                 return Err(IpamError::OtherTenant {
@@ -138,10 +211,20 @@ impl Leases {
                     existing: existing.tenant.clone(),
                 });
             }
+            if let Some(missing) = requested.iter().find(|a| !existing.addresses.contains(a)) {
+                return Err(IpamError::OtherAddresses {
+                    key: key.clone(),
+                    held: existing.addresses.clone(),
+                    requested: *missing,
+                });
+            }
             return Ok(existing.clone());
         }
         if prefixes.is_empty() {
             return Err(IpamError::NoPrefix(tenant.to_string()));
+        }
+        for address in requested {
+            self.check_requested(tenant, prefixes, *address)?;
         }
         let used: BTreeSet<IpAddr> = self
             .leases
@@ -151,6 +234,14 @@ impl Leases {
             .collect();
         let mut addresses = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
+            // A requested address of the prefix's family stands in for the
+            // allocation from it: one address per family.
+            if let Some(wanted) = requested.iter().find(|a| a.is_ipv4() == prefix.is_ipv4()) {
+                if !addresses.contains(wanted) {
+                    addresses.push(*wanted);
+                }
+                continue;
+            }
             match first_free(*prefix, &used) {
                 Some(addr) => addresses.push(addr),
                 None => {
@@ -171,6 +262,38 @@ impl Leases {
         Ok(lease)
     }
 
+    /// Refuses a requested address that is reserved, held by another
+    /// attachment of the tenant, or of a family the tenant does not route.
+    fn check_requested(
+        &self,
+        tenant: &str,
+        prefixes: &[IpNetwork],
+        address: IpAddr,
+    ) -> Result<(), IpamError> {
+        if let Some(reason) = reserved_reason(address, prefixes) {
+            return Err(IpamError::AddressReserved { address, reason });
+        }
+        if !prefixes.iter().any(|p| p.is_ipv4() == address.is_ipv4()) {
+            return Err(IpamError::FamilyNotRouted {
+                tenant: tenant.to_string(),
+                address,
+                family: if address.is_ipv4() { "IPv4" } else { "IPv6" },
+            });
+        }
+        let holder = self
+            .leases
+            .values()
+            .find(|l| l.tenant == tenant && l.addresses.contains(&address));
+        if let Some(holder) = holder {
+            return Err(IpamError::AddressInUse {
+                tenant: tenant.to_string(),
+                address,
+                holder: holder.key.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Releases an attachment's lease; `None` if it held none (a repeated
     /// release is not an error).
     pub fn release(&mut self, key: &WorkloadKey) -> Option<Lease> {
@@ -188,6 +311,47 @@ impl Leases {
             .collect();
         dead.iter().filter_map(|k| self.leases.remove(k)).collect()
     }
+}
+
+/// Whether `address` lies outside every one of the tenant's `prefixes` on
+/// this node: such an address is not covered by the node's aggregate route
+/// and needs a host route (/32, /128) of its own, in the VRF and in BGP
+/// (DESIGN.md, "Advertised routes").
+pub fn is_stray(address: IpAddr, prefixes: &[IpNetwork]) -> bool {
+    !prefixes.iter().any(|p| p.contains(address))
+}
+
+/// Why `address` can never be requested, if it cannot: the special
+/// addresses of a prefix it falls in (those [`first_free`] skips), and
+/// addresses no workload may hold anywhere.
+fn reserved_reason(address: IpAddr, prefixes: &[IpNetwork]) -> Option<String> {
+    for prefix in prefixes.iter().filter(|p| p.contains(address)) {
+        if address == prefix.network() {
+            // IPv6: the subnet-router anycast address (RFC 4291 §2.6.1).
+            return Some(format!("it is the network address of {prefix}"));
+        }
+        if let IpNetwork::V4(net) = prefix
+            && net.prefix() < 31
+            && address == IpAddr::V4(net.broadcast())
+        {
+            return Some(format!("it is the broadcast address of {prefix}"));
+        }
+    }
+    let reason = match address {
+        IpAddr::V4(a) if a.is_unspecified() => "unspecified",
+        IpAddr::V4(a) if a.is_loopback() => "loopback",
+        IpAddr::V4(a) if a.is_multicast() => "multicast",
+        IpAddr::V4(a) if a.is_broadcast() => "limited broadcast",
+        // 169.254.0.0/16 holds the workloads' gateway (169.254.1.1).
+        IpAddr::V4(a) if a.is_link_local() => "link-local (the workloads' gateway range)",
+        IpAddr::V6(a) if a.is_unspecified() => "unspecified",
+        IpAddr::V6(a) if a.is_loopback() => "loopback",
+        IpAddr::V6(a) if a.is_multicast() => "multicast",
+        // fe80::/10 holds the workloads' gateway (fe80::1).
+        IpAddr::V6(a) if a.is_unicast_link_local() => "link-local (the workloads' gateway range)",
+        _ => return None,
+    };
+    Some(format!("it is a {reason} address"))
 }
 
 /// The lowest address of `prefix` that is usable and not in `used`.

@@ -174,3 +174,126 @@ fn leases_round_trip_through_json() {
     let back: Leases = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, leases);
 }
+
+fn request(
+    leases: &mut Leases,
+    c: &str,
+    prefixes: &[IpNetwork],
+    requested: &[&str],
+) -> Result<Lease, IpamError> {
+    let requested: Vec<IpAddr> = requested.iter().map(|a| ip(a)).collect();
+    leases.allocate_requested(&WorkloadKey::new(c, "eth0"), "city", prefixes, &requested)
+}
+
+#[test]
+fn requested_address_inside_the_prefix_is_leased_exactly() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24"), net("fd00:1:1::/64")];
+    let lease = request(&mut leases, "c1", &prefixes, &["10.1.1.77"]).expect("lease");
+    // The IPv6 address still comes from its prefix.
+    assert_eq!(lease.addresses, vec![ip("10.1.1.77"), ip("fd00:1:1::1")]);
+    // The next allocation does not hand it out again.
+    let next = lease_default(&mut leases, "c2", &prefixes);
+    assert_eq!(next.addresses, vec![ip("10.1.1.1"), ip("fd00:1:1::2")]);
+}
+
+fn lease_default(leases: &mut Leases, c: &str, prefixes: &[IpNetwork]) -> Lease {
+    lease(leases, c, "eth0", "city", prefixes)
+}
+
+#[test]
+fn requested_address_held_by_another_attachment_is_refused() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24")];
+    lease_default(&mut leases, "c1", &prefixes);
+    let err = request(&mut leases, "c2", &prefixes, &["10.1.1.1"]).expect_err("taken");
+    assert_eq!(
+        err,
+        IpamError::AddressInUse {
+            tenant: "city".into(),
+            address: ip("10.1.1.1"),
+            holder: WorkloadKey::new("c1", "eth0"),
+        }
+    );
+    assert_eq!(leases.len(), 1, "nothing leased on refusal");
+    // Stray addresses are unique in the tenant too.
+    request(&mut leases, "c3", &prefixes, &["10.1.9.5"]).expect("stray");
+    let err = request(&mut leases, "c4", &prefixes, &["10.1.9.5"]).expect_err("taken");
+    assert!(matches!(err, IpamError::AddressInUse { .. }), "{err}");
+    // Another tenant has its own address space.
+    leases
+        .allocate_requested(
+            &WorkloadKey::new("c5", "eth0"),
+            "conference",
+            &prefixes,
+            &[ip("10.1.9.5")],
+        )
+        .expect("same address in another tenant");
+}
+
+#[test]
+fn reserved_addresses_cannot_be_requested() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24"), net("fd00:1:1::/64")];
+    for (address, reason) in [
+        ("10.1.1.0", "network address of 10.1.1.0/24"),
+        ("10.1.1.255", "broadcast address of 10.1.1.0/24"),
+        ("fd00:1:1::", "network address of fd00:1:1::/64"),
+        ("169.254.1.1", "link-local"),
+        ("fe80::1", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("224.0.0.5", "multicast"),
+        ("255.255.255.255", "broadcast"),
+    ] {
+        let err = request(&mut leases, "c1", &prefixes, &[address]).expect_err(address);
+        assert!(
+            matches!(&err, IpamError::AddressReserved { .. }) && err.to_string().contains(reason),
+            "{address}: {err}"
+        );
+    }
+    assert!(leases.is_empty());
+    // A /31 has no broadcast address (RFC 3021): both ends are usable.
+    request(&mut leases, "c1", &[net("10.1.1.0/31")], &["10.1.1.1"]).expect("/31");
+}
+
+#[test]
+fn stray_address_replaces_the_allocation_of_its_family() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24"), net("fd00:1:1::/64")];
+    let lease = request(&mut leases, "c1", &prefixes, &["10.1.9.5"]).expect("stray");
+    assert_eq!(lease.addresses, vec![ip("10.1.9.5"), ip("fd00:1:1::1")]);
+    assert!(is_stray(ip("10.1.9.5"), &prefixes));
+    assert!(!is_stray(ip("fd00:1:1::1"), &prefixes));
+    // The prefix's first address is still free.
+    assert_eq!(
+        lease_default(&mut leases, "c2", &prefixes).addresses[0],
+        ip("10.1.1.1")
+    );
+}
+
+#[test]
+fn requested_address_of_a_family_the_tenant_does_not_route_is_refused() {
+    let mut leases = Leases::default();
+    let err = request(&mut leases, "c1", &[net("10.1.1.0/24")], &["fd00:9::5"]).expect_err("v6");
+    assert!(
+        matches!(err, IpamError::FamilyNotRouted { family: "IPv6", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn repeated_request_is_idempotent_and_a_different_one_is_refused() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24"), net("fd00:1:1::/64")];
+    let first = request(&mut leases, "c1", &prefixes, &["10.1.9.5"]).expect("lease");
+    assert_eq!(
+        request(&mut leases, "c1", &prefixes, &["10.1.9.5"]),
+        Ok(first.clone())
+    );
+    // Asking for nothing gets what is held.
+    assert_eq!(request(&mut leases, "c1", &prefixes, &[]), Ok(first));
+    let err = request(&mut leases, "c1", &prefixes, &["10.1.9.6"]).expect_err("other");
+    assert!(matches!(err, IpamError::OtherAddresses { .. }), "{err}");
+    assert_eq!(leases.len(), 1);
+}

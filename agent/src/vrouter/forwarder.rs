@@ -3,6 +3,13 @@
 //! Each turn: commands → timers (every [`TICK`]) → poll → underlay batch
 //! (recvmmsg → `ingress_batch` → TUN writes, datagrams out) → each TUN
 //! (reads → `egress_batch` / `egress_fabric_batch` → sendmmsg, TUN writes).
+//!
+//! Commands come through a [`CommandSender`], which also wakes the poll (a
+//! datagram on a socket pair in the poll set), so a command takes effect
+//! within one turn, not at the next tick. [`CommandSender::applied`] waits
+//! until the thread has applied everything sent before it: the attach path
+//! uses it so that a workload's addresses are known before its attach is
+//! answered.
 
 use super::devices::{Devices, TENANT_TUN_OFFLOAD};
 use crate::dataplane::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
@@ -15,8 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SendError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,7 +48,7 @@ const TUN_BATCH: usize = IDEAL_BATCH_SIZE;
 const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
 
 /// A control-plane change, applied between batches.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Command {
     /// Installs (`Some`) or removes (`None`) a route in a tenant's VRF.
     Route {
@@ -60,6 +68,40 @@ pub enum Command {
         /// Attached or detached.
         present: bool,
     },
+    /// Answered once every command sent before it is applied (and the VRFs
+    /// committed): see [`CommandSender::applied`].
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The forwarder thread is gone: it stopped or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the forwarder thread is not running")]
+pub struct ForwarderStopped;
+
+/// Where control-plane changes go: a channel into the forwarder thread and
+/// a wake-up for its poll.
+#[derive(Debug, Clone)]
+pub struct CommandSender {
+    commands: Sender<Command>,
+    wake: Arc<UnixDatagram>,
+}
+
+impl CommandSender {
+    /// Queues a command and wakes the thread.
+    pub fn send(&self, command: Command) -> Result<(), SendError<Command>> {
+        self.commands.send(command)?;
+        // A full socket buffer means a wake-up is pending already.
+        let _ = self.wake.send(&[1]);
+        Ok(())
+    }
+
+    /// Returns once the thread applied every command sent before this call.
+    pub async fn applied(&self) -> Result<(), ForwarderStopped> {
+        let (done, applied) = tokio::sync::oneshot::channel();
+        self.send(Command::Barrier(done))
+            .map_err(|_| ForwarderStopped)?;
+        applied.await.map_err(|_| ForwarderStopped)
+    }
 }
 
 /// One WireGuard peer as the API shows it.
@@ -111,7 +153,7 @@ pub struct Snapshot {
 
 /// The running forwarder thread.
 pub struct Forwarder {
-    commands: Sender<Command>,
+    commands: CommandSender,
     snapshot: Arc<Mutex<Snapshot>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -125,9 +167,18 @@ impl Forwarder {
         udp: UdpBatchSocket,
     ) -> io::Result<Forwarder> {
         let (commands, receiver) = std::sync::mpsc::channel();
+        let (wake, woken) = UnixDatagram::pair()?;
+        wake.set_nonblocking(true)?;
+        woken.set_nonblocking(true)?;
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut state = Loop::new(pipeline, devices, udp, receiver, Arc::clone(&snapshot));
+        let mut state = Loop::new(
+            pipeline,
+            devices,
+            udp,
+            (receiver, woken),
+            Arc::clone(&snapshot),
+        );
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("pisek-forwarder".into())
@@ -139,7 +190,10 @@ impl Forwarder {
                 result
             })?;
         Ok(Forwarder {
-            commands,
+            commands: CommandSender {
+                commands,
+                wake: Arc::new(wake),
+            },
             snapshot,
             stop,
             thread: Some(thread),
@@ -147,7 +201,7 @@ impl Forwarder {
     }
 
     /// Where control-plane changes go.
-    pub fn commands(&self) -> Sender<Command> {
+    pub fn commands(&self) -> CommandSender {
         self.commands.clone()
     }
 
@@ -175,6 +229,8 @@ struct Loop {
     tenant_index: HashMap<TenantId, usize>,
     udp: UdpBatchSocket,
     commands: Receiver<Command>,
+    /// Readable when a command was sent: part of the poll set.
+    woken: UnixDatagram,
     snapshot: Arc<Mutex<Snapshot>>,
     /// recvmmsg lands here ...
     received: DatagramBatch,
@@ -220,7 +276,7 @@ impl Loop {
         pipeline: Pipeline,
         devices: Devices,
         udp: UdpBatchSocket,
-        commands: Receiver<Command>,
+        (commands, woken): (Receiver<Command>, UnixDatagram),
         snapshot: Arc<Mutex<Snapshot>>,
     ) -> Loop {
         let ingress = pipeline.ingress_input(BATCH_SIZE);
@@ -244,6 +300,7 @@ impl Loop {
             tenant_index,
             udp,
             commands,
+            woken,
             snapshot,
             received: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
             ingress,
@@ -264,6 +321,7 @@ impl Loop {
         let mut fds: Vec<libc::pollfd> = std::iter::once(self.udp.as_raw_fd())
             .chain(std::iter::once(self.fabric.as_raw_fd()))
             .chain(self.tenants.iter().map(|(_, t)| t.as_raw_fd()))
+            .chain(std::iter::once(self.woken.as_raw_fd()))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -294,6 +352,11 @@ impl Loop {
                     self.tun_batch(Some(i))?;
                 }
             }
+            if fds[2 + self.tenants.len()].revents != 0 {
+                // The commands themselves are read at the top of the loop.
+                let mut drain = [0u8; 64];
+                while self.woken.recv(&mut drain).is_ok() {}
+            }
         }
         Ok(())
     }
@@ -301,9 +364,11 @@ impl Loop {
     /// Applies every queued command; commits the VRFs once after a burst.
     fn apply_commands(&mut self) -> bool {
         let mut changed = false;
+        let mut barriers = Vec::new();
         while let Ok(command) = self.commands.try_recv() {
             changed = true;
             match command {
+                Command::Barrier(done) => barriers.push(done),
                 Command::Route {
                     tenant,
                     prefix,
@@ -342,6 +407,10 @@ impl Loop {
         }
         if changed {
             self.pipeline.vrfs_mut().commit_changed();
+        }
+        for done in barriers {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = done.send(());
         }
         changed
     }

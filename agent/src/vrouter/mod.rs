@@ -8,10 +8,16 @@
 //!                                │   (owns every fd,       │  ingress: recvmmsg → WireGuard → label → VRF → TUN write
 //!                                │    the Pipeline, timers)│  every 100 ms: Pipeline::tick (handshakes, keepalives, failover)
 //!                                └──────────▲──────────────┘
-//!          Command (std mpsc):              │               Snapshot (Arc<Mutex>), every 500 ms
+//!          Command (CommandSender):         │               Snapshot (Arc<Mutex>), every 500 ms
 //!   routing task (BGP RouteEvent → Route) ──┤               ──▶ LiveView (DataplaneView) ──▶ API / pisekctl
-//!   workload sync task (attachments → Workload)
+//!   attach / detach (routing::WorkloadRouting:
+//!     Workload, stray Route, then Barrier) ─┘
 //! ```
+//! Attach and detach are authoritative for anti-spoofing: their commands
+//! are applied (a `Barrier` is answered) before the API answers, so the
+//! first packet of a freshly attached workload is not dropped as spoofed.
+//! On start the agent replays the adopted attachments the same way
+//! (`Attachments::publish_all`).
 //! One thread owns the pipeline, so nothing on the packet path takes a lock;
 //! control-plane changes arrive as commands and are applied between
 //! batches. The TUNs are persistent (TUNSETPERSIST): when the agent stops
@@ -23,10 +29,9 @@ mod forwarder;
 mod view;
 
 pub use devices::{Devices, FABRIC_TUN, open_devices};
-pub use forwarder::{Command, Forwarder, PeerSnapshot, Snapshot};
+pub use forwarder::{Command, CommandSender, Forwarder, ForwarderStopped, PeerSnapshot, Snapshot};
 pub use view::LiveView;
 
-use crate::attach::Attachments;
 use crate::config::{Config, Role};
 use crate::dataplane::UdpBatchSocket;
 use crate::keyfile;
@@ -37,9 +42,6 @@ use pisek_overlay::forward::{Mtu, Pipeline, PipelineConfig};
 use pisek_overlay::packet::Label;
 use pisek_overlay::vrf::{InterfaceId, NextHop, TenantId, Vrfs};
 use pisek_overlay::wg::{PeerConfig as WgPeerConfig, WgInterface, WgSettings};
-use std::collections::BTreeSet;
-use std::net::IpAddr;
-use std::sync::Arc;
 
 /// The forwarding pipeline's parameters for this node's config.
 pub fn pipeline_config(config: &Config) -> PipelineConfig {
@@ -120,45 +122,3 @@ fn wireguard(config: &Config) -> anyhow::Result<WgInterface> {
     }
     Ok(wg)
 }
-
-/// Keeps the pipeline's anti-spoofing list equal to the attached
-/// workloads' addresses, polling the attachments (the attach path knows
-/// nothing of the data plane).
-pub async fn sync_workloads(
-    config: Arc<Config>,
-    attachments: Arc<Attachments>,
-    commands: std::sync::mpsc::Sender<Command>,
-) {
-    let mut known: BTreeSet<(TenantId, IpAddr)> = BTreeSet::new();
-    let mut interval = tokio::time::interval(WORKLOAD_SYNC);
-    loop {
-        interval.tick().await;
-        let now: BTreeSet<(TenantId, IpAddr)> = attachments
-            .list()
-            .await
-            .iter()
-            .filter_map(|a| Some((TenantId(config.tenant(&a.tenant)?.id), a)))
-            .flat_map(|(id, a)| {
-                a.addresses
-                    .iter()
-                    .filter_map(move |s| Some((id, s.split('/').next()?.parse().ok()?)))
-            })
-            .collect();
-        let added = now.difference(&known).map(|w| (*w, true));
-        let removed = known.difference(&now).map(|w| (*w, false));
-        for ((tenant, address), present) in added.chain(removed) {
-            let command = Command::Workload {
-                tenant,
-                address,
-                present,
-            };
-            if commands.send(command).is_err() {
-                return;
-            }
-        }
-        known = now;
-    }
-}
-
-/// How often the workload list is compared with the attachments.
-const WORKLOAD_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
