@@ -4,10 +4,13 @@
 //! tenant per gateway attached through the API (`pisek::lab`).
 //!
 //! Proves: workloads on two gateways in one tenant talk through the edge
-//! (ping, and a TCP transfer whose SHA-256 matches); nothing crosses from one
-//! tenant to the other although their addresses are the same; a workload
-//! that spoofs its source is dropped and counted by the agent; `pisekctl`
-//! shows the endpoints, the learned routes and the drops.
+//! (ping over IPv4 and IPv6, and a TCP transfer whose SHA-256 matches), and
+//! so do gateway workloads and the datacenter service attached on the edge;
+//! nothing crosses from one tenant to the other although their addresses are
+//! the same (in both families); a workload that spoofs its source is dropped
+//! and counted by the agent; `pisekctl` shows the endpoints, the learned
+//! routes and the drops. The same overlay comes up with gobgpd as the route
+//! reflector and the edge agent as its client.
 
 mod common;
 
@@ -75,8 +78,40 @@ fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) ->
     )
 }
 
-/// Ping both ways in each tenant, a checksummed TCP transfer, and isolation
-/// of the overlapping tenants.
+/// gw1's routes learned over BGP in each tenant: the edge's and gw2's
+/// prefixes, IPv4 and IPv6, with their next hops and VRF labels.
+fn learned_routes_on_gw1(lab: &Lab) {
+    for (tenant, _) in pisek::lab::TENANTS {
+        let routes = lab
+            .json(1, &["routes", "--tenant", tenant, "--json"])
+            .expect("routes");
+        let mut remote: Vec<(String, String)> = routes
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|r| r["source"] == "bgp")
+            .inspect(|r| assert!(r["label"].as_u64().is_some_and(|l| l >= 16), "{r}"))
+            .map(|r| (r["prefix"].to_string(), r["next_hop"].to_string()))
+            .collect();
+        remote.sort();
+        let route =
+            |prefix: &str, next_hop: &str| (format!("\"{prefix}\""), format!("\"{next_hop}\""));
+        assert_eq!(
+            remote,
+            [
+                route("10.1.0.0/24", "10.255.0.1"),
+                route("10.1.2.0/24", "10.255.0.12"),
+                route("fd00:10:1:2::/64", "10.255.0.12"),
+                route("fd00:10:1::/64", "10.255.0.1"),
+            ],
+            "{tenant}: the edge's and gw2's prefixes with their next hops: {routes}"
+        );
+    }
+}
+
+/// Ping both ways in each tenant (IPv4 and IPv6), a checksummed TCP
+/// transfer, the datacenter service, and isolation of the overlapping
+/// tenants in both families.
 fn ping_tcp_and_isolation(lab: &Lab) {
     // Same tenant, two gateways, through the edge: ping both ways.
     for (tenant, _) in pisek::lab::TENANTS {
@@ -86,6 +121,8 @@ fn ping_tcp_and_isolation(lab: &Lab) {
         assert!(ok, "{tenant}: gw1 -> gw2: {line}");
         let (ok, line) = lab.ping(b, a.address, 3).expect("ping");
         assert!(ok, "{tenant}: gw2 -> gw1: {line}");
+        let (ok, line) = lab.ping(a, b.address_v6, 3).expect("ping");
+        assert!(ok, "{tenant}: gw1 -> gw2 over IPv6: {line}");
     }
 
     // A TCP transfer arrives intact.
@@ -96,23 +133,25 @@ fn ping_tcp_and_isolation(lab: &Lab) {
     assert_eq!(sent, received, "the bytes that arrived are the bytes sent");
 
     // The datacenter service attached on the edge: ping from both
-    // gateways, and a TCP transfer to it, in each tenant.
-    if lab.has_dc_services() {
-        for (tenant, _) in pisek::lab::TENANTS {
-            let dc = lab.workload("edge", tenant, 1);
-            for gateway in ["gw1", "gw2"] {
-                let w = lab.workload(gateway, tenant, 1);
-                let (ok, line) = lab.ping(w, dc.address, 3).expect("ping");
-                assert!(ok, "{tenant}: {gateway} -> datacenter service: {line}");
-            }
-            let w = lab.workload("gw2", tenant, 2);
-            let (sent, received) =
-                tcp_transfer(lab, &w.netns, &dc.netns, &dc.address.to_string(), 1_000_000);
-            assert_eq!(
-                sent, received,
-                "{tenant}: gw2 -> datacenter service over TCP"
-            );
-        }
+    // gateways (IPv4 from one, IPv6 from the other), and a TCP transfer to
+    // it, in each tenant.
+    for (tenant, _) in pisek::lab::TENANTS {
+        let dc = lab.workload("edge", tenant, 1);
+        let (ok, line) = lab
+            .ping(lab.workload("gw1", tenant, 1), dc.address, 3)
+            .expect("ping");
+        assert!(ok, "{tenant}: gw1 -> datacenter service: {line}");
+        let (ok, line) = lab
+            .ping(lab.workload("gw2", tenant, 1), dc.address_v6, 3)
+            .expect("ping");
+        assert!(ok, "{tenant}: gw2 -> datacenter service over IPv6: {line}");
+        let w = lab.workload("gw2", tenant, 2);
+        let (sent, received) =
+            tcp_transfer(lab, &w.netns, &dc.netns, &dc.address.to_string(), 1_000_000);
+        assert_eq!(
+            sent, received,
+            "{tenant}: gw2 -> datacenter service over TCP"
+        );
     }
 
     // Isolation with overlapping prefixes: city's and conference's first
@@ -137,6 +176,21 @@ fn ping_tcp_and_isolation(lab: &Lab) {
         twin_before,
         "conference's workload got none of city's packets"
     );
+
+    // The same over IPv6: the prefixes overlap too.
+    assert_eq!(city_dst.address_v6, twin.address_v6);
+    let (city_before, twin_before) = (
+        lab.echo6_requests_received(city_dst).expect("rx"),
+        lab.echo6_requests_received(twin).expect("rx"),
+    );
+    let (ok, line) = lab.ping(city_src, city_dst.address_v6, 5).expect("ping");
+    assert!(ok, "{line}");
+    assert!(lab.echo6_requests_received(city_dst).expect("rx") >= city_before + 5);
+    assert_eq!(
+        lab.echo6_requests_received(twin).expect("rx"),
+        twin_before,
+        "conference's workload got none of city's IPv6 packets"
+    );
 }
 
 #[test]
@@ -151,11 +205,43 @@ fn gobgpd_as_route_reflector_gives_the_same_overlay() {
     let lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
+    // The edge agent is a client of gobgpd on its own tunnel address.
+    let sessions = lab.json(0, &["bgp", "--json"]).expect("bgp");
+    let sessions: Vec<(String, String)> = sessions
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| (s["neighbor"].to_string(), s["state"].to_string()))
+        .collect();
     assert_eq!(
-        lab.json(0, &["bgp", "--json"]).expect("bgp"),
-        serde_json::json!([]),
-        "the edge agent runs no speaker"
+        sessions,
+        [("\"10.255.0.1\"".into(), "\"Established\"".into())],
+        "the edge agent's one session, to gobgpd"
     );
+    // gobgpd sees its three clients.
+    let out = lab
+        .exec(
+            &lab.nodes[0].netns,
+            "gobgp",
+            &["-u", "127.0.0.1", "-p", "50051", "neighbor", "-j"],
+        )
+        .expect("gobgp neighbor");
+    let neighbors: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("gobgp neighbor -j is JSON");
+    let mut established: Vec<String> = neighbors
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|n| n["state"]["session_state"] == 6)
+        .filter_map(|n| n["state"]["neighbor_address"].as_str().map(String::from))
+        .collect();
+    established.sort();
+    assert_eq!(
+        established,
+        ["10.255.0.1", "10.255.0.11", "10.255.0.12"],
+        "gobgpd's established clients: {neighbors}"
+    );
+    learned_routes_on_gw1(&lab);
     ping_tcp_and_isolation(&lab);
 }
 
@@ -180,28 +266,7 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
     for w in lab.workloads.iter().filter(|w| w.gateway == "gw1") {
         assert!(endpoints.contains(&w.address.to_string()), "{endpoints}");
     }
-    for (tenant, _) in pisek::lab::TENANTS {
-        let routes = lab
-            .json(1, &["routes", "--tenant", tenant, "--json"])
-            .expect("routes");
-        let mut remote: Vec<(String, String)> = routes
-            .as_array()
-            .expect("a list")
-            .iter()
-            .filter(|r| r["source"] == "bgp")
-            .inspect(|r| assert!(r["label"].as_u64().is_some_and(|l| l >= 16), "{r}"))
-            .map(|r| (r["prefix"].to_string(), r["next_hop"].to_string()))
-            .collect();
-        remote.sort();
-        assert_eq!(
-            remote,
-            [
-                ("\"10.1.0.0/24\"".into(), "\"10.255.0.1\"".into()),
-                ("\"10.1.2.0/24\"".into(), "\"10.255.0.12\"".into()),
-            ],
-            "{tenant}: the edge's and gw2's prefixes with their next hops: {routes}"
-        );
-    }
+    learned_routes_on_gw1(&lab);
 
     ping_tcp_and_isolation(&lab);
     let city_src = lab.workload("gw1", "city", 1);
