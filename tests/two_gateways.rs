@@ -14,7 +14,8 @@
 
 mod common;
 
-use pisek::lab::{Binaries, Lab, Reflector};
+use pisek::lab::{Binaries, Lab, Reflector, Workload};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 fn binaries() -> Binaries {
@@ -109,88 +110,120 @@ fn learned_routes_on_gw1(lab: &Lab) {
     }
 }
 
-/// Ping both ways in each tenant (IPv4 and IPv6), a checksummed TCP
-/// transfer, the datacenter service, and isolation of the overlapping
-/// tenants in both families.
+/// Ping both ways in each tenant (IPv4 and IPv6), between the gateways and
+/// to the datacenter service, checksummed TCP transfers, and isolation of
+/// the overlapping tenants in both families. The checks are independent, so
+/// each group runs at once (threads), which keeps the test short.
 fn ping_tcp_and_isolation(lab: &Lab) {
-    // Same tenant, two gateways, through the edge: ping both ways.
+    // Same tenant: two gateways through the edge, and each gateway to the
+    // datacenter service attached on the edge; both ways between the
+    // gateways, both families everywhere.
+    let mut pings: Vec<(String, &Workload, IpAddr)> = Vec::new();
     for (tenant, _) in pisek::lab::TENANTS {
         let a = lab.workload("gw1", tenant, 1);
         let b = lab.workload("gw2", tenant, 2);
-        let (ok, line) = lab.ping(a, b.address, 3).expect("ping");
-        assert!(ok, "{tenant}: gw1 -> gw2: {line}");
-        let (ok, line) = lab.ping(b, a.address, 3).expect("ping");
-        assert!(ok, "{tenant}: gw2 -> gw1: {line}");
-        let (ok, line) = lab.ping(a, b.address_v6, 3).expect("ping");
-        assert!(ok, "{tenant}: gw1 -> gw2 over IPv6: {line}");
-    }
-
-    // A TCP transfer arrives intact.
-    let a = lab.workload("gw1", "city", 2);
-    let b = lab.workload("gw2", "city", 1);
-    let (sent, received) = tcp_transfer(lab, &a.netns, &b.netns, &b.address.to_string(), 2_000_000);
-    assert_eq!(sent.len(), 64, "sender digest {sent:?}");
-    assert_eq!(sent, received, "the bytes that arrived are the bytes sent");
-
-    // The datacenter service attached on the edge: ping from both
-    // gateways (IPv4 from one, IPv6 from the other), and a TCP transfer to
-    // it, in each tenant.
-    for (tenant, _) in pisek::lab::TENANTS {
         let dc = lab.workload("edge", tenant, 1);
-        let (ok, line) = lab
-            .ping(lab.workload("gw1", tenant, 1), dc.address, 3)
-            .expect("ping");
-        assert!(ok, "{tenant}: gw1 -> datacenter service: {line}");
-        let (ok, line) = lab
-            .ping(lab.workload("gw2", tenant, 1), dc.address_v6, 3)
-            .expect("ping");
-        assert!(ok, "{tenant}: gw2 -> datacenter service over IPv6: {line}");
-        let w = lab.workload("gw2", tenant, 2);
-        let (sent, received) =
-            tcp_transfer(lab, &w.netns, &dc.netns, &dc.address.to_string(), 1_000_000);
-        assert_eq!(
-            sent, received,
-            "{tenant}: gw2 -> datacenter service over TCP"
-        );
+        for (from, to, what) in [
+            (a, b, "gw1 -> gw2"),
+            (b, a, "gw2 -> gw1"),
+            (a, dc, "gw1 -> datacenter service"),
+            (b, dc, "gw2 -> datacenter service"),
+        ] {
+            pings.push((format!("{tenant}: {what}"), from, to.address.into()));
+            pings.push((
+                format!("{tenant}: {what} over IPv6"),
+                from,
+                to.address_v6.into(),
+            ));
+        }
     }
+    std::thread::scope(|s| {
+        let running: Vec<_> = pings
+            .iter()
+            .map(|(what, from, to)| s.spawn(move || (what, lab.ping(from, *to, 3))))
+            .collect();
+        for ping in running {
+            let (what, result) = ping.join().expect("ping thread");
+            let (ok, line) = result.expect("ping");
+            assert!(ok, "{what}: {line}");
+        }
+    });
+
+    // TCP transfers arrive intact: gateway to gateway, and to the
+    // datacenter service in each tenant.
+    let mut transfers = vec![(
+        "city: gw1 -> gw2".to_string(),
+        lab.workload("gw1", "city", 2),
+        lab.workload("gw2", "city", 1),
+        2_000_000,
+    )];
+    for (tenant, _) in pisek::lab::TENANTS {
+        transfers.push((
+            format!("{tenant}: gw2 -> datacenter service"),
+            lab.workload("gw2", tenant, 2),
+            lab.workload("edge", tenant, 1),
+            1_000_000,
+        ));
+    }
+    std::thread::scope(|s| {
+        let running: Vec<_> = transfers
+            .iter()
+            .map(|(what, from, to, bytes)| {
+                s.spawn(move || {
+                    let digests =
+                        tcp_transfer(lab, &from.netns, &to.netns, &to.address.to_string(), *bytes);
+                    (what, digests)
+                })
+            })
+            .collect();
+        for transfer in running {
+            let (what, (sent, received)) = transfer.join().expect("transfer thread");
+            assert_eq!(sent.len(), 64, "{what}: sender digest {sent:?}");
+            assert_eq!(
+                sent, received,
+                "{what}: the bytes that arrived are the bytes sent"
+            );
+        }
+    });
 
     // Isolation with overlapping prefixes: city's and conference's first
-    // workloads on gw2 have the same address. City pings it: city's
-    // workload answers, conference's sees nothing.
+    // workloads on gw2 have the same addresses. City pings them: city's
+    // workload answers, conference's sees nothing, in either family.
     let city_src = lab.workload("gw1", "city", 1);
     let city_dst = lab.workload("gw2", "city", 1);
     let twin = lab.workload("gw2", "conference", 1);
     assert_eq!(
-        city_dst.address, twin.address,
+        (city_dst.address, city_dst.address_v6),
+        (twin.address, twin.address_v6),
         "the lab overlaps the tenants"
     );
-    let (city_before, twin_before) = (
-        lab.echo_requests_received(city_dst).expect("rx"),
-        lab.echo_requests_received(twin).expect("rx"),
-    );
-    let (ok, line) = lab.ping(city_src, city_dst.address, 5).expect("ping");
-    assert!(ok, "{line}");
-    assert!(lab.echo_requests_received(city_dst).expect("rx") >= city_before + 5);
-    assert_eq!(
-        lab.echo_requests_received(twin).expect("rx"),
-        twin_before,
-        "conference's workload got none of city's packets"
-    );
-
-    // The same over IPv6: the prefixes overlap too.
-    assert_eq!(city_dst.address_v6, twin.address_v6);
-    let (city_before, twin_before) = (
-        lab.echo6_requests_received(city_dst).expect("rx"),
-        lab.echo6_requests_received(twin).expect("rx"),
-    );
-    let (ok, line) = lab.ping(city_src, city_dst.address_v6, 5).expect("ping");
-    assert!(ok, "{line}");
-    assert!(lab.echo6_requests_received(city_dst).expect("rx") >= city_before + 5);
-    assert_eq!(
-        lab.echo6_requests_received(twin).expect("rx"),
-        twin_before,
-        "conference's workload got none of city's IPv6 packets"
-    );
+    type EchoCounter = fn(&Lab, &Workload) -> anyhow::Result<u64>;
+    let families: [(&str, IpAddr, EchoCounter); 2] = [
+        ("IPv4", city_dst.address.into(), Lab::echo_requests_received),
+        (
+            "IPv6",
+            city_dst.address_v6.into(),
+            Lab::echo6_requests_received,
+        ),
+    ];
+    std::thread::scope(|s| {
+        for (family, to, echoes) in families {
+            s.spawn(move || {
+                let (city_before, twin_before) = (
+                    echoes(lab, city_dst).expect("rx"),
+                    echoes(lab, twin).expect("rx"),
+                );
+                let (ok, line) = lab.ping(city_src, to, 5).expect("ping");
+                assert!(ok, "{family}: {line}");
+                assert!(echoes(lab, city_dst).expect("rx") >= city_before + 5);
+                assert_eq!(
+                    echoes(lab, twin).expect("rx"),
+                    twin_before,
+                    "{family}: conference's workload got none of city's packets"
+                );
+            });
+        }
+    });
 }
 
 #[test]
