@@ -41,7 +41,8 @@ fn drops(lab: &Lab, node: usize, reason: &str) -> u64 {
 fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) -> (String, String) {
     let server = format!(
         "import socket,hashlib\n\
-         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s=socket.socket(socket.AF_INET6 if ':' in '{to_addr}' else socket.AF_INET)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
          s.bind(('{to_addr}',5001)); s.listen(1); print('ready',flush=True)\n\
          c,_=s.accept(); h=hashlib.sha256()\n\
          while True:\n  b=c.recv(65536)\n  if not b: break\n  h.update(b)\n\
@@ -114,7 +115,7 @@ fn learned_routes_on_gw1(lab: &Lab) {
 /// to the datacenter service, checksummed TCP transfers, and isolation of
 /// the overlapping tenants in both families. The checks are independent, so
 /// each group runs at once (threads), which keeps the test short.
-fn ping_tcp_and_isolation(lab: &Lab) {
+fn ping_tcp_and_isolation<'a>(lab: &'a Lab) {
     // Same tenant: two gateways through the edge, and each gateway to the
     // datacenter service attached on the edge; both ways between the
     // gateways, both families everywhere.
@@ -149,29 +150,43 @@ fn ping_tcp_and_isolation(lab: &Lab) {
         }
     });
 
-    // TCP transfers arrive intact: gateway to gateway, and to the
-    // datacenter service in each tenant.
-    let mut transfers = vec![(
-        "city: gw1 -> gw2".to_string(),
-        lab.workload("gw1", "city", 2),
-        lab.workload("gw2", "city", 1),
-        2_000_000,
-    )];
+    // TCP transfers arrive intact: gateway to gateway in both families, and
+    // to the datacenter service in each tenant.
+    let transfer = |what: &str, from: &'a Workload, to: &'a Workload, address: IpAddr| {
+        (what.to_string(), from, to, address)
+    };
+    let mut transfers = Vec::new();
     for (tenant, _) in pisek::lab::TENANTS {
-        transfers.push((
-            format!("{tenant}: gw2 -> datacenter service"),
+        let dc = lab.workload("edge", tenant, 1);
+        transfers.push(transfer(
+            &format!("{tenant}: gw2 -> datacenter service"),
             lab.workload("gw2", tenant, 2),
-            lab.workload("edge", tenant, 1),
-            1_000_000,
+            dc,
+            dc.address.into(),
         ));
     }
+    let (a, b) = (
+        lab.workload("gw1", "city", 2),
+        lab.workload("gw2", "city", 1),
+    );
+    transfers.push(transfer("city: gw1 -> gw2", a, b, b.address.into()));
+    let (a, b) = (
+        lab.workload("gw1", "conference", 2),
+        lab.workload("gw2", "conference", 1),
+    );
+    transfers.push(transfer(
+        "conference: gw1 -> gw2 over IPv6",
+        a,
+        b,
+        b.address_v6.into(),
+    ));
     std::thread::scope(|s| {
         let running: Vec<_> = transfers
             .iter()
-            .map(|(what, from, to, bytes)| {
+            .map(|(what, from, to, address)| {
                 s.spawn(move || {
                     let digests =
-                        tcp_transfer(lab, &from.netns, &to.netns, &to.address.to_string(), *bytes);
+                        tcp_transfer(lab, &from.netns, &to.netns, &address.to_string(), 1_000_000);
                     (what, digests)
                 })
             })
