@@ -518,14 +518,18 @@ private_key_file = "{key}"
             .with_context(|| format!("agents' logs:\n{}", self.logs()))
     }
 
-    /// The last lines of every agent's log.
+    /// The last lines of every agent's log (and gobgpd's, if it runs).
     pub fn logs(&self) -> String {
         let mut text = String::new();
-        for node in &self.nodes {
-            let log = std::fs::read_to_string(self.dir.join(format!("{}.log", node.name)))
-                .unwrap_or_default();
+        let mut names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        if self.gobgpd.is_some() {
+            names.push("gobgpd");
+        }
+        for name in names {
+            let log =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            text.push_str(&format!("--- {}\n", node.name));
+            text.push_str(&format!("--- {name}\n"));
             for line in &lines[lines.len().saturating_sub(15)..] {
                 text.push_str(line);
                 text.push('\n');
