@@ -268,3 +268,20 @@ fn a_passive_neighbor_without_listening_is_one_problem() {
         ]
     );
 }
+
+#[test]
+fn a_reflector_that_does_not_listen_needs_a_neighbor() {
+    let key = KeyFile::new(KEY);
+    let text = gateway(&key)
+        .replace("role = \"gateway\"", "role = \"edge\"")
+        .replace("asn = 65000\n", "asn = 65000\nlisten = false\n")
+        .replace("[[bgp.neighbor]]\naddress = \"10.255.0.1\"\n", "");
+    let config = Config::parse(&text, "agent.toml").expect("parses");
+    let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "bgp.neighbor: with bgp.listen = false the speaker only connects out: it needs at least one neighbor"
+        ]
+    );
+}

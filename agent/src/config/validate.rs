@@ -221,6 +221,11 @@ fn bgp(config: &Config, p: &mut Problems) {
             "bgp.neighbor",
             "a node that is not the route reflector needs at least one neighbor",
         );
+    } else if bgp.neighbors.is_empty() && !bgp.listen && bgp.speaker {
+        p.add(
+            "bgp.neighbor",
+            "with bgp.listen = false the speaker only connects out: it needs at least one neighbor",
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, n) in bgp.neighbors.iter().enumerate() {
