@@ -9,20 +9,25 @@
 //!     <tag>-gw1 (gateway)           <tag>-edge (edge, RR)   <tag>-gw2 (gateway)
 //!      pisek0 10.255.0.11            pisek0 10.255.0.1       pisek0 10.255.0.12
 //!      city 10.1.1.0/24              city 10.1.0.0/24        city 10.1.2.0/24
-//!      conference 10.1.1.0/24        conference 10.1.0.0/24  conference 10.1.2.0/24
+//!           fd00:10:1:1::/64              fd00:10:1:0::/64        fd00:10:1:2::/64
+//!      conference: the same          conference: the same    conference: the same
 //!      2 workloads per tenant        1 per tenant: the       2 workloads per tenant
 //!                                    datacenter service
 //! ```
-//! City and conference overlap on purpose (same prefixes, same addresses).
+//! Every tenant is dual stack, and city and conference overlap on purpose in
+//! both families (same prefixes, same addresses): isolation must come from
+//! the VRFs, never from the addresses, for IPv6 as for IPv4. The IPv6 prefix
+//! mirrors the IPv4 one (`fd00:10:1:<node>::/64` beside `10.1.<node>.0/24`).
 //! WireGuard is hub and spoke (each gateway has the edge as its only peer);
-//! iBGP runs over the tunnel network with the edge as route reflector.
+//! iBGP runs over the tunnel network with the edge as route reflector: the
+//! edge agent itself, or gobgpd beside it ([`Reflector`]).
 //! Dropping the [`Lab`] stops the agents and deletes every namespace and
 //! the temporary directory.
 
 use anyhow::{Context, bail};
 use pisek_agent::keyfile;
 use pisek_overlay::wg::{PublicKey, StaticSecret};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,8 +43,9 @@ pub const WORKLOADS_PER_TENANT: usize = 2;
 pub enum Reflector {
     /// The edge agent's own speaker (the default role of the edge).
     Agent,
-    /// `gobgpd` on the edge's tunnel address; the edge agent runs no speaker
-    /// (`bgp.speaker = false`) and only forwards.
+    /// `gobgpd` on the edge's tunnel address, reflecting between its three
+    /// clients: the two gateways and the edge agent, whose speaker only
+    /// connects out (`bgp.listen = false`) because gobgpd owns TCP 179 there.
     Gobgpd,
 }
 
@@ -77,8 +83,10 @@ pub struct Workload {
     pub tenant: String,
     /// Its namespace.
     pub netns: String,
-    /// The address the agent gave it.
+    /// The IPv4 address the agent gave it.
     pub address: Ipv4Addr,
+    /// The IPv6 address the agent gave it (every lab tenant is dual stack).
+    pub address_v6: Ipv6Addr,
 }
 
 /// The running lab.
@@ -92,6 +100,7 @@ pub struct Lab {
     binaries: Binaries,
     namespaces: Vec<String>,
     reflector: Reflector,
+    gobgpd: Option<Child>,
 }
 
 impl Lab {
@@ -114,14 +123,18 @@ impl Lab {
             binaries,
             namespaces: Vec::new(),
             reflector,
+            gobgpd: None,
         };
         lab.build_underlay(tag)?;
         lab.write_configs(tag)?;
-        for i in 0..lab.nodes.len() {
-            lab.start_agent(i)?;
-        }
+        // The edge first: its agent brings up pisek0 with the tunnel address
+        // that gobgpd binds to, and gobgpd is there before the gateways call.
+        lab.start_agent(0)?;
         if reflector == Reflector::Gobgpd {
             lab.start_gobgpd()?;
+        }
+        for i in 1..lab.nodes.len() {
+            lab.start_agent(i)?;
         }
         lab.attach_workloads(tag)?;
         Ok(lab)
@@ -247,29 +260,42 @@ private_key_file = "{key}"
                 }
             }
             text.push_str("\n[bgp]\nasn = 65000\nhold_time_secs = 30\n");
-            let own_speaker = i != 0 || self.reflector == Reflector::Agent;
-            if !own_speaker {
-                text.push_str("speaker = false\n");
-            }
-            for p in peers.iter().filter(|_| own_speaker) {
-                let peer = &self.nodes[*p];
-                text.push_str(&format!(
-                    "\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"{}\"\npassive = {}\n",
-                    peer.tunnel_address,
-                    peer.name,
-                    i == 0
-                ));
-            }
-            // The edge carries the tenants too: the datacenter services
-            // (carbon, APIs) attach there, in 10.1.0.0/24. With gobgpd as
-            // reflector the edge agent runs no speaker, so it has no routes
-            // and no tenants.
-            if i != 0 || self.reflector == Reflector::Agent {
-                for (tenant, id) in TENANTS {
+            let edge = &self.nodes[0];
+            match (i, self.reflector) {
+                (0, Reflector::Agent) => {
+                    for p in &peers {
+                        let peer = &self.nodes[*p];
+                        text.push_str(&format!(
+                            "\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"{}\"\npassive = true\n",
+                            peer.tunnel_address, peer.name
+                        ));
+                    }
+                }
+                // A client of gobgpd, which owns TCP 179 of this very
+                // address: the agent connects from it to it.
+                (0, Reflector::Gobgpd) => text.push_str(&format!(
+                    "listen = false\nroute_reflector = false\n\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"gobgpd\"\n",
+                    edge.tunnel_address
+                )),
+                (_, reflector) => {
+                    let name = match reflector {
+                        Reflector::Agent => "edge",
+                        Reflector::Gobgpd => "gobgpd",
+                    };
                     text.push_str(&format!(
-                        "\n[[tenant]]\nname = \"{tenant}\"\nid = {id}\nexport_route_targets = [\"65000:{id}\"]\nimport_route_targets = [\"65000:{id}\"]\nprefixes = [\"10.1.{i}.0/24\"]\n"
+                        "\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"{name}\"\n",
+                        edge.tunnel_address
                     ));
                 }
+            }
+            // The edge carries the tenants too: the datacenter services
+            // (carbon, APIs) attach there, in 10.1.0.0/24 and fd00:10:1:0::/64.
+            for (tenant, id) in TENANTS {
+                text.push_str(&format!(
+                    "\n[[tenant]]\nname = \"{tenant}\"\nid = {id}\nexport_route_targets = [\"65000:{id}\"]\nimport_route_targets = [\"65000:{id}\"]\nprefixes = [\"{}\", \"{}\"]\n",
+                    prefix_v4(i),
+                    prefix_v6(i)
+                ));
             }
             text.push_str(&format!(
                 "\n[api]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n",
@@ -281,57 +307,70 @@ private_key_file = "{key}"
         Ok(())
     }
 
-    /// gobgpd on the edge's tunnel address, reflecting VPNv4/VPNv6 routes
-    /// between the gateways (RFC 4456), graceful restart on.
+    /// gobgpd in the edge's namespace on the edge's tunnel address,
+    /// reflecting VPNv4/VPNv6 routes (RFC 4456) between its three clients:
+    /// gw1, gw2 and the edge agent. All three connect to it (passive here).
+    ///
+    /// The edge agent connects from the very address gobgpd listens on
+    /// (its tunnel address, 10.255.0.1 -> 10.255.0.1:179 over the kernel's
+    /// local route): gobgpd 3.x takes a neighbor equal to its own listen
+    /// address and matches the accepted connection by its source address,
+    /// so no extra address is needed. What must differ is the BGP
+    /// identifier: the agent's is its tunnel address, so gobgpd takes the
+    /// edge's underlay address as router id and cluster id (two speakers
+    /// with one identifier fail OPEN, RFC 6286 §2.2).
     fn start_gobgpd(&mut self) -> anyhow::Result<()> {
         let edge = &self.nodes[0];
-        let addr = edge.tunnel_address;
-        let mut conf = format!(
-            "[global.config]\n  as = 65000\n  router-id = \"{addr}\"\n  port = 179\n  local-address-list = [\"{addr}\"]\n"
-        );
-        for gateway in &self.nodes[1..] {
-            conf.push_str(&format!(
-                r#"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{a}"
-    peer-as = 65000
-  [neighbors.transport.config]
-    local-address = "{addr}"
-    passive-mode = true
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 120
-  [neighbors.route-reflector.config]
-    route-reflector-client = true
-    route-reflector-cluster-id = "{addr}"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l3vpn-ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l3vpn-ipv6-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-"#,
-                a = gateway.tunnel_address
-            ));
-        }
+        let addr = IpAddr::V4(edge.tunnel_address);
+        let router_id = Ipv4Addr::new(172, 16, 0, 2);
+        let config = GobgpdConfig {
+            asn: 65000,
+            router_id,
+            listen: addr,
+            cluster_id: Some(router_id),
+            neighbors: self
+                .nodes
+                .iter()
+                .map(|node| GobgpdNeighbor {
+                    address: IpAddr::V4(node.tunnel_address),
+                    rr_client: true,
+                    passive: true,
+                })
+                .collect(),
+        };
         let path = self.dir.join("gobgpd.toml");
-        std::fs::write(&path, conf)?;
-        let log = std::fs::File::create(self.dir.join("gobgpd.log"))?;
-        Command::new("ip")
-            .args(["netns", "exec", &edge.netns, "gobgpd", "-t", "toml", "-f"])
-            .arg(&path)
-            .args(["--api-hosts", "127.0.0.1:50051", "--pprof-disable"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting gobgpd")?;
-        Ok(())
+        std::fs::write(&path, config.to_toml())?;
+        let api = "127.0.0.1:50051".parse()?;
+        let child = spawn_gobgpd(Some(&edge.netns), &path, api, &self.dir.join("gobgpd.log"))?;
+        self.gobgpd = Some(child);
+        let netns = edge.netns.clone();
+        poll("gobgpd's API", Duration::from_secs(10), || {
+            if let Some(status) = self
+                .gobgpd
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "gobgpd exited with {status}; log:\n{}",
+                    std::fs::read_to_string(self.dir.join("gobgpd.log")).unwrap_or_default()
+                );
+            }
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &netns,
+                    "gobgp",
+                    "-u",
+                    "127.0.0.1",
+                    "-p",
+                    "50051",
+                    "global",
+                ])
+                .stdin(Stdio::null())
+                .output()?;
+            Ok(out.status.success().then_some(()))
+        })
     }
 
     /// Starts (or restarts) node `i`'s agent and waits for its API socket.
@@ -393,8 +432,7 @@ private_key_file = "{key}"
     /// Attaches WORKLOADS_PER_TENANT namespaces per tenant on each gateway
     /// and one per tenant on the edge (the datacenter service).
     fn attach_workloads(&mut self, tag: &str) -> anyhow::Result<()> {
-        let first = if self.has_dc_services() { 0 } else { 1 };
-        for g in first..self.nodes.len() {
+        for g in 0..self.nodes.len() {
             let count = if g == 0 { 1 } else { WORKLOADS_PER_TENANT };
             for (tenant, _) in TENANTS {
                 for n in 1..=count {
@@ -414,16 +452,32 @@ private_key_file = "{key}"
                         ],
                     )?;
                     let answer: serde_json::Value = serde_json::from_str(&out)?;
-                    let address = answer["addresses"][0]
-                        .as_str()
-                        .and_then(|a| a.split('/').next())
-                        .and_then(|a| a.parse().ok())
-                        .with_context(|| format!("no address in attach answer: {out}"))?;
+                    let addresses: Vec<IpAddr> = answer["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str()?.split('/').next()?.parse().ok())
+                        .collect();
+                    let address = addresses
+                        .iter()
+                        .find_map(|a| match a {
+                            IpAddr::V4(a) => Some(*a),
+                            IpAddr::V6(_) => None,
+                        })
+                        .with_context(|| format!("no IPv4 address in attach answer: {out}"))?;
+                    let address_v6 = addresses
+                        .iter()
+                        .find_map(|a| match a {
+                            IpAddr::V6(a) => Some(*a),
+                            IpAddr::V4(_) => None,
+                        })
+                        .with_context(|| format!("no IPv6 address in attach answer: {out}"))?;
                     self.workloads.push(Workload {
                         gateway,
                         tenant: tenant.to_string(),
                         netns,
                         address,
+                        address_v6,
                     });
                 }
             }
@@ -432,9 +486,9 @@ private_key_file = "{key}"
     }
 
     /// Whether the edge carries tenants with a datacenter-service workload
-    /// each (`workload("edge", tenant, 1)`).
+    /// each (`workload("edge", tenant, 1)`): always, with either reflector.
     pub fn has_dc_services(&self) -> bool {
-        self.reflector == Reflector::Agent
+        true
     }
 
     /// Runs `pisekctl` against node `i`; its stdout.
@@ -456,21 +510,26 @@ private_key_file = "{key}"
     }
 
     /// Waits until every gateway has a WireGuard handshake with the edge,
-    /// every BGP session is established and each gateway has the other's
-    /// routes in both tenants.
+    /// every agent's BGP session is established (with the edge agent or with
+    /// gobgpd) and each node has every other node's IPv4 and IPv6 routes in
+    /// both tenants.
     pub fn wait_until_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         self.wait_for_control_plane(timeout)
             .with_context(|| format!("agents' logs:\n{}", self.logs()))
     }
 
-    /// The last lines of every agent's log.
+    /// The last lines of every agent's log (and gobgpd's, if it runs).
     pub fn logs(&self) -> String {
         let mut text = String::new();
-        for node in &self.nodes {
-            let log = std::fs::read_to_string(self.dir.join(format!("{}.log", node.name)))
-                .unwrap_or_default();
+        let mut names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        if self.gobgpd.is_some() {
+            names.push("gobgpd");
+        }
+        for name in names {
+            let log =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            text.push_str(&format!("--- {}\n", node.name));
+            text.push_str(&format!("--- {name}\n"));
             for line in &lines[lines.len().saturating_sub(15)..] {
                 text.push_str(line);
                 text.push('\n');
@@ -493,12 +552,7 @@ private_key_file = "{key}"
             Ok(Some(()))
         })?;
         poll("BGP sessions established", timeout, || {
-            let first = if self.reflector == Reflector::Agent {
-                0
-            } else {
-                1
-            };
-            for i in first..self.nodes.len() {
+            for i in 0..self.nodes.len() {
                 let sessions = self.json(i, &["bgp", "--json"])?;
                 let all_up = sessions.as_array().is_some_and(|s| {
                     !s.is_empty() && s.iter().all(|s| s["state"] == "Established")
@@ -510,21 +564,17 @@ private_key_file = "{key}"
             Ok(Some(()))
         })?;
         poll(
-            "routes to every other node's prefix in every tenant",
+            "VPNv4 and VPNv6 routes to every other node's prefixes in every tenant",
             timeout,
             || {
-                let nodes: Vec<usize> = if self.has_dc_services() {
-                    (0..self.nodes.len()).collect()
-                } else {
-                    (1..self.nodes.len()).collect()
-                };
-                for &g in &nodes {
-                    for &other in nodes.iter().filter(|&&o| o != g) {
-                        for (tenant, _) in TENANTS {
-                            let routes =
-                                self.pisekctl(g, &["routes", "--tenant", tenant, "--json"])?;
-                            if !routes.contains(&format!("\"10.1.{other}.0/24\"")) {
-                                return Ok(None);
+                for g in 0..self.nodes.len() {
+                    for (tenant, _) in TENANTS {
+                        let routes = self.pisekctl(g, &["routes", "--tenant", tenant, "--json"])?;
+                        for other in (0..self.nodes.len()).filter(|&o| o != g) {
+                            for prefix in [prefix_v4(other), prefix_v6(other)] {
+                                if !routes.contains(&format!("\"{prefix}\"")) {
+                                    return Ok(None);
+                                }
                             }
                         }
                     }
@@ -559,14 +609,15 @@ private_key_file = "{key}"
             .with_context(|| format!("running {program} in {netns}"))
     }
 
-    /// `ping -c count` from `from` to `to`: the summary line, and whether
-    /// every reply came back.
+    /// `ping -c count` from `from` to `to` (IPv4 or IPv6): the summary line,
+    /// and whether every reply came back.
     pub fn ping(
         &self,
         from: &Workload,
-        to: Ipv4Addr,
+        to: impl Into<IpAddr>,
         count: u32,
     ) -> anyhow::Result<(bool, String)> {
+        let to: IpAddr = to.into();
         let out = self.exec(
             &from.netns,
             "ping",
@@ -609,12 +660,29 @@ impl Lab {
             .and_then(|(_, v)| v.parse().ok())
             .context("InEchos in /proc/net/snmp")
     }
+
+    /// ICMPv6 echo requests the workload's namespace received
+    /// (`Icmp6InEchos` of /proc/net/snmp6, one `name value` line per
+    /// counter): the IPv6 twin of [`Lab::echo_requests_received`].
+    pub fn echo6_requests_received(&self, workload: &Workload) -> anyhow::Result<u64> {
+        let out = self.exec(&workload.netns, "cat", &["/proc/net/snmp6"])?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(char::is_whitespace))
+            .find(|(name, _)| *name == "Icmp6InEchos")
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .with_context(|| format!("Icmp6InEchos in /proc/net/snmp6 of {}", workload.netns))
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             let _ = self.stop_agent(i);
+        }
+        if let Some(mut gobgpd) = self.gobgpd.take() {
+            let _ = gobgpd.kill();
+            let _ = gobgpd.wait();
         }
         for netns in self.namespaces.iter().rev() {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", netns]).output() {
@@ -722,4 +790,127 @@ pub fn on_signal(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
         f();
     });
     Ok(())
+}
+
+/// This node's IPv4 prefix in every tenant (the tenants overlap).
+fn prefix_v4(node: usize) -> String {
+    format!("10.1.{node}.0/24")
+}
+
+/// This node's IPv6 prefix in every tenant, mirroring [`prefix_v4`]:
+/// `fd00:10:1:<node>::/64`, written as the agent prints it (node 0's is
+/// `fd00:10:1::/64`).
+fn prefix_v6(node: usize) -> String {
+    let node = u16::try_from(node).unwrap_or(u16::MAX);
+    format!("{}/64", Ipv6Addr::new(0xfd00, 0x10, 1, node, 0, 0, 0, 0))
+}
+
+/// A gobgpd configuration for Pisek's overlay: one iBGP speaker carrying
+/// VPNv4 and VPNv6 (l3vpn-ipv4/ipv6-unicast) with graceful restart on every
+/// neighbor, optionally reflecting. The lab's edge and the BGP interop tests
+/// (`tests/bgp_support/`) write theirs with it.
+#[derive(Debug, Clone)]
+pub struct GobgpdConfig {
+    /// The AS of everyone (iBGP).
+    pub asn: u32,
+    /// gobgpd's BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// The address gobgpd binds TCP 179 to, and connects from.
+    pub listen: IpAddr,
+    /// The cluster id of its reflector clients (RFC 4456 §7); `None`
+    /// leaves `route-reflector-cluster-id` to gobgpd's default, the router id.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Its neighbors.
+    pub neighbors: Vec<GobgpdNeighbor>,
+}
+
+/// One neighbor of a [`GobgpdConfig`].
+#[derive(Debug, Clone)]
+pub struct GobgpdNeighbor {
+    /// The neighbor's address.
+    pub address: IpAddr,
+    /// A route-reflector client of gobgpd.
+    pub rr_client: bool,
+    /// gobgpd waits for the neighbor to connect.
+    pub passive: bool,
+}
+
+impl GobgpdConfig {
+    /// The config file (`gobgpd -t toml`). Test timers: hold time 9 s,
+    /// keepalive 3 s, connect retry 1 s, so a session comes up (or is seen
+    /// to be down) in seconds.
+    pub fn to_toml(&self) -> String {
+        let (asn, addr) = (self.asn, self.listen);
+        let mut conf = format!(
+            "[global.config]\n  as = {asn}\n  router-id = \"{}\"\n  port = 179\n  local-address-list = [\"{addr}\"]\n",
+            self.router_id
+        );
+        for n in &self.neighbors {
+            conf.push_str(&format!(
+                r#"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{a}"
+    peer-as = {asn}
+  [neighbors.transport.config]
+    local-address = "{addr}"
+    passive-mode = {passive}
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 120
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l3vpn-ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l3vpn-ipv6-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+"#,
+                a = n.address,
+                passive = n.passive,
+            ));
+            if n.rr_client {
+                let cluster = self.cluster_id.unwrap_or(self.router_id);
+                conf.push_str(&format!(
+                    "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{cluster}\"\n"
+                ));
+            }
+        }
+        conf
+    }
+}
+
+/// Starts `gobgpd -f config` (in `netns`, if given) with its gRPC API on
+/// `api`, stdout and stderr into `log`.
+pub fn spawn_gobgpd(
+    netns: Option<&str>,
+    config: &Path,
+    api: std::net::SocketAddr,
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log)?;
+    let mut command = match netns {
+        Some(netns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns, "gobgpd"]);
+            c
+        }
+        None => Command::new("gobgpd"),
+    };
+    command
+        .args(["-t", "toml", "-f"])
+        .arg(config)
+        .args(["--api-hosts", &api.to_string(), "--pprof-disable"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting gobgpd")
 }

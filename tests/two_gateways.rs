@@ -4,14 +4,18 @@
 //! tenant per gateway attached through the API (`pisek::lab`).
 //!
 //! Proves: workloads on two gateways in one tenant talk through the edge
-//! (ping, and a TCP transfer whose SHA-256 matches); nothing crosses from one
-//! tenant to the other although their addresses are the same; a workload
-//! that spoofs its source is dropped and counted by the agent; `pisekctl`
-//! shows the endpoints, the learned routes and the drops.
+//! (ping over IPv4 and IPv6, and a TCP transfer whose SHA-256 matches), and
+//! so do gateway workloads and the datacenter service attached on the edge;
+//! nothing crosses from one tenant to the other although their addresses are
+//! the same (in both families); a workload that spoofs its source is dropped
+//! and counted by the agent; `pisekctl` shows the endpoints, the learned
+//! routes and the drops. The same overlay comes up with gobgpd as the route
+//! reflector and the edge agent as its client.
 
 mod common;
 
-use pisek::lab::{Binaries, Lab, Reflector};
+use pisek::lab::{Binaries, Lab, Reflector, Workload};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 fn binaries() -> Binaries {
@@ -37,7 +41,8 @@ fn drops(lab: &Lab, node: usize, reason: &str) -> u64 {
 fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) -> (String, String) {
     let server = format!(
         "import socket,hashlib\n\
-         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s=socket.socket(socket.AF_INET6 if ':' in '{to_addr}' else socket.AF_INET)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
          s.bind(('{to_addr}',5001)); s.listen(1); print('ready',flush=True)\n\
          c,_=s.accept(); h=hashlib.sha256()\n\
          while True:\n  b=c.recv(65536)\n  if not b: break\n  h.update(b)\n\
@@ -75,68 +80,165 @@ fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) ->
     )
 }
 
-/// Ping both ways in each tenant, a checksummed TCP transfer, and isolation
-/// of the overlapping tenants.
-fn ping_tcp_and_isolation(lab: &Lab) {
-    // Same tenant, two gateways, through the edge: ping both ways.
+/// gw1's routes learned over BGP in each tenant: the edge's and gw2's
+/// prefixes, IPv4 and IPv6, with their next hops and VRF labels.
+fn learned_routes_on_gw1(lab: &Lab) {
+    for (tenant, _) in pisek::lab::TENANTS {
+        let routes = lab
+            .json(1, &["routes", "--tenant", tenant, "--json"])
+            .expect("routes");
+        let mut remote: Vec<(String, String)> = routes
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|r| r["source"] == "bgp")
+            .inspect(|r| assert!(r["label"].as_u64().is_some_and(|l| l >= 16), "{r}"))
+            .map(|r| (r["prefix"].to_string(), r["next_hop"].to_string()))
+            .collect();
+        remote.sort();
+        let route =
+            |prefix: &str, next_hop: &str| (format!("\"{prefix}\""), format!("\"{next_hop}\""));
+        assert_eq!(
+            remote,
+            [
+                route("10.1.0.0/24", "10.255.0.1"),
+                route("10.1.2.0/24", "10.255.0.12"),
+                route("fd00:10:1:2::/64", "10.255.0.12"),
+                route("fd00:10:1::/64", "10.255.0.1"),
+            ],
+            "{tenant}: the edge's and gw2's prefixes with their next hops: {routes}"
+        );
+    }
+}
+
+/// Ping both ways in each tenant (IPv4 and IPv6), between the gateways and
+/// to the datacenter service, checksummed TCP transfers, and isolation of
+/// the overlapping tenants in both families. The checks are independent, so
+/// each group runs at once (threads), which keeps the test short.
+fn ping_tcp_and_isolation<'a>(lab: &'a Lab) {
+    // Same tenant: two gateways through the edge, and each gateway to the
+    // datacenter service attached on the edge; both ways between the
+    // gateways, both families everywhere.
+    let mut pings: Vec<(String, &Workload, IpAddr)> = Vec::new();
     for (tenant, _) in pisek::lab::TENANTS {
         let a = lab.workload("gw1", tenant, 1);
         let b = lab.workload("gw2", tenant, 2);
-        let (ok, line) = lab.ping(a, b.address, 3).expect("ping");
-        assert!(ok, "{tenant}: gw1 -> gw2: {line}");
-        let (ok, line) = lab.ping(b, a.address, 3).expect("ping");
-        assert!(ok, "{tenant}: gw2 -> gw1: {line}");
-    }
-
-    // A TCP transfer arrives intact.
-    let a = lab.workload("gw1", "city", 2);
-    let b = lab.workload("gw2", "city", 1);
-    let (sent, received) = tcp_transfer(lab, &a.netns, &b.netns, &b.address.to_string(), 2_000_000);
-    assert_eq!(sent.len(), 64, "sender digest {sent:?}");
-    assert_eq!(sent, received, "the bytes that arrived are the bytes sent");
-
-    // The datacenter service attached on the edge: ping from both
-    // gateways, and a TCP transfer to it, in each tenant.
-    if lab.has_dc_services() {
-        for (tenant, _) in pisek::lab::TENANTS {
-            let dc = lab.workload("edge", tenant, 1);
-            for gateway in ["gw1", "gw2"] {
-                let w = lab.workload(gateway, tenant, 1);
-                let (ok, line) = lab.ping(w, dc.address, 3).expect("ping");
-                assert!(ok, "{tenant}: {gateway} -> datacenter service: {line}");
-            }
-            let w = lab.workload("gw2", tenant, 2);
-            let (sent, received) =
-                tcp_transfer(lab, &w.netns, &dc.netns, &dc.address.to_string(), 1_000_000);
-            assert_eq!(
-                sent, received,
-                "{tenant}: gw2 -> datacenter service over TCP"
-            );
+        let dc = lab.workload("edge", tenant, 1);
+        for (from, to, what) in [
+            (a, b, "gw1 -> gw2"),
+            (b, a, "gw2 -> gw1"),
+            (a, dc, "gw1 -> datacenter service"),
+            (b, dc, "gw2 -> datacenter service"),
+        ] {
+            pings.push((format!("{tenant}: {what}"), from, to.address.into()));
+            pings.push((
+                format!("{tenant}: {what} over IPv6"),
+                from,
+                to.address_v6.into(),
+            ));
         }
     }
+    std::thread::scope(|s| {
+        let running: Vec<_> = pings
+            .iter()
+            .map(|(what, from, to)| s.spawn(move || (what, lab.ping(from, *to, 3))))
+            .collect();
+        for ping in running {
+            let (what, result) = ping.join().expect("ping thread");
+            let (ok, line) = result.expect("ping");
+            assert!(ok, "{what}: {line}");
+        }
+    });
+
+    // TCP transfers arrive intact: gateway to gateway in both families, and
+    // to the datacenter service in each tenant.
+    let transfer = |what: &str, from: &'a Workload, to: &'a Workload, address: IpAddr| {
+        (what.to_string(), from, to, address)
+    };
+    let mut transfers = Vec::new();
+    for (tenant, _) in pisek::lab::TENANTS {
+        let dc = lab.workload("edge", tenant, 1);
+        transfers.push(transfer(
+            &format!("{tenant}: gw2 -> datacenter service"),
+            lab.workload("gw2", tenant, 2),
+            dc,
+            dc.address.into(),
+        ));
+    }
+    let (a, b) = (
+        lab.workload("gw1", "city", 2),
+        lab.workload("gw2", "city", 1),
+    );
+    transfers.push(transfer("city: gw1 -> gw2", a, b, b.address.into()));
+    let (a, b) = (
+        lab.workload("gw1", "conference", 2),
+        lab.workload("gw2", "conference", 1),
+    );
+    transfers.push(transfer(
+        "conference: gw1 -> gw2 over IPv6",
+        a,
+        b,
+        b.address_v6.into(),
+    ));
+    std::thread::scope(|s| {
+        let running: Vec<_> = transfers
+            .iter()
+            .map(|(what, from, to, address)| {
+                s.spawn(move || {
+                    let digests =
+                        tcp_transfer(lab, &from.netns, &to.netns, &address.to_string(), 1_000_000);
+                    (what, digests)
+                })
+            })
+            .collect();
+        for transfer in running {
+            let (what, (sent, received)) = transfer.join().expect("transfer thread");
+            assert_eq!(sent.len(), 64, "{what}: sender digest {sent:?}");
+            assert_eq!(
+                sent, received,
+                "{what}: the bytes that arrived are the bytes sent"
+            );
+        }
+    });
 
     // Isolation with overlapping prefixes: city's and conference's first
-    // workloads on gw2 have the same address. City pings it: city's
-    // workload answers, conference's sees nothing.
+    // workloads on gw2 have the same addresses. City pings them: city's
+    // workload answers, conference's sees nothing, in either family.
     let city_src = lab.workload("gw1", "city", 1);
     let city_dst = lab.workload("gw2", "city", 1);
     let twin = lab.workload("gw2", "conference", 1);
     assert_eq!(
-        city_dst.address, twin.address,
+        (city_dst.address, city_dst.address_v6),
+        (twin.address, twin.address_v6),
         "the lab overlaps the tenants"
     );
-    let (city_before, twin_before) = (
-        lab.echo_requests_received(city_dst).expect("rx"),
-        lab.echo_requests_received(twin).expect("rx"),
-    );
-    let (ok, line) = lab.ping(city_src, city_dst.address, 5).expect("ping");
-    assert!(ok, "{line}");
-    assert!(lab.echo_requests_received(city_dst).expect("rx") >= city_before + 5);
-    assert_eq!(
-        lab.echo_requests_received(twin).expect("rx"),
-        twin_before,
-        "conference's workload got none of city's packets"
-    );
+    type EchoCounter = fn(&Lab, &Workload) -> anyhow::Result<u64>;
+    let families: [(&str, IpAddr, EchoCounter); 2] = [
+        ("IPv4", city_dst.address.into(), Lab::echo_requests_received),
+        (
+            "IPv6",
+            city_dst.address_v6.into(),
+            Lab::echo6_requests_received,
+        ),
+    ];
+    std::thread::scope(|s| {
+        for (family, to, echoes) in families {
+            s.spawn(move || {
+                let (city_before, twin_before) = (
+                    echoes(lab, city_dst).expect("rx"),
+                    echoes(lab, twin).expect("rx"),
+                );
+                let (ok, line) = lab.ping(city_src, to, 5).expect("ping");
+                assert!(ok, "{family}: {line}");
+                assert!(echoes(lab, city_dst).expect("rx") >= city_before + 5);
+                assert_eq!(
+                    echoes(lab, twin).expect("rx"),
+                    twin_before,
+                    "{family}: conference's workload got none of city's packets"
+                );
+            });
+        }
+    });
 }
 
 #[test]
@@ -151,12 +253,46 @@ fn gobgpd_as_route_reflector_gives_the_same_overlay() {
     let lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
+    // The edge agent is a client of gobgpd on its own tunnel address.
+    let sessions = lab.json(0, &["bgp", "--json"]).expect("bgp");
+    let sessions: Vec<(String, String)> = sessions
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| (s["neighbor"].to_string(), s["state"].to_string()))
+        .collect();
     assert_eq!(
-        lab.json(0, &["bgp", "--json"]).expect("bgp"),
-        serde_json::json!([]),
-        "the edge agent runs no speaker"
+        sessions,
+        [("\"10.255.0.1\"".into(), "\"Established\"".into())],
+        "the edge agent's one session, to gobgpd"
     );
+    // gobgpd sees its three clients.
+    let out = lab
+        .exec(
+            &lab.nodes[0].netns,
+            "gobgp",
+            &["-u", "127.0.0.1", "-p", "50051", "neighbor", "-j"],
+        )
+        .expect("gobgp neighbor");
+    let neighbors: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("gobgp neighbor -j is JSON");
+    let mut established: Vec<String> = neighbors
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|n| n["state"]["session_state"] == 6)
+        .filter_map(|n| n["state"]["neighbor_address"].as_str().map(String::from))
+        .collect();
+    established.sort();
+    assert_eq!(
+        established,
+        ["10.255.0.1", "10.255.0.11", "10.255.0.12"],
+        "gobgpd's established clients: {neighbors}"
+    );
+    pisekctl_shows_the_endpoints(&lab);
+    learned_routes_on_gw1(&lab);
     ping_tcp_and_isolation(&lab);
+    a_spoofed_source_is_dropped_and_counted(&lab);
 }
 
 #[test]
@@ -174,36 +310,26 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
         .expect("peers, sessions and routes come up");
     eprintln!("lab ready in {:?}", started.elapsed());
 
-    // pisekctl: local endpoints and the other gateway's prefix with its
-    // next hop (the other gateway's tunnel address) and VRF label.
+    pisekctl_shows_the_endpoints(&lab);
+    learned_routes_on_gw1(&lab);
+    ping_tcp_and_isolation(&lab);
+    a_spoofed_source_is_dropped_and_counted(&lab);
+    eprintln!("test done in {:?}", started.elapsed());
+}
+
+/// `pisekctl endpoints` on gw1 lists its workloads with both addresses.
+fn pisekctl_shows_the_endpoints(lab: &Lab) {
     let endpoints = lab.pisekctl(1, &["endpoints"]).expect("endpoints");
     for w in lab.workloads.iter().filter(|w| w.gateway == "gw1") {
         assert!(endpoints.contains(&w.address.to_string()), "{endpoints}");
+        assert!(endpoints.contains(&w.address_v6.to_string()), "{endpoints}");
     }
-    for (tenant, _) in pisek::lab::TENANTS {
-        let routes = lab
-            .json(1, &["routes", "--tenant", tenant, "--json"])
-            .expect("routes");
-        let mut remote: Vec<(String, String)> = routes
-            .as_array()
-            .expect("a list")
-            .iter()
-            .filter(|r| r["source"] == "bgp")
-            .inspect(|r| assert!(r["label"].as_u64().is_some_and(|l| l >= 16), "{r}"))
-            .map(|r| (r["prefix"].to_string(), r["next_hop"].to_string()))
-            .collect();
-        remote.sort();
-        assert_eq!(
-            remote,
-            [
-                ("\"10.1.0.0/24\"".into(), "\"10.255.0.1\"".into()),
-                ("\"10.1.2.0/24\"".into(), "\"10.255.0.12\"".into()),
-            ],
-            "{tenant}: the edge's and gw2's prefixes with their next hops: {routes}"
-        );
-    }
+}
 
-    ping_tcp_and_isolation(&lab);
+/// A workload that sends from an address not its own is dropped and
+/// counted by gw1's agent (`pisekctl drops` and the Prometheus page), and
+/// nothing arrives.
+fn a_spoofed_source_is_dropped_and_counted(lab: &Lab) {
     let city_src = lab.workload("gw1", "city", 1);
     let city_dst = lab.workload("gw2", "city", 1);
 
@@ -234,41 +360,46 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
             .expect("sysctl");
         assert!(out.status.success());
     }
-    let spoofed_before = drops(&lab, 1, "spoofed-source");
-    let out = lab
-        .exec(
-            &city_src.netns,
-            "ip",
-            &["addr", "add", "10.1.1.99/32", "dev", "eth0"],
-        )
-        .expect("ip addr");
-    assert!(out.status.success());
-    let before = lab.echo_requests_received(city_dst).expect("rx");
-    let spoof = lab
-        .exec(
-            &city_src.netns,
-            "ping",
-            &[
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                "-I",
-                "10.1.1.99",
-                &city_dst.address.to_string(),
-            ],
-        )
-        .expect("ping");
-    assert!(!spoof.status.success(), "a spoofed ping got a reply");
+    // IPv6 has no rp_filter: there the agent is the only line.
+    let spoofed_before = drops(lab, 1, "spoofed-source");
+    let spoofs: [(&str, IpAddr, &[&str]); 2] = [
+        ("10.1.1.99", city_dst.address.into(), &[]),
+        ("fd00:10:1:1::99", city_dst.address_v6.into(), &["nodad"]),
+    ];
+    for (source, _, flags) in spoofs {
+        let mut args = vec!["addr", "add", source, "dev", "eth0"];
+        args.extend_from_slice(flags);
+        let out = lab.exec(&city_src.netns, "ip", &args).expect("ip addr");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let before = (
+        lab.echo_requests_received(city_dst).expect("rx"),
+        lab.echo6_requests_received(city_dst).expect("rx"),
+    );
+    std::thread::scope(|s| {
+        for (source, to, _) in spoofs {
+            s.spawn(move || {
+                let to = to.to_string();
+                let args = ["-c", "3", "-i", "0.2", "-W", "1", "-I", source, &to];
+                let spoof = lab.exec(&city_src.netns, "ping", &args).expect("ping");
+                assert!(!spoof.status.success(), "a ping from {source} got a reply");
+            });
+        }
+    });
     common::poll_until(
-        "spoofed-source drops counted",
+        "spoofed-source drops counted (IPv4 and IPv6)",
         Duration::from_secs(3),
-        || (drops(&lab, 1, "spoofed-source") >= spoofed_before + 3).then_some(()),
+        || (drops(lab, 1, "spoofed-source") >= spoofed_before + 6).then_some(()),
     );
     assert_eq!(
-        lab.echo_requests_received(city_dst).expect("rx"),
+        (
+            lab.echo_requests_received(city_dst).expect("rx"),
+            lab.echo6_requests_received(city_dst).expect("rx"),
+        ),
         before,
         "a spoofed packet arrived"
     );
@@ -301,8 +432,6 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
         page.contains("pisek_tenant_packets_total{tenant=\"city\",direction=\"out\"}"),
         "{page}"
     );
-
-    eprintln!("test done in {:?}", started.elapsed());
 }
 
 /// The longest run of missing replies in `ping -i <interval>` output, as a

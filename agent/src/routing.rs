@@ -152,7 +152,8 @@ pub fn bgp_config(
             families: vec![Family::VPNV4, Family::VPNV6],
         },
         local_address: config.tunnel.address,
-        listen_port: Some(bgp::BGP_PORT),
+        // bgp.listen = false: a reflector daemon on this node owns port 179.
+        listen_port: config.bgp.listen.then_some(bgp::BGP_PORT),
         peers: config
             .bgp
             .neighbors
@@ -607,6 +608,25 @@ prefixes = ["10.1.1.0/24"]
         let bgp = bgp_config(&config, &labels, &strays, false).expect("bgp config");
         let advertised: Vec<String> = bgp.routes.iter().map(|(_, p, _)| p.to_string()).collect();
         assert_eq!(advertised, ["10.1.1.0/24", "10.1.9.5/32"]);
+    }
+
+    #[test]
+    fn a_speaker_with_listen_false_binds_no_listener() {
+        let text = |listen: bool| {
+            format!(
+                "[node]\nname = \"edge\"\nrole = \"edge\"\n[underlay]\nlisten = \"0.0.0.0:51820\"\n\
+                 [tunnel]\naddress = \"10.255.0.1\"\nnetwork = \"10.255.0.0/24\"\n\
+                 [wireguard]\nprivate_key_file = \"/k\"\n\
+                 [bgp]\nasn = 65000\nlisten = {listen}\nroute_reflector = false\n\
+                 [[bgp.neighbor]]\naddress = \"10.255.0.1\"\n"
+            )
+        };
+        let config = |listen| Config::parse(&text(listen), "agent.toml").expect("parses");
+        let client = bgp_config(&config(false), &[], false).expect("config");
+        assert_eq!(client.listen_port, None);
+        assert!(!client.peers[0].0.passive);
+        let listening = bgp_config(&config(true), &[], false).expect("config");
+        assert_eq!(listening.listen_port, Some(bgp::BGP_PORT));
     }
 
     #[test]

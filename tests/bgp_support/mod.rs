@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use pisek::lab::{GobgpdConfig, GobgpdNeighbor, spawn_gobgpd};
 use pisek_agent::bgp::{Bgp, BgpConfig, BgpHandle, RouteEvent};
 use pisek_overlay::bgp::fsm::GracefulRestartConfig;
 use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
@@ -340,53 +341,35 @@ pub struct GobgpNeighbor {
 }
 
 impl Gobgp {
+    /// The config file, written with the lab's [`GobgpdConfig`] (so the
+    /// interop tests and the lab run gobgpd alike): router id and listen
+    /// address `addr`, cluster id `cluster_id` or `addr`.
     pub fn write_config(
         dir: &Path,
         addr: IpAddr,
         neighbors: &[GobgpNeighbor],
         cluster_id: Option<IpAddr>,
     ) -> PathBuf {
-        let mut conf = format!(
-            "[global.config]\n  as = {AS}\n  router-id = \"{addr}\"\n  port = 179\n  local-address-list = [\"{addr}\"]\n"
-        );
-        for n in neighbors {
-            conf += &format!(
-                r#"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{a}"
-    peer-as = {AS}
-  [neighbors.transport.config]
-    local-address = "{addr}"
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 120
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l3vpn-ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l3vpn-ipv6-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-"#,
-                a = n.address
-            );
-            if n.rr_client {
-                let cid = cluster_id.unwrap_or(addr);
-                conf += &format!(
-                    "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{cid}\"\n"
-                );
-            }
-        }
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => panic!("gobgpd's router and cluster ids are IPv4: {a}"),
+        };
+        let config = GobgpdConfig {
+            asn: AS,
+            router_id: v4(addr),
+            listen: addr,
+            cluster_id: cluster_id.map(v4),
+            neighbors: neighbors
+                .iter()
+                .map(|n| GobgpdNeighbor {
+                    address: n.address,
+                    rr_client: n.rr_client,
+                    passive: false,
+                })
+                .collect(),
+        };
         let path = dir.join(format!("gobgpd-{addr}.toml"));
-        std::fs::write(&path, conf).expect("write gobgpd config");
+        std::fs::write(&path, config.to_toml()).expect("write gobgpd config");
         path
     }
 
@@ -409,22 +392,13 @@ impl Gobgp {
     /// (Re)starts the daemon.
     pub fn restart(&mut self) {
         self.daemon = None;
-        let log = std::fs::File::create(self.config.with_extension("log")).expect("log file");
-        let child = Command::new("gobgpd")
-            .args([
-                "-f",
-                &self.config.to_string_lossy(),
-                "-t",
-                "toml",
-                "--api-hosts",
-                &format!("{}:50051", self.addr),
-            ])
-            .args(["--pprof-disable"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start gobgpd");
+        let child = spawn_gobgpd(
+            None,
+            &self.config,
+            std::net::SocketAddr::new(self.addr, 50051),
+            &self.config.with_extension("log"),
+        )
+        .expect("start gobgpd");
         self.daemon = Some(Daemon {
             child,
             name: "gobgpd",

@@ -134,6 +134,12 @@ pub struct BgpConfig {
     /// tunnel address: the agent then only forwards.
     #[serde(default = "default_speaker")]
     pub speaker: bool,
+    /// Accept BGP connections on TCP 179 of the tunnel address (the
+    /// default). `false` makes the speaker a pure client that only connects
+    /// out: on an edge where a separate reflector daemon (GoBGP, BIRD, FRR)
+    /// owns port 179 of the same address and the agent is one of its clients.
+    #[serde(default = "default_listen")]
+    pub listen: bool,
     /// Hold time offered in OPEN, seconds (0 or at least 3, RFC 4271 §4.2).
     #[serde(default = "default_hold_time")]
     pub hold_time_secs: u16,
@@ -146,6 +152,10 @@ pub struct BgpConfig {
 }
 
 fn default_speaker() -> bool {
+    true
+}
+
+fn default_listen() -> bool {
     true
 }
 

@@ -205,3 +205,83 @@ fn wireguard_key_shape() {
     assert!(!validate::looks_like_wireguard_key(&KEY[1..]));
     assert!(!validate::looks_like_wireguard_key(""));
 }
+
+/// The edge agent as a client of a reflector daemon (GoBGP, BIRD, FRR) that
+/// owns port 179 of the edge's own tunnel address.
+fn edge_client_of_a_local_reflector(key: &KeyFile) -> String {
+    gateway(key)
+        .replace("role = \"gateway\"", "role = \"edge\"")
+        .replace(
+            "asn = 65000\n",
+            "asn = 65000\nlisten = false\nroute_reflector = false\n",
+        )
+        .replace(
+            "[[bgp.neighbor]]\naddress = \"10.255.0.1\"",
+            "[[bgp.neighbor]]\naddress = \"10.255.0.2\"",
+        )
+}
+
+#[test]
+fn the_speaker_listens_by_default() {
+    let key = KeyFile::new(KEY);
+    let config = Config::parse(&gateway(&key), "agent.toml").expect("parses");
+    assert!(config.bgp.listen);
+}
+
+#[test]
+fn a_client_that_does_not_listen_may_peer_with_a_reflector_on_its_own_address() {
+    let key = KeyFile::new(KEY);
+    let config =
+        Config::parse(&edge_client_of_a_local_reflector(&key), "agent.toml").expect("parses");
+    assert_eq!(config.validate(), vec![]);
+    assert!(!config.bgp.listen);
+    assert!(!config.bgp.is_route_reflector(config.node.role));
+}
+
+#[test]
+fn own_address_as_neighbor_is_a_problem_while_listening() {
+    let key = KeyFile::new(KEY);
+    let text = edge_client_of_a_local_reflector(&key).replace("listen = false\n", "");
+    let config = Config::parse(&text, "agent.toml").expect("parses");
+    let problems = config.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field, "bgp.neighbor[0].address");
+    assert!(
+        problems[0].message.contains("own tunnel address"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_passive_neighbor_without_listening_is_one_problem() {
+    let key = KeyFile::new(KEY);
+    let text = edge_client_of_a_local_reflector(&key).replace(
+        "[[bgp.neighbor]]\naddress = \"10.255.0.2\"\n",
+        "[[bgp.neighbor]]\naddress = \"10.255.0.2\"\npassive = true\n",
+    );
+    let config = Config::parse(&text, "agent.toml").expect("parses");
+    let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "bgp.neighbor[0].passive: a passive neighbor needs bgp.listen = true (with listen = false nothing would accept its connection)"
+        ]
+    );
+}
+
+#[test]
+fn a_reflector_that_does_not_listen_needs_a_neighbor() {
+    let key = KeyFile::new(KEY);
+    let text = gateway(&key)
+        .replace("role = \"gateway\"", "role = \"edge\"")
+        .replace("asn = 65000\n", "asn = 65000\nlisten = false\n")
+        .replace("[[bgp.neighbor]]\naddress = \"10.255.0.1\"\n", "");
+    let config = Config::parse(&text, "agent.toml").expect("parses");
+    let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "bgp.neighbor: with bgp.listen = false the speaker only connects out: it needs at least one neighbor"
+        ]
+    );
+}

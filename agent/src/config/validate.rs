@@ -221,14 +221,33 @@ fn bgp(config: &Config, p: &mut Problems) {
             "bgp.neighbor",
             "a node that is not the route reflector needs at least one neighbor",
         );
+    } else if bgp.neighbors.is_empty() && !bgp.listen && bgp.speaker {
+        p.add(
+            "bgp.neighbor",
+            "with bgp.listen = false the speaker only connects out: it needs at least one neighbor",
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, n) in bgp.neighbors.iter().enumerate() {
-        let at = format!("bgp.neighbor[{i}].address");
-        if n.address == config.tunnel.address {
-            p.add(at, "is this node's own tunnel address");
+        let at = format!("bgp.neighbor[{i}]");
+        // Our own address is a neighbor only when a reflector daemon on this
+        // node owns port 179 there and the agent is its client (listen = false).
+        if n.address == config.tunnel.address && bgp.listen {
+            p.add(
+                format!("{at}.address"),
+                "is this node's own tunnel address (only a client with bgp.listen = false may peer with a reflector daemon there)",
+            );
         } else if !seen.insert(n.address) {
-            p.add(at, format!("{} is listed twice", n.address));
+            p.add(
+                format!("{at}.address"),
+                format!("{} is listed twice", n.address),
+            );
+        }
+        if n.passive && !bgp.listen {
+            p.add(
+                format!("{at}.passive"),
+                "a passive neighbor needs bgp.listen = true (with listen = false nothing would accept its connection)",
+            );
         }
     }
 }
