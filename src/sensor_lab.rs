@@ -77,10 +77,20 @@ pub struct GatewayStatus {
     /// Points stored in whisper under `pisek.<gateway>.`.
     pub points: u64,
     /// The newest point (metric, timestamp, value); ties go to the first
-    /// metric by name.
+    /// metric of [`SensorModel::expected`].
     pub latest: Option<(String, i64, f64)>,
     /// Unsent bytes in the collector's queue, from its `/metrics`.
     pub queue_depth_bytes: Option<u64>,
+}
+
+/// Whether the sensor side runs carbon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarbonMode {
+    /// carbon-cache where it is installed.
+    IfInstalled,
+    /// No carbon, as where it is not installed: the readings wait in the
+    /// collectors' queues.
+    Off,
 }
 
 /// The sensor side of a running [`Lab`].
@@ -97,6 +107,16 @@ impl<'a> SensorLab<'a> {
     /// in conference workload [`COLLECTOR_WORKLOAD`] of each gateway, then
     /// each gateway's sensors by `plan`.
     pub fn start(lab: &'a Lab, collector: &Path, plan: SensorPlan) -> anyhow::Result<Self> {
+        SensorLab::start_with(lab, collector, plan, CarbonMode::IfInstalled)
+    }
+
+    /// [`SensorLab::start`], with or without carbon.
+    pub fn start_with(
+        lab: &'a Lab,
+        collector: &Path,
+        plan: SensorPlan,
+        carbon: CarbonMode,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             lab.has_dc_services(),
             "the sensor side needs the edge's datacenter services (Reflector::Agent)"
@@ -108,7 +128,7 @@ impl<'a> SensorLab<'a> {
             carbon: None,
             carbon_address: SocketAddrV4::new(dc.address, carbon::LINE_PORT),
         };
-        if Carbon::installed() {
+        if carbon == CarbonMode::IfInstalled && Carbon::installed() {
             let mut carbon = Carbon::new(&lab.dir, &dc.netns)?;
             carbon.start()?;
             sensor_lab.carbon = Some(carbon);
@@ -301,12 +321,14 @@ impl<'a> SensorLab<'a> {
     pub fn status(&self, gateway: &str) -> anyhow::Result<GatewayStatus> {
         let g = self.gateway(gateway)?;
         let stored = self.stored(gateway, 0)?;
+        // Among the newest points, the first in the model's order (the
+        // hall's temperature), so the line follows one series.
         let mut latest: Option<(String, i64, f64)> = None;
-        for (metric, points) in &stored {
-            if let Some((&ts, &value)) = points.last_key_value()
+        for (metric, _) in g.model.expected(0) {
+            if let Some((&ts, &value)) = stored.get(&metric).and_then(|p| p.last_key_value())
                 && latest.as_ref().is_none_or(|(_, t, _)| ts > *t)
             {
-                latest = Some((metric.clone(), ts, value));
+                latest = Some((metric, ts, value));
             }
         }
         Ok(GatewayStatus {

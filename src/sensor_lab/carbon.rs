@@ -77,7 +77,10 @@ impl Carbon {
             .open(self.dir.join("carbon.out"))?;
         let child = Command::new("ip")
             .args(["netns", "exec", &self.netns, "carbon-cache"])
-            .arg(format!("--config={}", self.dir.join("carbon.conf").display()))
+            .arg(format!(
+                "--config={}",
+                self.dir.join("carbon.conf").display()
+            ))
             .args(["--debug", "start"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -90,7 +93,10 @@ impl Carbon {
             "carbon-cache's line receiver",
             Duration::from_secs(20),
             || {
-                if let Some(status) = self.process.as_mut().and_then(|c| c.try_wait().ok().flatten())
+                if let Some(status) = self
+                    .process
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
                 {
                     anyhow::bail!(
                         "carbon-cache exited with {status}: see {}",
