@@ -150,13 +150,11 @@ fn main() -> anyhow::Result<()> {
             if leaked == 0 { "(isolated)" } else { "(LEAK)" }
         );
         for g in sensors.gateways() {
-            let status = sensors.status(&g.gateway)?;
-            println!(
-                "{:>10}: {} {}",
-                "sensors",
-                g.gateway,
-                sensor_line(&g.gateway, &status, sensors.has_carbon())
-            );
+            let line = match sensors.status(&g.gateway) {
+                Ok(status) => sensor_line(&g.gateway, &status, sensors.has_carbon()),
+                Err(e) => format!("no status: {e:#}"),
+            };
+            println!("{:>10}: {} {line}", "sensors", g.gateway);
         }
         std::thread::sleep(Duration::from_secs(2));
     }

@@ -367,13 +367,29 @@ impl Drop for SensorLab<'_> {
         }
         for g in &mut self.gateways {
             if let Some(mut child) = g.collector.take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                let _ = child.wait();
+                let _ = terminate(&mut child);
             }
         }
         self.carbon = None;
+    }
+}
+
+/// Stops a process of ours as an operator does: SIGTERM, then SIGKILL if
+/// it is still there after a few seconds (a hung process must not hang the
+/// lab's teardown).
+fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exited = poll("a process to exit", Duration::from_secs(5), || {
+        Ok(child.try_wait()?)
+    });
+    match exited {
+        Ok(status) => Ok(status),
+        Err(_) => {
+            child.kill()?;
+            Ok(child.wait()?)
+        }
     }
 }
 

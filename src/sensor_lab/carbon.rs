@@ -111,11 +111,7 @@ impl Carbon {
     /// Stops carbon-cache as an operator does (SIGTERM) and waits for it.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.process.take() {
-            let status = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()?;
-            anyhow::ensure!(status.success(), "kill -TERM carbon-cache failed");
-            child.wait()?;
+            super::terminate(&mut child)?;
         }
         Ok(())
     }
