@@ -136,7 +136,7 @@ impl<'a> SensorLab<'a> {
         for (i, node) in lab.nodes.iter().enumerate().skip(1) {
             let workload = lab.workload(&node.name, "conference", COLLECTOR_WORKLOAD);
             let model = SensorModel::new(&node.name, i as u32);
-            let mut gateway = GatewaySensors {
+            let gateway = GatewaySensors {
                 gateway: node.name.clone(),
                 netns: workload.netns.clone(),
                 address: workload.address,
@@ -148,8 +148,12 @@ impl<'a> SensorLab<'a> {
                 publisher: None,
             };
             sensor_lab.write_collector_config(&gateway)?;
-            sensor_lab.start_collector(&mut gateway, collector)?;
+            // Owned by the lab before it starts, so a failure further on
+            // still stops it.
             sensor_lab.gateways.push(gateway);
+            if let Some(gateway) = sensor_lab.gateways.last_mut() {
+                start_collector(gateway, collector)?;
+            }
         }
         sensor_lab.publish(plan)?;
         Ok(sensor_lab)
@@ -171,51 +175,6 @@ impl<'a> SensorLab<'a> {
         );
         std::fs::write(&gateway.config, text)?;
         Ok(())
-    }
-
-    /// Starts the gateway's collector and waits until it is subscribed to
-    /// its broker (`/health` 200; carbon being away does not count).
-    fn start_collector(&self, gateway: &mut GatewaySensors, binary: &Path) -> anyhow::Result<()> {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&gateway.log)?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &gateway.netns])
-            .arg(binary)
-            .arg("--config")
-            .arg(&gateway.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rumqttd=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        gateway.collector = Some(child);
-        let health = SocketAddr::V4(COLLECTOR_HEALTH);
-        poll(
-            &format!("pisek-collector on {} healthy", gateway.gateway),
-            Duration::from_secs(15),
-            || {
-                if let Some(status) = gateway
-                    .collector
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
-                    anyhow::bail!(
-                        "pisek-collector on {} exited with {status}:\n{}",
-                        gateway.gateway,
-                        tail(&gateway.log, 15)
-                    );
-                }
-                Ok(netns::http_get(&gateway.netns, health, "/health")
-                    .ok()
-                    .map(|_| ()))
-            },
-        )
     }
 
     /// Starts (or replaces) every gateway's sensors with `plan`; the
@@ -372,6 +331,51 @@ impl Drop for SensorLab<'_> {
         }
         self.carbon = None;
     }
+}
+
+/// Starts the gateway's collector and waits until it is subscribed to
+/// its broker (`/health` 200; carbon being away does not count).
+fn start_collector(gateway: &mut GatewaySensors, binary: &Path) -> anyhow::Result<()> {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&gateway.log)?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &gateway.netns])
+        .arg(binary)
+        .arg("--config")
+        .arg(&gateway.config)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rumqttd=warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    gateway.collector = Some(child);
+    let health = SocketAddr::V4(COLLECTOR_HEALTH);
+    poll(
+        &format!("pisek-collector on {} healthy", gateway.gateway),
+        Duration::from_secs(15),
+        || {
+            if let Some(status) = gateway
+                .collector
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                anyhow::bail!(
+                    "pisek-collector on {} exited with {status}:\n{}",
+                    gateway.gateway,
+                    tail(&gateway.log, 15)
+                );
+            }
+            Ok(netns::http_get(&gateway.netns, health, "/health")
+                .ok()
+                .map(|_| ()))
+        },
+    )
 }
 
 /// Stops a process of ours as an operator does: SIGTERM, then SIGKILL if
