@@ -1,22 +1,31 @@
 //! The two-gateway lab, live: an edge (route reflector, WireGuard hub) and
 //! two gateways, each with tenants `city` and `conference` (overlapping
 //! prefixes) and two workloads per tenant, all in network namespaces with
-//! real `pisek-agent` processes (`pisek::lab` builds it).
+//! real `pisek-agent` processes (`pisek::lab` builds it). On each gateway a
+//! `pisek-collector` in a conference workload takes simulated sensors'
+//! readings (three rooms and an IQRF node) over MQTT and sends them through
+//! the overlay to carbon-cache, attached on the edge as the conference
+//! datacenter service (`pisek::sensor_lab`).
 //!
-//! Prints the WireGuard peers, BGP sessions and routes per tenant, then a
-//! ping line per tenant (gateway 1 → gateway 2 through the edge) and the
-//! isolation check (city → conference) every few seconds, until Ctrl-C or
-//! `--duration`. Everything is torn down on exit.
+//! Prints the WireGuard peers, BGP sessions and routes per tenant, then
+//! every few seconds a ping line per tenant (gateway 1 → gateway 2 through
+//! the edge), the isolation check (city → conference) and one sensor line
+//! per gateway: readings published, points in Graphite (read back from
+//! whisper), the newest point and its age, and the collector's queue depth.
+//! Without `carbon-cache` installed it says so once and the queue depth
+//! grows instead. Runs until Ctrl-C or `--duration`; everything is torn
+//! down on exit.
 //!
 //! ```sh
 //! scripts/lab                      # = cargo run --release --example two_gateways
 //! scripts/lab --duration 30
 //! ```
-//! The sensor collector workload is not part of this lab yet.
 
 use anyhow::Context;
 use clap::Parser;
 use pisek::lab::{Binaries, Lab, build_agent, on_signal, profile_dir};
+use pisek::sensor_lab::carbon::Carbon;
+use pisek::sensor_lab::{CarbonMode, GatewayStatus, SensorLab, SensorPlan, unix_now};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -28,13 +37,18 @@ struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
-    /// Use the binaries as built instead of building pisek-agent and pisekctl.
+    /// Use the binaries as built instead of building pisek-agent, pisekctl
+    /// and pisek-collector.
     #[arg(long)]
     no_build: bool,
     /// Measure TCP throughput (iperf3, one stream, this many seconds) from a
     /// city workload on gw1 to one on gw2, through the edge, then exit.
     #[arg(long)]
     iperf: Option<u64>,
+    /// Run without carbon, as where graphite-carbon is not installed: the
+    /// readings wait in the collectors' queues.
+    #[arg(long)]
+    no_carbon: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +93,34 @@ fn main() -> anyhow::Result<()> {
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs(d));
+    let carbon = if args.no_carbon {
+        CarbonMode::Off
+    } else {
+        CarbonMode::IfInstalled
+    };
+    let collector = dir.join("pisek-collector");
+    let sensors = SensorLab::start_with(&lab, &collector, SensorPlan::live(), carbon)?;
+    println!();
+    for g in sensors.gateways() {
+        println!(
+            "sensors on {}: 3 rooms + 1 IQRF node -> pisek-collector in {} ({}) -> carbon {}",
+            g.gateway,
+            g.netns,
+            g.address,
+            sensors.carbon_address()
+        );
+    }
+    if !sensors.has_carbon() {
+        let why = if Carbon::installed() {
+            "carbon is off (--no-carbon)"
+        } else {
+            "carbon-cache is not installed (apt-get install graphite-carbon)"
+        };
+        println!(
+            "{why}: nothing listens at {}, so the readings wait in the collectors' queues",
+            sensors.carbon_address()
+        );
+    }
     println!("\nlive (Ctrl-C to stop):");
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         for (tenant, _) in pisek::lab::TENANTS {
@@ -107,11 +149,44 @@ fn main() -> anyhow::Result<()> {
             twin.address,
             if leaked == 0 { "(isolated)" } else { "(LEAK)" }
         );
+        for g in sensors.gateways() {
+            let line = match sensors.status(&g.gateway) {
+                Ok(status) => sensor_line(&g.gateway, &status, sensors.has_carbon()),
+                Err(e) => format!("no status: {e:#}"),
+            };
+            println!("{:>10}: {} {line}", "sensors", g.gateway);
+        }
         std::thread::sleep(Duration::from_secs(2));
     }
     println!("tearing down ...");
+    drop(sensors);
     drop(lab);
     Ok(())
+}
+
+/// One gateway's sensor line: published, stored, newest point, queue.
+fn sensor_line(gateway: &str, status: &GatewayStatus, carbon: bool) -> String {
+    let stored = match (&status.latest, carbon) {
+        (_, false) => "Graphite: no carbon".to_string(),
+        (None, true) => format!("Graphite {} points", status.points),
+        (Some((metric, ts, value)), true) => {
+            let short = metric
+                .strip_prefix(&format!("pisek.{gateway}."))
+                .unwrap_or(metric);
+            format!(
+                "Graphite {} points, latest {short} = {value} ({} s old)",
+                status.points,
+                unix_now() - ts
+            )
+        }
+    };
+    let queue = status
+        .queue_depth_bytes
+        .map_or("?".to_string(), |b| b.to_string());
+    format!(
+        "published {} readings, {stored}, queue {queue} B",
+        status.published
+    )
 }
 
 /// `iperf3 -c` from one namespace to a server in another: the receiver's

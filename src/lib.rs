@@ -6,3 +6,4 @@
 pub use pisek_overlay as overlay;
 
 pub mod lab;
+pub mod sensor_lab;

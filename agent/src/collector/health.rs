@@ -28,6 +28,13 @@ fn answer(stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?).take(8192);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
+    // Read the rest of the request head before answering: closing with
+    // unread bytes makes the kernel send RST instead of FIN (RFC 1122
+    // §4.2.2.13), and a client that has not read the answer yet loses it.
+    let mut header = String::new();
+    while matches!(reader.read_line(&mut header), Ok(n) if n > 0) && !header.trim_end().is_empty() {
+        header.clear();
+    }
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
     let (status, body) = match path {
         "/health" => match metrics.health() {

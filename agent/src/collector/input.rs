@@ -162,7 +162,7 @@ pub async fn run_input(
                         // Back-pressure: make durable and acknowledge what is
                         // in, then wait for the writer to free space.
                         Metrics::add(&metrics.queue_full_waits, 1);
-                        commit(&shared)?;
+                        commit(&shared, &metrics)?;
                         unacked.extend(burst[done..i].iter().cloned());
                         done = i;
                         send_acks(&client, &mut unacked);
@@ -183,14 +183,22 @@ pub async fn run_input(
             }
             Metrics::add(&metrics.readings_queued, n as u64);
         }
-        commit(&shared)?;
+        commit(&shared, &metrics)?;
         unacked.extend(burst.drain(..).skip(done));
         burst.clear();
     }
 }
 
-fn commit(shared: &SharedQueue) -> Result<(), QueueError> {
-    tokio::task::block_in_place(|| shared.lock().commit())?;
+/// Makes the appended messages durable and publishes the queue's depth:
+/// the writer publishes it only while it reads the queue, which it does
+/// not while carbon is unreachable, the time the depth matters most.
+fn commit(shared: &SharedQueue, metrics: &Metrics) -> Result<(), QueueError> {
+    tokio::task::block_in_place(|| {
+        let mut queue = shared.lock();
+        queue.commit()?;
+        SharedQueue::update_gauges(&queue, metrics);
+        Ok::<(), QueueError>(())
+    })?;
     shared.notify_data();
     Ok(())
 }

@@ -108,6 +108,16 @@ mod tests {
     }
 
     #[test]
+    fn a_value_keeps_every_bit_of_its_double() {
+        // 17 significant digits, as Python's json.dumps writes a computed
+        // float: serde_json's default parser is one ulp off here (22.49);
+        // Graphite must store what the sensor sent (feature float_roundtrip).
+        let d = JsonDecoder::new(None, None);
+        let got = all(&d, r#"{"t": 22.490000000000002}"#).unwrap();
+        assert_eq!(got[0].1.to_bits(), 22.490000000000002f64.to_bits());
+    }
+
+    #[test]
     fn takes_every_numeric_field_without_a_map() {
         let d = JsonDecoder::new(None, Some("ts".into()));
         let got = all(
