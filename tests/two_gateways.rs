@@ -25,13 +25,14 @@ fn binaries() -> Binaries {
     }
 }
 
+/// The node-wide drop counter for `reason` (the row without a tenant).
 fn drops(lab: &Lab, node: usize, reason: &str) -> u64 {
     let drops = lab.json(node, &["drops", "--json"]).expect("drops");
     drops
         .as_array()
         .expect("a list")
         .iter()
-        .filter(|d| d["reason"] == reason)
+        .filter(|d| d["reason"] == reason && d["tenant"].is_null())
         .filter_map(|d| d["packets"].as_u64())
         .sum()
 }

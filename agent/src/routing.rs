@@ -622,10 +622,10 @@ prefixes = ["10.1.1.0/24"]
             )
         };
         let config = |listen| Config::parse(&text(listen), "agent.toml").expect("parses");
-        let client = bgp_config(&config(false), &[], false).expect("config");
+        let client = bgp_config(&config(false), &[], &[], false).expect("config");
         assert_eq!(client.listen_port, None);
         assert!(!client.peers[0].0.passive);
-        let listening = bgp_config(&config(true), &[], false).expect("config");
+        let listening = bgp_config(&config(true), &[], &[], false).expect("config");
         assert_eq!(listening.listen_port, Some(bgp::BGP_PORT));
     }
 
