@@ -9,7 +9,8 @@
 //!
 //! Prints the WireGuard peers, BGP sessions and routes per tenant, then
 //! every few seconds a ping line per tenant (gateway 1 → gateway 2 through
-//! the edge), the isolation check (city → conference) and one sensor line
+//! the edge), each tenant's packet and bit rates through gw1's agent (its
+//! Prometheus counters), the isolation check (city → conference) and one sensor line
 //! per gateway: readings published, points in Graphite (read back from
 //! whisper), the newest point and its age, and the collector's queue depth.
 //! Without `carbon-cache` installed it says so once and the queue depth
@@ -122,6 +123,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!("\nlive (Ctrl-C to stop):");
+    let mut traffic = TenantTraffic::read(&lab)?;
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         for (tenant, _) in pisek::lab::TENANTS {
             let from = lab.workload("gw1", tenant, 1);
@@ -134,6 +136,13 @@ fn main() -> anyhow::Result<()> {
                 if ok { "ok  " } else { "FAIL" }
             );
         }
+        // What each tenant sent and received through gw1's agent since the
+        // last round (its Prometheus counters): pings, sensor data, anything.
+        let now = TenantTraffic::read(&lab)?;
+        for (tenant, _) in pisek::lab::TENANTS {
+            println!("{:>10}: {}", tenant, now.rate_line(&traffic, tenant));
+        }
+        traffic = now;
         // Both tenants use 10.1.2.0/24 on gw2: city's ping to its own
         // workload's address must not reach conference's workload there
         // (workload 1, which gets no other traffic in this loop, so its
@@ -162,6 +171,73 @@ fn main() -> anyhow::Result<()> {
     drop(sensors);
     drop(lab);
     Ok(())
+}
+
+/// gw1's per-tenant overlay counters at one moment.
+struct TenantTraffic {
+    at: Instant,
+    /// (tenant, direction) -> (packets, bytes)
+    counters: std::collections::BTreeMap<(String, String), (u64, u64)>,
+}
+
+impl TenantTraffic {
+    fn read(lab: &Lab) -> anyhow::Result<TenantTraffic> {
+        let page = lab.metrics(1)?;
+        let mut counters = std::collections::BTreeMap::new();
+        for line in page.lines() {
+            let (family, rest) = match line.split_once('{') {
+                Some(split) => split,
+                None => continue,
+            };
+            let slot = match family {
+                "pisek_tenant_packets_total" => 0,
+                "pisek_tenant_bytes_total" => 1,
+                _ => continue,
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+            };
+            let (Some(tenant), Some(direction), Ok(value)) = (
+                label("tenant"),
+                label("direction"),
+                value.trim().parse::<u64>(),
+            ) else {
+                continue;
+            };
+            let entry: &mut (u64, u64) = counters.entry((tenant, direction)).or_default();
+            if slot == 0 {
+                entry.0 = value;
+            } else {
+                entry.1 = value;
+            }
+        }
+        Ok(TenantTraffic {
+            at: Instant::now(),
+            counters,
+        })
+    }
+
+    /// `gw1 overlay: out 12 pkt/s 9.6 kbit/s, in ...` since `before`.
+    fn rate_line(&self, before: &TenantTraffic, tenant: &str) -> String {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(0.001);
+        let rate = |direction: &str| {
+            let key = (tenant.to_string(), direction.to_string());
+            let (p1, b1) = self.counters.get(&key).copied().unwrap_or_default();
+            let (p0, b0) = before.counters.get(&key).copied().unwrap_or_default();
+            format!(
+                "{direction} {:.0} pkt/s {:.1} kbit/s",
+                p1.saturating_sub(p0) as f64 / secs,
+                b1.saturating_sub(b0) as f64 * 8.0 / 1000.0 / secs
+            )
+        };
+        format!("gw1 overlay traffic: {}, {}", rate("out"), rate("in"))
+    }
 }
 
 /// One gateway's sensor line: published, stored, newest point, queue.

@@ -642,6 +642,27 @@ private_key_file = "{key}"
 }
 
 impl Lab {
+    /// Node `i`'s Prometheus page (`/metrics` on the agent's default
+    /// loopback address, 127.0.0.1:9469, inside the node's namespace).
+    pub fn metrics(&self, i: usize) -> anyhow::Result<String> {
+        let out = self.exec(
+            &self.nodes[i].netns,
+            "python3",
+            &[
+                "-c",
+                "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:9469/metrics',timeout=5).read().decode())",
+            ],
+        )?;
+        if !out.status.success() {
+            bail!(
+                "metrics of {}: {}",
+                self.nodes[i].name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// ICMP echo requests the workload's namespace received (`InEchos` of
     /// /proc/net/snmp, per namespace): unlike the interface's packet counter
     /// it does not move with IPv6 neighbour discovery or MLD multicast, so it
