@@ -44,7 +44,10 @@ fn drops(answer: &Value, tenant: Option<&str>, reason: &str) -> Option<u64> {
 
 #[test]
 fn a_node_start_and_a_restart_count_no_spoofed_source() {
-    if !common::require("a_node_start_and_a_restart_count_no_spoofed_source", &["ip", "ping"]) {
+    if !common::require(
+        "a_node_start_and_a_restart_count_no_spoofed_source",
+        &["ip", "ping"],
+    ) {
         return;
     }
     let tag = common::unique_tag("qs");

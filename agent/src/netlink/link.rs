@@ -114,9 +114,11 @@ impl Netlink {
             .await
     }
 
-    /// Turns IFF_MULTICAST on or off. Off, the kernel joins no group for
-    /// the link beyond the all-nodes ones (never reported, RFC 3810 §6), so
-    /// it sends no MLD or IGMP report on it.
+    /// Turns IFF_MULTICAST on or off. Off, the kernel joins no all-routers
+    /// group on the link when forwarding goes on, and joins nothing for the
+    /// host's multicast sockets there; groups joined before stay joined
+    /// (and reported when the carrier comes up) until they are left
+    /// (`quiet.rs` leaves them first).
     pub async fn set_multicast(
         &self,
         index: u32,
