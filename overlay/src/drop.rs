@@ -30,6 +30,15 @@ pub enum DropReason {
     TooBig,
     /// A workload sent a packet whose source address is not its own.
     SpoofedSource,
+    /// The packet's addresses keep it on the link it was sent on: an
+    /// unspecified or link-local source, or a multicast, broadcast or
+    /// link-local destination. No router forwards it (RFC 4291 §2.5.6,
+    /// RFC 3927 §7, RFC 1812 §5.3.7), and the overlay routes unicast only,
+    /// so multicast of any scope stays on its link too. Mostly the kernel's
+    /// own IPv6 chatter on a TUN (MLD reports, router solicitations, DAD),
+    /// never a workload lying about its address: that is
+    /// [`DropReason::SpoofedSource`].
+    LinkScoped,
     /// The outer packet is a fragment; the overlay does not reassemble.
     Fragmented,
     /// The packet came from an interface or tenant the agent does not know.
@@ -46,7 +55,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// Every reason, in display order (the order of the enum).
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -58,6 +67,7 @@ impl DropReason {
         DropReason::BadChecksum,
         DropReason::TooBig,
         DropReason::SpoofedSource,
+        DropReason::LinkScoped,
         DropReason::Fragmented,
         DropReason::UnknownTenant,
         DropReason::NoPeer,
@@ -82,6 +92,7 @@ impl DropReason {
             DropReason::BadChecksum => "bad-checksum",
             DropReason::TooBig => "too-big",
             DropReason::SpoofedSource => "spoofed-source",
+            DropReason::LinkScoped => "link-scoped",
             DropReason::Fragmented => "fragmented",
             DropReason::UnknownTenant => "unknown-tenant",
             DropReason::NoPeer => "no-peer",

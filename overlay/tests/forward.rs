@@ -848,3 +848,172 @@ fn a_gre_next_hop_gets_mpls_over_gre() {
     assert_eq!(entry >> 12, 2002, "gw2's label for tenant B");
     assert_eq!(&outer[28..], &after_one_hop(&inner)[..]);
 }
+
+/// The drops of `reason` in `tenant` on `node`.
+fn tenant_drops(net: &Network, node: usize, tenant: TenantId, reason: DropReason) -> u64 {
+    net.nodes[node]
+        .pipeline
+        .tenant_drops(tenant)
+        .expect("tenant")
+        .get(reason)
+}
+
+#[test]
+fn the_kernels_ipv6_chatter_on_a_tenant_tun_is_link_scoped_not_spoofed() {
+    let mut net = Network::new();
+    let chatter = [
+        ipv6_packet("::", "ff02::1:ff00:5", 64, 0), // DAD neighbour solicitation
+        ipv6_packet("::", "ff02::16", 64, 0),       // MLDv2 report before an address
+        ipv6_packet("fe80::1234", "ff02::16", 64, 0), // MLDv2 report
+        ipv6_packet("fe80::1234", "ff02::2", 64, 0), // router solicitation
+        ipv6_packet("fe80::1234", "fd00:2::7", 64, 0), // link-local source
+        ipv6_packet("fd00:1::5", "fe80::1", 64, 0), // link-local destination
+        ipv6_packet("fd00:1::5", "ff05::1:3", 64, 0), // multicast of wider scope
+    ];
+    net.send(GW1, A, &chatter);
+    net.run();
+    assert!(net.take_delivered(GW2).is_empty());
+    assert!(net.take_delivered(GW1).is_empty());
+    let n = chatter.len() as u64;
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::LinkScoped), n);
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::SpoofedSource), 0);
+    assert_eq!(tenant_drops(&net, GW1, B, DropReason::LinkScoped), 0);
+    assert_eq!(net.drops(GW1, DropReason::LinkScoped), n);
+    assert_eq!(net.drops(GW1, DropReason::SpoofedSource), 0);
+    assert!(net.nodes[EDGE1].inbox.is_empty());
+}
+
+#[test]
+fn ipv4_link_scoped_packets_on_a_tenant_tun_are_link_scoped_not_spoofed() {
+    let mut net = Network::new();
+    let chatter = [
+        ipv4_packet("0.0.0.0", "255.255.255.255", 100, 0), // DHCP discover
+        ipv4_packet("10.1.0.5", "224.0.0.22", 40, 0),      // IGMPv3 report
+        ipv4_packet("10.1.0.5", "239.1.2.3", 40, 0),       // multicast of wider scope
+        ipv4_packet("169.254.3.3", "10.2.0.7", 40, 0),     // link-local source
+        ipv4_packet("10.1.0.5", "169.254.1.1", 40, 0),     // link-local destination
+    ];
+    net.send(GW1, A, &chatter);
+    net.run();
+    assert!(net.take_delivered(GW2).is_empty());
+    assert!(net.take_delivered(GW1).is_empty());
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::LinkScoped), 5);
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::SpoofedSource), 0);
+    assert_eq!(net.drops(GW1, DropReason::LinkScoped), 5);
+}
+
+#[test]
+fn multicast_from_a_workload_never_takes_a_default_route_into_a_tunnel() {
+    let mut net = Network::new();
+    let gw1 = &mut net.nodes[GW1].pipeline;
+    let vrf = gw1.vrfs_mut().get_mut(A).expect("vrf");
+    let to_gw2 = NextHop::Tunnel {
+        endpoint: tunnel_address(GW2),
+        label: label(2001),
+        encap: Encapsulation::MplsOverUdp,
+    };
+    vrf.insert(prefix("0.0.0.0/0"), to_gw2);
+    vrf.insert(prefix("::/0"), to_gw2);
+    gw1.vrfs_mut().commit_changed();
+    net.send(
+        GW1,
+        A,
+        &[
+            ipv4_packet("10.1.0.5", "239.1.2.3", 40, 0),
+            ipv6_packet("fd00:1::5", "ff0e::1", 64, 0),
+        ],
+    );
+    net.run();
+    assert!(net.take_delivered(GW2).is_empty());
+    assert!(net.nodes[EDGE1].inbox.is_empty());
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::LinkScoped), 2);
+}
+
+#[test]
+fn a_spoofed_routable_source_is_still_spoofed_in_both_families() {
+    let mut net = Network::new();
+    net.send(
+        GW1,
+        A,
+        &[
+            ipv4_packet("10.1.0.6", "10.2.0.7", 40, 0),
+            ipv6_packet("fd00:1::6", "fd00:2::7", 64, 0),
+        ],
+    );
+    net.run();
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::SpoofedSource), 2);
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::LinkScoped), 0);
+}
+
+#[test]
+fn the_kernels_chatter_on_the_fabric_tun_is_link_scoped_not_a_missing_peer() {
+    let mut net = Network::new();
+    let mut batch = PacketBatch::new(4, 1500, 0);
+    for p in [
+        ipv6_packet("fe80::1234", "ff02::16", 64, 0),
+        ipv6_packet("::", "ff02::16", 64, 0),
+        ipv4_packet("100.64.0.1", "224.0.0.22", 40, 0),
+        // A real routing hole on the tunnel network stays `no-peer`.
+        ipv4_packet("100.64.0.1", "192.0.2.99", 40, 0),
+    ] {
+        assert!(batch.push(&p));
+    }
+    let now = net.now;
+    net.nodes[GW1]
+        .pipeline
+        .egress_fabric_batch(&batch, now, &mut net.output);
+    net.route_output(GW1);
+    assert!(net.nodes[EDGE1].inbox.is_empty());
+    assert_eq!(net.drops(GW1, DropReason::LinkScoped), 3);
+    assert_eq!(net.drops(GW1, DropReason::NoPeer), 1);
+}
+
+#[test]
+fn a_tunnelled_link_scoped_packet_never_reaches_the_receivers_kernel() {
+    // Inner header offsets in an MPLSoUDP packet over IPv4: outer IP 20,
+    // UDP 8, one label 4.
+    const INNER: usize = 32;
+    let cases: [(Vec<u8>, std::ops::Range<usize>, IpAddr); 4] = [
+        (
+            ipv4_packet("10.1.0.5", "10.2.0.7", 60, 0),
+            INNER + 16..INNER + 20,
+            ip("224.0.0.1"),
+        ),
+        (
+            ipv4_packet("10.1.0.5", "10.2.0.7", 60, 0),
+            INNER + 12..INNER + 16,
+            ip("169.254.9.9"),
+        ),
+        (
+            ipv6_packet("fd00:1::5", "fd00:2::7", 64, 0),
+            INNER + 24..INNER + 40,
+            ip("ff02::1"),
+        ),
+        (
+            ipv6_packet("fd00:1::5", "fd00:2::7", 64, 0),
+            INNER + 8..INNER + 24,
+            ip("fe80::99"),
+        ),
+    ];
+    for (inner, field, forged) in cases {
+        let mut outer = tunnel_packet_on_the_wire(A, &inner);
+        let bytes = match forged {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        outer[field].copy_from_slice(&bytes);
+        let mut net = Network::new();
+        let mut out = ForwardOutput::new(4, &net.nodes[GW2].pipeline.config().mtu);
+        let now = net.now;
+        net.nodes[GW2]
+            .pipeline
+            .deliver_decrypted(&mut outer, now, &mut out);
+        assert!(out.local.is_empty() && out.underlay.is_empty(), "{forged}");
+        assert_eq!(
+            tenant_drops(&net, GW2, A, DropReason::LinkScoped),
+            1,
+            "{forged}"
+        );
+        assert_eq!(net.drops(GW2, DropReason::LinkScoped), 1, "{forged}");
+    }
+}

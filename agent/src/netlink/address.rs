@@ -53,4 +53,47 @@ impl Netlink {
         }
         Ok(out)
     }
+
+    /// Deletes every IPv6 link-local address (fe80::/10) of a link; returns
+    /// how many there were. Once `addr_gen_mode` is none the kernel makes
+    /// no new one, but one made before (by an older agent, or before the
+    /// sysctl was set) stays until deleted.
+    pub async fn delete_ipv6_link_local(
+        &self,
+        index: u32,
+        ifname: &str,
+    ) -> Result<usize, NetlinkError> {
+        let mut stream = self
+            .handle()
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut link_local = Vec::new();
+        while let Some(msg) = stream.try_next().await.map_err(|e| {
+            NetlinkError::from_rtnetlink(format!("listing addresses of {ifname}"), e)
+        })? {
+            let is_link_local = msg.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Address(IpAddr::V6(v6)) if v6.is_unicast_link_local())
+            });
+            if is_link_local {
+                link_local.push(msg);
+            }
+        }
+        let count = link_local.len();
+        for msg in link_local {
+            self.handle()
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .map_err(|e| {
+                    NetlinkError::from_rtnetlink(
+                        format!("deleting a link-local address of {ifname}"),
+                        e,
+                    )
+                })?;
+        }
+        Ok(count)
+    }
 }

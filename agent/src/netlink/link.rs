@@ -21,6 +21,8 @@ pub struct LinkInfo {
     pub mtu: Option<u32>,
     /// Administratively up.
     pub up: bool,
+    /// IFF_MULTICAST: the kernel joins and reports multicast groups on it.
+    pub multicast: bool,
 }
 
 impl Netlink {
@@ -112,6 +114,30 @@ impl Netlink {
             .await
     }
 
+    /// Turns IFF_MULTICAST on or off. Off, the kernel joins no all-routers
+    /// group on the link when forwarding goes on, and joins nothing for the
+    /// host's multicast sockets there; groups joined before stay joined
+    /// (and reported when the carrier comes up) until they are left
+    /// (`quiet.rs` leaves them first).
+    pub async fn set_multicast(
+        &self,
+        index: u32,
+        on: bool,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
+        let message = LinkMessageBuilder::<LinkUnspec>::new()
+            .index(index)
+            .multicast(on)
+            .build();
+        self.set_link(message, || {
+            format!(
+                "turning multicast {} on {name}",
+                if on { "on" } else { "off" }
+            )
+        })
+        .await
+    }
+
     /// Deletes the link with this name; a missing link is success. Returns
     /// true when it deleted one. Deleting one end of a veth pair deletes the
     /// other, wherever it is, and the routes through it.
@@ -156,6 +182,7 @@ fn describe(msg: netlink_packet_route::link::LinkMessage) -> LinkInfo {
         mac: None,
         mtu: None,
         up: msg.header.flags.contains(LinkFlags::Up),
+        multicast: msg.header.flags.contains(LinkFlags::Multicast),
     };
     for attr in msg.attributes {
         match attr {

@@ -26,11 +26,13 @@
 mod address;
 mod link;
 mod neighbour;
+mod quiet;
 mod route;
 mod rule;
 pub mod sysctl;
 
 pub use link::LinkInfo;
+pub use quiet::QuietChanges;
 pub use route::{RouteEntry, UNREACHABLE_METRIC};
 pub use rule::IifRule;
 

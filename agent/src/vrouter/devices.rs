@@ -10,10 +10,15 @@
 //!   packets for local workloads) is routed in the tenant's table, never in
 //!   the host's main table.
 //!
+//! Every TUN is quiet: no IPv6 link-local address, no multicast, so the
+//! kernel sends nothing of its own into the agent (DAD, MLD reports, router
+//! solicitations would otherwise reach the pipeline as a workload's packets;
+//! `netlink/quiet.rs`).
+//!
 //! Every step is idempotent, so a restarted agent adopts what it finds.
 
 use crate::config::{Config, TenantConfig};
-use crate::netlink::Netlink;
+use crate::netlink::{Netlink, QuietChanges};
 use anyhow::Context;
 use ipnet::IpNet;
 use pisek_overlay::forward::Mtu;
@@ -37,12 +42,14 @@ pub const FABRIC_TUN: &str = "pisek0";
 pub async fn open_devices(config: &Config, mtu: &Mtu, host: &Netlink) -> anyhow::Result<Devices> {
     let tunnel = IpNet::new(config.tunnel.address, config.tunnel.network.prefix())
         .context("tunnel address and network prefix")?;
-    let fabric = open_persistent_tun(FABRIC_TUN, Some(tunnel), mtu.fabric, false)
+    let fabric = open_persistent_tun(host, FABRIC_TUN, Some(tunnel), mtu.fabric, false)
+        .await
         .with_context(|| format!("opening the fabric TUN {FABRIC_TUN}"))?;
     let mut tenants = Vec::with_capacity(config.tenants.len());
     for tenant in &config.tenants {
         let name = tenant.tun_name();
-        let tun = open_persistent_tun(&name, None, mtu.tenant, TENANT_TUN_OFFLOAD)
+        let tun = open_persistent_tun(host, &name, None, mtu.tenant, TENANT_TUN_OFFLOAD)
+            .await
             .with_context(|| format!("opening the TUN {name} of tenant {}", tenant.name))?;
         route_tenant_into_tun(tenant, host)
             .await
@@ -59,18 +66,29 @@ pub async fn open_devices(config: &Config, mtu: &Mtu, host: &Netlink) -> anyhow:
 pub const TENANT_TUN_OFFLOAD: bool = true;
 
 /// Creates the TUN `name`, or attaches to it if an earlier run left it
-/// (persistent), with `mtu` and `address`, up and non-blocking.
-fn open_persistent_tun(
+/// (persistent), with `mtu` and `address`, quiet (no IPv6 link-local
+/// address, no multicast: [`Netlink::quiet_point_to_point`]), up and
+/// non-blocking.
+///
+/// The kernel speaks on a TUN when its carrier comes up, that is when a
+/// process opens it: an adopted TUN is quieted before it is opened, a new
+/// one after it is created and before it is up. An adopted TUN keeps its
+/// up state (taking it down would flush every route through it).
+async fn open_persistent_tun(
+    host: &Netlink,
     name: &str,
     address: Option<IpNet>,
     mtu: usize,
     offload: bool,
-) -> std::io::Result<SyncDevice> {
+) -> anyhow::Result<SyncDevice> {
+    if host.link_by_name(name).await?.is_some() {
+        quiet(host, name).await?;
+    }
     let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
     let mut builder = DeviceBuilder::new()
         .name(name)
         .mtu(mtu)
-        .enable(true)
+        .inherit_enable_state()
         .offload(offload);
     builder = match address {
         Some(IpNet::V4(a)) => builder.ipv4(a.addr(), a.prefix_len(), None),
@@ -81,8 +99,24 @@ fn open_persistent_tun(
     // TUNSETPERSIST: the device outlives this process, so an agent restart
     // keeps every route and rule that names it.
     device.persist()?;
+    quiet(host, name).await?;
+    device.enabled(true)?;
     device.set_nonblocking(true)?;
     Ok(device)
+}
+
+/// Quiets a TUN and logs what an earlier run had left noisy.
+async fn quiet(host: &Netlink, name: &str) -> anyhow::Result<()> {
+    let changes = host.quiet_point_to_point(name).await?;
+    if changes != QuietChanges::default() {
+        tracing::debug!(
+            tun = name,
+            link_local_deleted = changes.link_local_deleted,
+            multicast_turned_off = changes.multicast_turned_off,
+            "quieted the kernel on the TUN"
+        );
+    }
+    Ok(())
 }
 
 /// `default dev pisek-t<N>` in the tenant's table and `iif pisek-t<N>

@@ -1,6 +1,7 @@
 //! Egress: packets from the node into the overlay.
 //!
-//! Tenant TUN batch → anti-spoofing (source is one of the tenant's
+//! Tenant TUN batch → link-scoped addresses dropped (the kernel's own
+//! chatter on the TUN) → anti-spoofing (source is one of the tenant's
 //! workloads) → VRF LPM → Local: back out of the tenant TUN / Tunnel:
 //! inner TTL − 1 (ICMP "time exceeded" back) → MTU check (ICMP "too big" back to the workload) →
 //! MPLSoUDP or MPLSoGRE encap in place, into the slot's headroom →
@@ -79,7 +80,7 @@ impl Pipeline {
             self.drops.record_many(DropReason::QueueFull, overflowed);
             match sent {
                 Ok(_) => self.fabric.sent(packet.len()),
-                Err(reason) => self.drops.record(send_drop_reason(reason)),
+                Err(reason) => self.drops.record(fabric_drop_reason(packet, reason)),
             }
         }
     }
@@ -99,6 +100,14 @@ impl Pipeline {
             .tenants
             .get_mut(&tenant)
             .ok_or(DropReason::UnknownTenant)?;
+        // The kernel's own link chatter on the TUN (MLD, DAD, router
+        // solicitations from `::` or `fe80::`) is not a workload lying
+        // about its address, and multicast or link-local traffic must not
+        // reach a tunnel even from a workload's own address (a default
+        // route would carry it): its own reason, before anti-spoofing.
+        if header.is_link_scoped() {
+            return Err(DropReason::LinkScoped);
+        }
         if !state.workloads.contains(&header.source) {
             return Err(DropReason::SpoofedSource);
         }
@@ -192,5 +201,16 @@ impl Pipeline {
             out.local
                 .commit_entry(len, super::batch::NO_ENDPOINT, Interface::Tenant(tenant));
         }
+    }
+}
+
+/// Why a packet from the fabric TUN could not be sent. WireGuard has no
+/// peer for a multicast or link-local destination: that is the kernel's
+/// link chatter on `pisek0`, counted as such and not as a routing hole
+/// (`no-peer`). Judged only once sending failed: the fast path pays nothing.
+fn fabric_drop_reason(packet: &[u8], reason: crate::wg::WgDropReason) -> DropReason {
+    match IpHeader::parse(packet) {
+        Some(header) if header.is_link_scoped() => DropReason::LinkScoped,
+        _ => send_drop_reason(reason),
     }
 }

@@ -85,6 +85,14 @@ impl IpHeader {
         }
     }
 
+    /// Whether the packet's addresses keep it on the link it was sent on,
+    /// so the overlay (one routed hop) must never carry it: see
+    /// [`crate::drop::DropReason::LinkScoped`]. A handful of comparisons on
+    /// the address bytes, no lookup.
+    pub fn is_link_scoped(&self) -> bool {
+        link_scoped_source(self.source) || link_scoped_destination(self.destination)
+    }
+
     /// The encapsulation of a packet addressed to this node, judged by its
     /// outer header: MPLS-in-UDP (UDP to port 6635, RFC 7510 §3),
     /// MPLS-in-GRE (IP protocol 47, RFC 4023), or anything else (for the
@@ -112,6 +120,28 @@ impl IpHeader {
     }
 }
 
+/// A source no router forwards from: unspecified (RFC 1122 §3.2.1.3,
+/// RFC 4291 §2.5.2: only for a node that has no address yet, as DAD and
+/// early MLD reports) or link-local (RFC 3927 §7, RFC 4291 §2.5.6).
+fn link_scoped_source(source: IpAddr) -> bool {
+    match source {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_unicast_link_local(),
+    }
+}
+
+/// A destination no router forwards to: link-local (RFC 3927 §7, RFC 4291
+/// §2.5.6), the limited broadcast (RFC 1812 §5.3.5.1), unspecified, or
+/// multicast, which the overlay does not route at any scope.
+fn link_scoped_destination(destination: IpAddr) -> bool {
+    match destination {
+        IpAddr::V4(a) => {
+            a.is_multicast() || a.is_link_local() || a.is_broadcast() || a.is_unspecified()
+        }
+        IpAddr::V6(a) => a.is_multicast() || a.is_unicast_link_local() || a.is_unspecified(),
+    }
+}
+
 /// How a packet addressed to this node is encapsulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TunnelKind {
@@ -132,6 +162,62 @@ mod tests {
         assert_eq!(IpHeader::parse(&[0x4f; 40]), None, "IHL 60 > length");
         assert_eq!(IpHeader::parse(&[0x60; 39]), None);
         assert_eq!(IpHeader::parse(&[0x20; 60]), None);
+    }
+
+    fn header(source: &str, destination: &str) -> IpHeader {
+        IpHeader {
+            source: source.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+            dont_fragment: false,
+            protocol: 0,
+            payload_start: 0,
+            later_fragment: false,
+        }
+    }
+
+    #[test]
+    fn link_scoped_sources_and_destinations_are_recognised_in_both_families() {
+        for (source, destination) in [
+            // The kernel's IPv6 chatter on a new interface.
+            ("::", "ff02::1:ff12:3456"),   // DAD neighbour solicitation
+            ("::", "ff02::16"),            // MLDv2 report, no address yet
+            ("fe80::1234", "ff02::16"),    // MLDv2 report
+            ("fe80::1234", "ff02::2"),     // router solicitation
+            ("fd00:10:1:1::2", "ff05::2"), // multicast of wider scope
+            ("fd00:10:1:1::2", "fe80::1"), // link-local destination
+            ("fe80::1234", "fd00:10:1:2::2"), // link-local source
+            ("fd00:10:1:1::2", "::"),      // unspecified destination
+            // IPv4.
+            ("0.0.0.0", "255.255.255.255"),  // DHCP discover
+            ("10.1.1.2", "224.0.0.22"),      // IGMPv3 report
+            ("10.1.1.2", "239.1.2.3"),       // multicast of wider scope
+            ("169.254.7.7", "10.1.2.2"),     // link-local source
+            ("10.1.1.2", "169.254.1.1"),     // link-local destination
+            ("10.1.1.2", "255.255.255.255"), // limited broadcast
+        ] {
+            assert!(
+                header(source, destination).is_link_scoped(),
+                "{source} -> {destination}"
+            );
+        }
+    }
+
+    #[test]
+    fn unicast_between_routable_addresses_is_not_link_scoped() {
+        for (source, destination) in [
+            ("10.1.1.2", "10.1.2.2"),
+            ("10.1.1.2", "8.8.8.8"),
+            ("fd00:10:1:1::2", "fd00:10:1:2::2"),
+            ("2001:db8::1", "2001:db8:1::1"),
+            // A spoofed but routable source is the anti-spoofing check's.
+            ("10.9.9.9", "10.1.2.2"),
+            ("fd00:9::9", "fd00:10:1:2::2"),
+        ] {
+            assert!(
+                !header(source, destination).is_link_scoped(),
+                "{source} -> {destination}"
+            );
+        }
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! Underlay batch → WireGuard decrypt (handshake answers and packets that
 //! waited for the handshake go out to the underlay batch) → outer header:
 //! - for this node's tunnel address, MPLSoUDP (UDP port 6635) or MPLSoGRE
-//!   → decap → label table: label → tenant → VRF LPM of the inner
-//!   destination → Local: the tenant's TUN (a drop from here on counts
-//!   for the tenant as well as the node);
+//!   → decap → label table: label → tenant → link-scoped inner addresses
+//!   dropped → VRF LPM of the inner destination → Local: the tenant's TUN
+//!   (a drop from here on counts for the tenant as well as the node);
 //! - for this node's tunnel address, anything else → the fabric TUN (the
 //!   kernel: iBGP, pings to the tunnel address);
 //! - for another node's tunnel address, on the edge → outer TTL − 1 →
@@ -140,6 +140,13 @@ impl Pipeline {
 /// tenant's TUN (in `local`), or says why not.
 fn deliver_in_vrf(vrf: &Vrf, inner: &[u8], local: &mut PacketBatch) -> Result<(), DropReason> {
     let header = IpHeader::parse(inner).ok_or(DropReason::Malformed)?;
+    // A sending agent never tunnels link-scoped packets (egress drops
+    // them); one that arrives anyway must not reach the node's kernel
+    // through the TUN, where a link-local or multicast destination would
+    // be taken for the host's own.
+    if header.is_link_scoped() {
+        return Err(DropReason::LinkScoped);
+    }
     match vrf.lookup(header.destination) {
         Some(NextHop::Local(_)) => {}
         Some(NextHop::Discard) => return Err(DropReason::DiscardRoute),

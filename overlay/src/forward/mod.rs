@@ -2,13 +2,13 @@
 //! datagrams out, and back, as a state machine with no I/O.
 //!
 //! ```text
-//! egress  (egress.rs):  tenant TUN batch → anti-spoofing → VRF LPM →
+//! egress  (egress.rs):  tenant TUN batch → link-scoped dropped → anti-spoofing → VRF LPM →
 //!                       Local: back to the tenant TUN
 //!                       Tunnel: TTL − 1 (ICMP time exceeded back) → MTU check (ICMP too big back) →
 //!                       MPLSoUDP / MPLSoGRE encap in place → WireGuard → underlay batch
 //!         fabric TUN batch (pisek0) → WireGuard → underlay batch
 //! ingress (ingress.rs): underlay batch → WireGuard decrypt (handshake answers out) →
-//!                       for us + MPLS: decap → label → VRF → tenant TUN
+//!                       for us + MPLS: decap → label → link-scoped dropped → VRF → tenant TUN
 //!                       for us, other: fabric TUN (kernel)
 //!                       for another node (hub role): outer TTL − 1 → WireGuard → underlay
 //! timers  (timers.rs):  tick(now) → WireGuard timers, failover → underlay batch
