@@ -85,18 +85,24 @@ pub fn save_learned_routes(
     routes: &[LearnedRoute],
 ) -> Result<(), LearnedRoutesError> {
     let path = learned_routes_path(state_dir);
+    let bytes = encode_learned_routes(routes).map_err(|e| LearnedRoutesError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    atomic::write_atomically(&path, &bytes)
+        .map_err(|source| LearnedRoutesError::Io { path, source })
+}
+
+/// The file's content for `routes`.
+pub fn encode_learned_routes(routes: &[LearnedRoute]) -> Result<Vec<u8>, serde_json::Error> {
     let document = Document {
         version: LEARNED_ROUTES_VERSION,
         routes: routes.iter().map(Record::from).collect(),
     };
     // Compact: the file may hold a whole VPN table.
-    let mut bytes = serde_json::to_vec(&document).map_err(|e| LearnedRoutesError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
+    let mut bytes = serde_json::to_vec(&document)?;
     bytes.push(b'\n');
-    atomic::write_atomically(&path, &bytes)
-        .map_err(|source| LearnedRoutesError::Io { path, source })
+    Ok(bytes)
 }
 
 /// The routes of the file; an absent file is an empty list.
@@ -107,7 +113,7 @@ pub fn load_learned_routes(state_dir: &Path) -> Result<Vec<LearnedRoute>, Learne
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(LearnedRoutesError::Io { path, source }),
     };
-    parse(&bytes).map_err(|reason| LearnedRoutesError::Corrupt { path, reason })
+    parse_learned_routes(&bytes).map_err(|reason| LearnedRoutesError::Corrupt { path, reason })
 }
 
 /// Removes the file (a start that adopts nothing must never load it later).
@@ -120,9 +126,10 @@ pub fn remove_learned_routes(state_dir: &Path) -> Result<(), LearnedRoutesError>
     }
 }
 
-/// Parses a document; every route must be valid, or none is used (a file
-/// damaged in one place may be damaged in others).
-fn parse(bytes: &[u8]) -> Result<Vec<LearnedRoute>, String> {
+/// Parses the file's content; every route must be valid, or none is used
+/// (a file damaged in one place may be damaged in others). The error says
+/// what is wrong.
+pub fn parse_learned_routes(bytes: &[u8]) -> Result<Vec<LearnedRoute>, String> {
     let document: Document = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if document.version != LEARNED_ROUTES_VERSION {
         return Err(format!(

@@ -25,8 +25,9 @@ mod learned;
 pub use endpoints::{EndpointPhase, EndpointRecord, Endpoints};
 pub use labels::{LabelAllocations, LabelsExhausted};
 pub use learned::{
-    LEARNED_ROUTES_FILE, LearnedRoute, LearnedRoutesError, learned_routes_path,
-    load_learned_routes, remove_learned_routes, save_learned_routes,
+    LEARNED_ROUTES_FILE, LearnedRoute, LearnedRoutesError, encode_learned_routes,
+    learned_routes_path, load_learned_routes, parse_learned_routes, remove_learned_routes,
+    save_learned_routes,
 };
 
 use crate::ipam::Leases;
