@@ -448,20 +448,17 @@ fn longest_ping_gap(output: &str, interval: Duration) -> Duration {
     interval * gap as u32
 }
 
-#[test]
-fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
-    if !common::require(
-        "a_gateway_agent_restart_keeps_tcp_streams_and_addresses",
-        &["ip", "ping", "python3"],
-    ) {
-        return;
-    }
-    let tag = common::unique_tag("tr");
-    let mut lab = Lab::start(&tag, binaries()).expect("the lab starts");
-    lab.wait_until_ready(Duration::from_secs(20))
-        .expect("peers, sessions and routes come up");
+/// Restarts gw1's agent (SIGTERM, `between` while it is down, start, then
+/// `after`) while a paced TCP stream runs gw1 -> gw2 in `city` and a 50 ms
+/// ping runs beside it. Asserts that the stream survives intact and that
+/// gw1's workloads keep their addresses; returns the longest run of lost
+/// pings.
+fn restart_gw1_under_traffic(
+    lab: &mut Lab,
+    between: impl FnOnce(&Lab),
+    after: impl FnOnce(&Lab),
+) -> Duration {
     let endpoints_before = lab.json(1, &["endpoints", "--json"]).expect("endpoints");
-
     // A TCP stream gw1 -> gw2 (about 6 s, paced) and a fast ping beside it.
     let a = lab.workload("gw1", "city", 1).clone();
     let b = lab.workload("gw2", "city", 1).clone();
@@ -508,8 +505,10 @@ fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
     std::thread::sleep(Duration::from_secs(1));
     let restart = Instant::now();
     lab.stop_agent(1).expect("SIGTERM stops the agent cleanly");
+    between(lab);
     lab.start_agent(1).expect("the agent starts again");
     eprintln!("agent restarted in {:?}", restart.elapsed());
+    after(lab);
 
     let sent = sender.wait_with_output().expect("sender");
     assert!(
@@ -526,14 +525,127 @@ fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
         "every byte of the stream arrived"
     );
     let ping = ping.wait_with_output().expect("ping");
-    let outage = longest_ping_gap(
-        &String::from_utf8_lossy(&ping.stdout),
-        Duration::from_millis(50),
-    );
-    eprintln!("outage seen by a 50 ms ping across the restart: {outage:?}");
     assert_eq!(
         lab.json(1, &["endpoints", "--json"]).expect("endpoints"),
         endpoints_before,
         "workloads keep their addresses and interfaces"
     );
+    longest_ping_gap(
+        &String::from_utf8_lossy(&ping.stdout),
+        Duration::from_millis(50),
+    )
+}
+
+#[test]
+fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
+    if !common::require(
+        "a_gateway_agent_restart_keeps_tcp_streams_and_addresses",
+        &["ip", "ping", "python3"],
+    ) {
+        return;
+    }
+    let tag = common::unique_tag("tr");
+    let mut lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions and routes come up");
+    let outage = restart_gw1_under_traffic(&mut lab, |_| {}, |_| {});
+    eprintln!("outage seen by a 50 ms ping across the restart: {outage:?}");
+    assert!(outage < OUTAGE_TARGET, "outage {outage:?}");
+}
+
+/// The target for the data-path outage of an agent restart.
+const OUTAGE_TARGET: Duration = Duration::from_secs(1);
+
+/// A host route of gw2 that goes away while gw1's agent is down.
+const GW2_STRAY: &str = "10.1.9.7";
+
+/// gw1's BGP route for `prefix` in `city`, if it has one.
+fn gw1_route(lab: &Lab, prefix: &str) -> Option<String> {
+    let routes = lab
+        .json(1, &["routes", "--tenant", "city", "--json"])
+        .ok()?;
+    routes.as_array()?.iter().find_map(|r| {
+        (r["prefix"] == prefix && r["source"] == "bgp")
+            .then(|| r["next_hop"].as_str().unwrap_or_default().to_string())
+    })
+}
+
+/// With gobgpd as reflector, a restarted gateway agent waits 5 s for its
+/// session (gobgpd's fixed idle hold), so only the routes it kept from its
+/// previous run carry its traffic meanwhile (RFC 4724 §4.1, Forwarding
+/// State). A host route withdrawn while it was down goes once gobgpd has
+/// resent everything (End-of-RIB).
+#[test]
+fn a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_away() {
+    if !common::require(
+        "a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_away",
+        &["ip", "ping", "python3", "gobgpd"],
+    ) {
+        return;
+    }
+    let tag = common::unique_tag("tq");
+    let mut lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(20))
+        .expect("peers, sessions (to gobgpd) and routes come up");
+    // gw2 attaches a workload with a stray address: gw1 learns its /32.
+    let stray = common::Netns::new(&format!("{tag}s"));
+    let stray_path = stray.path().display().to_string();
+    lab.pisekctl(
+        2,
+        &[
+            "attach",
+            "--netns",
+            &stray_path,
+            "--tenant",
+            "city",
+            "--address",
+            GW2_STRAY,
+        ],
+    )
+    .expect("attach the stray address on gw2");
+    let host_route = format!("{GW2_STRAY}/32");
+    let next_hop = common::poll_until(
+        "gw1 learns gw2's stray /32",
+        Duration::from_secs(10),
+        || gw1_route(&lab, &host_route),
+    );
+    assert_eq!(next_hop, "10.255.0.12");
+
+    let outage = restart_gw1_under_traffic(
+        &mut lab,
+        |lab| {
+            // Gone while gw1's agent is down: gw1 does not hear the withdrawal.
+            lab.pisekctl(2, &["detach", "--netns", &stray_path])
+                .expect("detach on gw2");
+        },
+        |lab| {
+            // The restarted agent forwards with what it kept, the /32
+            // included, while gobgpd still refuses its session.
+            common::poll_until(
+                "gw1's kept routes in its VRF right after the start",
+                Duration::from_secs(3),
+                || gw1_route(lab, &host_route).map(|_| ()),
+            );
+            let sessions = lab.json(1, &["bgp", "--json"]).expect("bgp");
+            eprintln!("gw1's session right after the start: {sessions}");
+        },
+    );
+    eprintln!("outage seen by a 50 ms ping across the restart behind gobgpd: {outage:?}");
+    assert!(
+        outage < OUTAGE_TARGET,
+        "outage {outage:?}: the kept routes must carry the traffic until gobgpd takes the session back"
+    );
+    // Once gobgpd accepted the session again and sent End-of-RIB, the kept
+    // /32 nobody resent is gone, and gw2's prefix is fresh.
+    common::poll_until(
+        "gw1 sweeps the /32 gw2 withdrew while gw1's agent was down",
+        Duration::from_secs(20),
+        || gw1_route(&lab, &host_route).is_none().then_some(()),
+    );
+    assert_eq!(
+        gw1_route(&lab, "10.1.2.0/24").as_deref(),
+        Some("10.255.0.12"),
+        "gw2's prefix stays"
+    );
+    learned_routes_on_gw1(&lab);
 }

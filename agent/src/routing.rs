@@ -25,12 +25,19 @@
 //! (DESIGN.md, "Advertised routes"). A local host route wins over learned
 //! ones for the same prefix: the workload is here, whatever an older
 //! advertisement from its previous node says.
+//!
+//! Across a restart the learned routes are kept ([`restart`]): written to
+//! the state directory while the agent runs, loaded stale into the VRFs by
+//! a start that adopts the data plane, swept once every neighbor has sent
+//! End-of-RIB (RFC 4724 §4.1).
+
+pub mod restart;
 
 use crate::api::BgpSessionInfo;
 use crate::attach::{WorkloadAddresses, WorkloadObserver};
-use crate::bgp::{self, BgpConfig, BgpHandle, ImportedRoute, RouteEvent};
+use crate::bgp::{self, BgpConfig, BgpHandle, RouteEvent, SpeakerEvent};
 use crate::config::Config;
-use crate::state::{AgentState, EndpointPhase};
+use crate::state::{AgentState, EndpointPhase, LearnedRoute};
 use crate::vrouter::{Command, CommandSender};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
@@ -41,6 +48,7 @@ use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
 use pisek_overlay::bgp::speaker::{PeerConfig, SpeakerConfig};
 use pisek_overlay::packet::{Encapsulation, Label};
 use pisek_overlay::vrf::{InterfaceId, NextHop};
+use restart::{LearnedRoutesWriter, StaleSweep};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -54,6 +62,17 @@ pub struct Routing {
     pub sessions: Arc<Mutex<Vec<BgpSessionInfo>>>,
     /// The VRF routes, shared by the route task and [`WorkloadRouting`].
     pub vrf_routes: Arc<Mutex<VrfRoutes>>,
+    /// Keeps the learned routes in the state directory for a restart.
+    pub learned_routes: LearnedRoutesWriter,
+}
+
+impl Routing {
+    /// Stops the speaker without a NOTIFICATION (peers keep our routes,
+    /// RFC 4724) and writes the learned routes for the next start.
+    pub async fn stop_for_restart(&self) {
+        self.handle.crash().await;
+        self.learned_routes.flush().await;
+    }
 }
 
 /// The BGP identifier: configured, else the tunnel address.
@@ -149,7 +168,7 @@ pub fn bgp_config(
             }),
             stale_routes_time: Duration::from_secs(60),
             cluster_id: reflector.then_some(router_id),
-            families: vec![Family::VPNV4, Family::VPNV6],
+            families: FAMILIES.to_vec(),
         },
         local_address: config.tunnel.address,
         // bgp.listen = false: a reflector daemon on this node owns port 179.
@@ -172,21 +191,39 @@ pub fn bgp_config(
     })
 }
 
+/// The VPN families the agent's speaker offers.
+pub const FAMILIES: [Family; 2] = [Family::VPNV4, Family::VPNV6];
+
 /// Starts the speaker and the tasks that feed the VRFs and the API.
+/// `vrf_routes`: the routes the VRFs start with (restored stale after a
+/// restart, [`restart::restored_routes`], and already in the forwarder's
+/// VRFs); they go once every neighbor has sent End-of-RIB.
 pub async fn start(
     config: Arc<Config>,
     labels: &[(TenantId, Label)],
     strays: &[(TenantId, IpNet)],
     restarting: bool,
     vrouter: CommandSender,
+    vrf_routes: VrfRoutes,
 ) -> anyhow::Result<Routing> {
     let bgp = bgp::spawn(bgp_config(&config, labels, strays, restarting)?)
         .await
         .context("starting the BGP speaker")?;
     let handle = bgp.handle;
-    let events = handle.subscribe().await?;
-    let vrf_routes = Arc::new(Mutex::new(VrfRoutes::new(config.tunnel.address)));
-    tokio::spawn(install_routes(events, Arc::clone(&vrf_routes), vrouter));
+    let events = handle.subscribe_events().await?;
+    let sweep = vrf_routes
+        .has_stale()
+        .then(|| StaleSweep::new(&config, &FAMILIES));
+    let vrf_routes = Arc::new(Mutex::new(vrf_routes));
+    let learned_routes =
+        LearnedRoutesWriter::spawn(config.state.dir.clone(), Arc::clone(&vrf_routes));
+    tokio::spawn(install_routes(
+        events,
+        Arc::clone(&vrf_routes),
+        vrouter,
+        sweep,
+        learned_routes.clone(),
+    ));
     let sessions = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(track_sessions(
         handle.clone(),
@@ -197,11 +234,23 @@ pub async fn start(
         handle,
         sessions,
         vrf_routes,
+        learned_routes,
     })
 }
 
+/// A learned route for one tenant and prefix, from one advertiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    next_hop: IpAddr,
+    label: Label,
+    encap: Encapsulation,
+    /// Restored from the previous run and not re-learned yet (RFC 4724
+    /// §4.1): forwarded on, and swept after End-of-RIB.
+    stale: bool,
+}
+
 /// The routes known for one tenant and prefix, by route distinguisher.
-type Candidates = BTreeMap<[u8; 8], ImportedRoute>;
+type Candidates = BTreeMap<[u8; 8], Candidate>;
 
 /// A change of the next hop a VRF holds for a prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +283,9 @@ pub struct VrfRoutes {
     own_address: IpAddr,
     learned: HashMap<(TenantId, IpNet), Candidates>,
     local: HashSet<(TenantId, IpNet)>,
+    /// Bumped on every change of the learned routes: the writer compares
+    /// it with what it wrote last.
+    generation: u64,
 }
 
 impl VrfRoutes {
@@ -243,7 +295,89 @@ impl VrfRoutes {
             own_address,
             learned: HashMap::new(),
             local: HashSet::new(),
+            generation: 0,
         }
+    }
+
+    /// Loads the routes the previous run learned, as stale candidates
+    /// (RFC 4724 §4.1): they are forwarded on until BGP re-learns them
+    /// (then they are fresh) or [`VrfRoutes::sweep_stale`] removes them.
+    /// Our own routes are skipped. Returns the next hops to install.
+    pub fn restore(&mut self, routes: &[LearnedRoute]) -> Vec<VrfChange> {
+        let mut changes = Vec::new();
+        let own_address = self.own_address;
+        for r in routes.iter().filter(|r| r.next_hop != own_address) {
+            let candidate = Candidate {
+                next_hop: r.next_hop,
+                label: r.label,
+                encap: r.encap,
+                stale: true,
+            };
+            let change = self.change((r.tenant, r.prefix), |s| {
+                s.learned
+                    .entry((r.tenant, r.prefix))
+                    .or_default()
+                    .entry(r.rd.0)
+                    .or_insert(candidate);
+            });
+            changes.extend(change);
+        }
+        self.generation += 1;
+        changes
+    }
+
+    /// Removes the stale candidates of `family` (None: of every family) and
+    /// returns the next-hop changes: what the peers did not resend.
+    pub fn sweep_stale(&mut self, family: Option<Family>) -> Vec<VrfChange> {
+        let keys: Vec<(TenantId, IpNet)> = self
+            .learned
+            .iter()
+            .filter(|(k, c)| {
+                family.is_none_or(|f| Family::vpn_of(&k.1) == f) && c.values().any(|c| c.stale)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        let mut changes = Vec::new();
+        for key in keys {
+            let change = self.change(key, |s| {
+                if let Some(candidates) = s.learned.get_mut(&key) {
+                    candidates.retain(|_, c| !c.stale);
+                    if candidates.is_empty() {
+                        s.learned.remove(&key);
+                    }
+                }
+            });
+            changes.extend(change);
+        }
+        self.generation += 1;
+        changes
+    }
+
+    /// Some learned route is still stale.
+    pub fn has_stale(&self) -> bool {
+        self.learned.values().flatten().any(|(_, c)| c.stale)
+    }
+
+    /// Every learned route (fresh and stale), for the state directory.
+    pub fn learned_routes(&self) -> Vec<LearnedRoute> {
+        self.learned
+            .iter()
+            .flat_map(|((tenant, prefix), candidates)| {
+                candidates.iter().map(move |(rd, c)| LearnedRoute {
+                    tenant: *tenant,
+                    rd: RouteDistinguisher(*rd),
+                    prefix: *prefix,
+                    next_hop: c.next_hop,
+                    label: c.label,
+                    encap: c.encap,
+                })
+            })
+            .collect()
+    }
+
+    /// Changes with every change of the learned routes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn installed(&self, key: &(TenantId, IpNet)) -> Option<NextHop> {
@@ -272,13 +406,23 @@ impl VrfRoutes {
         })
     }
 
-    /// A best-path change from BGP.
+    /// A best-path change from BGP. A route re-learned after a restart
+    /// replaces its stale copy; a withdrawal removes it, stale or not.
     pub fn learned(&mut self, event: RouteEvent) -> Option<VrfChange> {
         let key = (event.tenant, event.prefix.prefix);
+        self.generation += 1;
         self.change(key, |s| {
             let candidates = s.learned.entry(key).or_default();
             match event.route {
-                Some(route) => candidates.insert(event.prefix.rd.0, route),
+                Some(route) => candidates.insert(
+                    event.prefix.rd.0,
+                    Candidate {
+                        next_hop: route.next_hop,
+                        label: route.label,
+                        encap: Encapsulation::MplsOverUdp,
+                        stale: false,
+                    },
+                ),
                 None => candidates.remove(&event.prefix.rd.0),
             };
             if candidates.is_empty() {
@@ -302,27 +446,106 @@ impl VrfRoutes {
     }
 }
 
-/// Route events → VRF next hops, until the speaker stops.
+/// Route events → VRF next hops, until the speaker stops; after a restart,
+/// End-of-RIB markers (or the restart time) → the stale routes' sweep.
 async fn install_routes(
-    mut events: tokio::sync::mpsc::UnboundedReceiver<RouteEvent>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<SpeakerEvent>,
     vrf_routes: Arc<Mutex<VrfRoutes>>,
     vrouter: CommandSender,
+    mut sweep: Option<StaleSweep>,
+    writer: LearnedRoutesWriter,
 ) {
-    while let Some(event) = events.recv().await {
-        let (tenant, prefix) = (event.tenant, event.prefix.prefix);
-        // Sent under the lock, so the forwarder sees the changes in the
-        // order VrfRoutes made them, whoever made them.
-        let Ok(mut routes) = vrf_routes.lock() else {
-            return;
-        };
-        let Some(change) = routes.learned(event) else {
-            continue;
-        };
-        tracing::info!(tenant, %prefix, next_hop = ?change.next_hop, "VRF route");
-        if vrouter.send(change.command()).is_err() {
-            return;
+    // Without neighbors (or with families nobody sends) nothing is owed.
+    if let Some(s) = &sweep {
+        for family in FAMILIES.iter().filter(|f| s.tracker.is_complete(**f)) {
+            let why = "no neighbor owes End-of-RIB";
+            if !sweep_stale(&vrf_routes, &vrouter, Some(*family), why) {
+                return;
+            }
+            writer.changed();
+        }
+        if s.tracker.is_done() {
+            sweep = None;
         }
     }
+    loop {
+        let deadline = sweep.as_ref().map(|s| s.deadline);
+        let restart_time_over = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = restart_time_over => {
+                sweep = None;
+                if !sweep_stale(&vrf_routes, &vrouter, None, "restart time over") {
+                    return;
+                }
+                writer.changed();
+                continue;
+            }
+        };
+        let Some(event) = event else { return };
+        match event {
+            SpeakerEvent::Route(event) => {
+                let (tenant, prefix) = (event.tenant, event.prefix.prefix);
+                // Sent under the lock, so the forwarder sees the changes in
+                // the order VrfRoutes made them, whoever made them.
+                let Ok(mut routes) = vrf_routes.lock() else {
+                    return;
+                };
+                let change = routes.learned(event);
+                writer.changed();
+                let Some(change) = change else {
+                    continue;
+                };
+                tracing::info!(tenant, %prefix, next_hop = ?change.next_hop, "VRF route");
+                if vrouter.send(change.command()).is_err() {
+                    return;
+                }
+            }
+            SpeakerEvent::EndOfRib { neighbor, family } => {
+                let Some(s) = sweep.as_mut() else { continue };
+                tracing::info!(%neighbor, %family, "End-of-RIB after the restart");
+                if let Some(family) = s.tracker.end_of_rib(neighbor, family) {
+                    let why = "End-of-RIB from every neighbor";
+                    if !sweep_stale(&vrf_routes, &vrouter, Some(family), why) {
+                        return;
+                    }
+                    writer.changed();
+                }
+                if s.tracker.is_done() {
+                    sweep = None;
+                }
+            }
+        }
+    }
+}
+
+/// Removes the stale routes of `family` (None: all) from the VRFs; false
+/// when the forwarder or the route table is gone.
+fn sweep_stale(
+    vrf_routes: &Mutex<VrfRoutes>,
+    vrouter: &CommandSender,
+    family: Option<Family>,
+    why: &str,
+) -> bool {
+    let Ok(mut routes) = vrf_routes.lock() else {
+        return false;
+    };
+    let changes = routes.sweep_stale(family);
+    let family = family.map_or_else(|| "every family".to_string(), |f| f.to_string());
+    tracing::info!(%family, changes = changes.len(), "{why}: stale routes swept");
+    for change in changes {
+        let (tenant, prefix) = (change.tenant, change.prefix);
+        tracing::info!(tenant, %prefix, next_hop = ?change.next_hop, "VRF route");
+        if vrouter.send(change.command()).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The next hop installed for a prefix: the candidate with the lowest
@@ -335,7 +558,7 @@ fn chosen(candidates: &Candidates, own_address: IpAddr) -> Option<NextHop> {
         .map(|(_, r)| NextHop::Tunnel {
             endpoint: r.next_hop,
             label: r.label,
-            encap: Encapsulation::MplsOverUdp,
+            encap: r.encap,
         })
 }
 
@@ -484,6 +707,7 @@ async fn track_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::ImportedRoute;
     use crate::ipam::WorkloadKey;
     use crate::state::EndpointRecord;
     use pisek_overlay::bgp::packet::{PathAttributes, VpnPrefix};
@@ -541,6 +765,139 @@ mod tests {
             routes.learned(event(11, "10.1.9.5/32", Some(route("10.255.0.11", 16)))),
             None
         );
+    }
+
+    /// What gw1 learned before its restart: gw2's prefixes (IPv4 and
+    /// IPv6) and a stray /32 of gw2 that was detached meanwhile.
+    fn kept_routes() -> Vec<LearnedRoute> {
+        let kept = |prefix: &str| LearnedRoute {
+            tenant: 1,
+            rd: RouteDistinguisher([0, 1, 10, 255, 0, 12, 0, 1]),
+            prefix: prefix.parse().expect("prefix"),
+            next_hop: "10.255.0.12".parse().expect("address"),
+            label: Label::new(17).expect("label"),
+            encap: Encapsulation::MplsOverUdp,
+        };
+        vec![
+            kept("10.1.2.0/24"),
+            kept("10.1.9.5/32"),
+            kept("fd00:10:1:2::/64"),
+        ]
+    }
+
+    #[test]
+    fn restored_routes_forward_until_the_sweep_removes_what_was_not_relearned() {
+        let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"));
+        let mut kept = kept_routes();
+        // Our own route coming back from the file is never installed.
+        kept.push(LearnedRoute {
+            next_hop: "10.255.0.11".parse().expect("address"),
+            prefix: "10.1.1.0/24".parse().expect("prefix"),
+            ..kept[0]
+        });
+        let installed = routes.restore(&kept);
+        assert_eq!(installed.len(), 3, "{installed:?}");
+        assert!(
+            installed
+                .iter()
+                .all(|c| c.next_hop == tunnel("10.255.0.12", 17))
+        );
+        assert!(routes.has_stale());
+
+        // BGP resends the /24 (same RD): fresh now, no change in the VRF.
+        assert_eq!(
+            routes.learned(event(12, "10.1.2.0/24", Some(route("10.255.0.12", 17)))),
+            None
+        );
+        // VPNv4's End-of-RIB from every neighbor: the /32 nobody resent goes,
+        // the IPv6 route waits for VPNv6's marker.
+        let swept = routes.sweep_stale(Some(Family::VPNV4));
+        assert_eq!(swept.len(), 1, "{swept:?}");
+        assert_eq!(swept[0].prefix.to_string(), "10.1.9.5/32");
+        assert_eq!(swept[0].next_hop, None);
+        assert!(routes.has_stale(), "the IPv6 route is still stale");
+        let swept = routes.sweep_stale(None);
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].prefix.to_string(), "fd00:10:1:2::/64");
+        assert!(!routes.has_stale());
+        // What is left is what BGP re-learned.
+        let left: Vec<String> = routes
+            .learned_routes()
+            .iter()
+            .map(|r| r.prefix.to_string())
+            .collect();
+        assert_eq!(left, ["10.1.2.0/24"]);
+        assert!(
+            routes.sweep_stale(None).is_empty(),
+            "a second sweep is a no-op"
+        );
+    }
+
+    #[test]
+    fn a_withdrawal_while_stale_removes_the_route_at_once() {
+        let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"));
+        routes.restore(&kept_routes());
+        let change = routes
+            .learned(event(12, "10.1.2.0/24", None))
+            .expect("a change");
+        assert_eq!(change.next_hop, None);
+        // Re-learned, then withdrawn: gone, no stale copy comes back.
+        routes.learned(event(12, "10.1.9.5/32", Some(route("10.255.0.12", 17))));
+        let change = routes
+            .learned(event(12, "10.1.9.5/32", None))
+            .expect("a change");
+        assert_eq!(change.next_hop, None);
+        // A stale route under another RD keeps forwarding beside a fresh one.
+        let v6 = routes.learned(event(
+            13,
+            "fd00:10:1:2::/64",
+            Some(route("10.255.0.13", 18)),
+        ));
+        assert_eq!(
+            v6, None,
+            "the stale 10.255.0.12 candidate is still the lowest"
+        );
+        let swept = routes.sweep_stale(None);
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].next_hop, tunnel("10.255.0.13", 18));
+    }
+
+    #[test]
+    fn learned_routes_survive_the_file_and_come_back_stale() {
+        let dir = std::env::temp_dir().join(format!("pisek-routing-kept-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut before = VrfRoutes::new("10.255.0.11".parse().expect("address"));
+        before.learned(event(12, "10.1.2.0/24", Some(route("10.255.0.12", 17))));
+        before.learned(event(13, "10.1.2.0/24", Some(route("10.255.0.13", 18))));
+        before.learned(event(
+            12,
+            "fd00:10:1:2::/64",
+            Some(route("10.255.0.12", 17)),
+        ));
+        crate::state::save_learned_routes(&dir, &before.learned_routes()).expect("save");
+        let loaded = crate::state::load_learned_routes(&dir).expect("load");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut after = VrfRoutes::new("10.255.0.11".parse().expect("address"));
+        let mut installed = after.restore(&loaded);
+        installed.sort_by_key(|c| c.prefix);
+        let installed: Vec<(String, Option<NextHop>)> = installed
+            .into_iter()
+            .map(|c| (c.prefix.to_string(), c.next_hop))
+            .collect();
+        assert_eq!(
+            installed,
+            [
+                ("10.1.2.0/24".to_string(), tunnel("10.255.0.12", 17)),
+                ("fd00:10:1:2::/64".to_string(), tunnel("10.255.0.12", 17)),
+            ],
+            "the same choice as before the restart"
+        );
+        let mut kept = after.learned_routes();
+        let mut learned = before.learned_routes();
+        kept.sort_by_key(|r| (r.prefix, r.rd.0));
+        learned.sort_by_key(|r| (r.prefix, r.rd.0));
+        assert_eq!(kept, learned);
+        assert!(after.has_stale());
     }
 
     #[test]
@@ -632,6 +989,12 @@ prefixes = ["10.1.1.0/24"]
     #[test]
     fn the_same_prefix_under_two_rds_picks_the_lowest_next_hop_and_skips_our_own() {
         let own: IpAddr = "10.255.0.2".parse().expect("address");
+        let route = |next_hop: &str, label: u32| Candidate {
+            next_hop: next_hop.parse().expect("address"),
+            label: Label::new(label).expect("label"),
+            encap: Encapsulation::MplsOverUdp,
+            stale: false,
+        };
         let mut c = Candidates::new();
         c.insert([0, 1, 10, 255, 0, 3, 0, 1], route("10.255.0.3", 100));
         c.insert([0, 1, 10, 255, 0, 2, 0, 1], route("10.255.0.2", 200));

@@ -7,7 +7,7 @@
 //!  listener task ──Accepted──▶ ┌───────────────┐ ──Send(bytes)──▶ writer task ──▶ TCP
 //!  connect task ──Connected──▶ │  speaker task  │ ──Close─────────▶ (drops writer)
 //!  reader task  ──Bytes/Closed▶│ owns Speaker,  │ ──RouteEvent────▶ subscribers
-//!                              │ sleeps until   │
+//!                              │ sleeps until   │ ──End-of-RIB────▶ (events subscribers)
 //!                              │ next deadline  │
 //!                              └───────────────┘
 //! ```
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
-use pisek_overlay::bgp::packet::VpnPrefix;
+use pisek_overlay::bgp::packet::{Family, VpnPrefix};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
 use pisek_overlay::bgp::speaker::{
     ConnId, Output, PeerConfig, PeerId, PeerStatus, Speaker, SpeakerConfig,
@@ -56,6 +56,30 @@ pub struct BgpConfig {
     pub routes: Vec<(TenantId, IpNet, Label)>,
 }
 
+/// What an events subscriber hears, in the order the speaker produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpeakerEvent {
+    /// A tenant's best route changed.
+    Route(RouteEvent),
+    /// A neighbor finished sending its routes of a family (RFC 4724 §2):
+    /// what it did not send since its session came up, it no longer has.
+    /// Ordered after the routes that preceded it on the wire.
+    EndOfRib {
+        /// The neighbor's address.
+        neighbor: IpAddr,
+        /// The family.
+        family: Family,
+    },
+}
+
+/// Who hears what the speaker reports.
+enum Subscriber {
+    /// Route changes of one tenant, or (None) of all.
+    Routes(Option<TenantId>, mpsc::UnboundedSender<RouteEvent>),
+    /// Route changes of all tenants and End-of-RIB markers, in one stream.
+    Events(mpsc::UnboundedSender<SpeakerEvent>),
+}
+
 enum Command {
     Accepted(TcpStream, SocketAddr),
     Connected(PeerId, u64, TcpStream),
@@ -65,7 +89,7 @@ enum Command {
     Advertise(TenantId, IpNet, Label, oneshot::Sender<anyhow::Result<()>>),
     Withdraw(TenantId, IpNet, oneshot::Sender<anyhow::Result<()>>),
     SetVrf(VrfConfig),
-    Subscribe(Option<TenantId>, mpsc::UnboundedSender<RouteEvent>),
+    Subscribe(Subscriber),
     Sessions(oneshot::Sender<Vec<PeerStatus>>),
     RouteCount(oneshot::Sender<usize>),
     Advertised(oneshot::Sender<Vec<(VpnPrefix, TenantId, Label)>>),
@@ -145,7 +169,20 @@ impl BgpHandle {
     ) -> anyhow::Result<mpsc::UnboundedReceiver<RouteEvent>> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.tx
-            .send(Command::Subscribe(tenant, tx))
+            .send(Command::Subscribe(Subscriber::Routes(tenant, tx)))
+            .await
+            .map_err(|_| anyhow::anyhow!("BGP speaker stopped"))?;
+        Ok(rx)
+    }
+
+    /// A stream of every tenant's best-path changes and of the neighbors'
+    /// End-of-RIB markers, in the speaker's order: a restarting agent
+    /// learns from it when its peers have resent everything (RFC 4724 §4.1).
+    /// Like [`BgpHandle::subscribe`], nothing already known is replayed.
+    pub async fn subscribe_events(&self) -> anyhow::Result<mpsc::UnboundedReceiver<SpeakerEvent>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.tx
+            .send(Command::Subscribe(Subscriber::Events(tx)))
             .await
             .map_err(|_| anyhow::anyhow!("BGP speaker stopped"))?;
         Ok(rx)
@@ -251,8 +288,8 @@ struct Driver {
     /// Outgoing connection attempts in flight, by attempt number.
     connecting: HashMap<PeerId, (u64, JoinHandle<()>)>,
     next_id: u64,
-    /// Route event subscribers, each for one tenant or (None) all.
-    subscribers: Vec<(Option<TenantId>, mpsc::UnboundedSender<RouteEvent>)>,
+    /// Who hears route changes and End-of-RIB markers.
+    subscribers: Vec<Subscriber>,
 }
 
 impl Driver {
@@ -366,7 +403,7 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::SetVrf(vrf) => self.speaker.set_vrf(vrf),
-            Command::Subscribe(tenant, tx) => self.subscribers.push((tenant, tx)),
+            Command::Subscribe(subscriber) => self.subscribers.push(subscriber),
             Command::Sessions(reply) => {
                 let _ = reply.send(self.speaker.peer_status());
             }
@@ -457,8 +494,14 @@ impl Driver {
                     }
                 }
                 Output::Route(event) => {
-                    self.subscribers.retain(|(tenant, tx)| {
-                        tenant.is_some_and(|t| t != event.tenant) || tx.send(event.clone()).is_ok()
+                    self.subscribers.retain(|s| match s {
+                        Subscriber::Routes(tenant, tx) => {
+                            tenant.is_some_and(|t| t != event.tenant)
+                                || tx.send(event.clone()).is_ok()
+                        }
+                        Subscriber::Events(tx) => {
+                            tx.send(SpeakerEvent::Route(event.clone())).is_ok()
+                        }
                     });
                 }
                 Output::SessionState { peer, state } => {
@@ -466,6 +509,21 @@ impl Driver {
                 }
                 Output::EndOfRib { peer, family } => {
                     tracing::debug!(peer = peer.0, %family, "End-of-RIB");
+                    // Peers were added in the order of the config's list.
+                    let Some(neighbor) = self
+                        .config
+                        .peers
+                        .get(usize::from(peer.0))
+                        .map(|(p, _)| p.address)
+                    else {
+                        continue;
+                    };
+                    self.subscribers.retain(|s| match s {
+                        Subscriber::Routes(..) => true,
+                        Subscriber::Events(tx) => {
+                            tx.send(SpeakerEvent::EndOfRib { neighbor, family }).is_ok()
+                        }
+                    });
                 }
             }
         }

@@ -9,8 +9,10 @@
 //! On SIGTERM or SIGINT the agent exits and leaves every interface, route
 //! and rule in place: workloads keep their addresses and same-node traffic
 //! keeps flowing; BGP stops without a NOTIFICATION so that peers keep our
-//! routes (graceful restart, RFC 4724); the next start adopts the TUNs by
-//! name and the endpoints from the state.
+//! routes (graceful restart, RFC 4724); the routes the VRFs learned are
+//! written to the state directory; the next start adopts the TUNs by name,
+//! the endpoints from the state, and the learned routes as stale, so
+//! forwarding goes on until the peers have resent them (RFC 4724 §4.1).
 use anyhow::Context;
 use clap::Parser;
 use pisek_agent::api::{ApiServer, DataplaneView, bind_socket};
@@ -109,7 +111,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("looking for pisek0")?
         .is_some();
-    let mut forwarder = vrouter::start(&config, &labels, &host)
+    // The previous run's learned routes, stale, in the VRFs before the
+    // forwarder's first packet (RFC 4724 §4.1).
+    let mut vrf_routes = routing::VrfRoutes::new(config.tunnel.address);
+    let kept: Vec<_> = if config.bgp.speaker {
+        let restored = routing::restart::restored_routes(&config, restarting);
+        vrf_routes
+            .restore(&restored)
+            .into_iter()
+            .filter_map(|c| Some((c.tenant, c.prefix, c.next_hop?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if restarting && config.bgp.speaker {
+        tracing::info!(
+            routes = kept.len(),
+            "forwarding on with the learned routes of the previous run, stale until End-of-RIB"
+        );
+    }
+    let mut forwarder = vrouter::start(&config, &labels, &kept, &host)
         .await
         .context("starting the data plane")?;
     let routing = if config.bgp.speaker {
@@ -120,6 +141,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 &strays,
                 restarting,
                 forwarder.commands(),
+                vrf_routes,
             )
             .await
             .context("starting BGP")?,
@@ -189,7 +211,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&config.api.socket);
     if let Some(routing) = routing {
-        routing.handle.crash().await;
+        routing.stop_for_restart().await;
     }
     forwarder.stop().context("stopping the forwarder")?;
     Ok(())

@@ -1,6 +1,7 @@
 //! The agent's persistent state in the state directory (`/var/lib/pisek`):
 //! IPAM leases, VRF labels and endpoint records, in one JSON document,
-//! `state.json`.
+//! `state.json`; and, apart, the routes the VRFs learned over BGP
+//! (`learned-routes.json`, `learned.rs`), kept for the next start.
 //!
 //! One document, replaced atomically ([`atomic`]) on every change, so a lease
 //! and the endpoint that uses it are always written together: there is no
@@ -19,9 +20,15 @@
 pub mod atomic;
 mod endpoints;
 mod labels;
+mod learned;
 
 pub use endpoints::{EndpointPhase, EndpointRecord, Endpoints};
 pub use labels::{LabelAllocations, LabelsExhausted};
+pub use learned::{
+    LEARNED_ROUTES_FILE, LearnedRoute, LearnedRoutesError, encode_learned_routes,
+    learned_routes_path, load_learned_routes, parse_learned_routes, remove_learned_routes,
+    save_learned_routes,
+};
 
 use crate::ipam::Leases;
 use nix::fcntl::{Flock, FlockArg};

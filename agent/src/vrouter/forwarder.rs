@@ -95,6 +95,20 @@ impl CommandSender {
         Ok(())
     }
 
+    /// A sender whose commands land in the returned receiver instead of a
+    /// forwarder thread: for tests of what the control plane sends.
+    #[cfg(test)]
+    pub(crate) fn channel() -> io::Result<(CommandSender, Receiver<Command>)> {
+        let (commands, receiver) = std::sync::mpsc::channel();
+        let (wake, _) = UnixDatagram::pair()?;
+        wake.set_nonblocking(true)?;
+        let sender = CommandSender {
+            commands,
+            wake: Arc::new(wake),
+        };
+        Ok((sender, receiver))
+    }
+
     /// Returns once the thread applied every command sent before this call.
     pub async fn applied(&self) -> Result<(), ForwarderStopped> {
         let (done, applied) = tokio::sync::oneshot::channel();

@@ -62,9 +62,12 @@ pub fn pipeline_config(config: &Config) -> PipelineConfig {
 /// Builds the pipeline from the config (VRFs with their labels and the node
 /// prefixes as local routes, WireGuard peers and crypto-key routes), opens
 /// the devices and the underlay socket, and starts the forwarder thread.
+/// `learned`: routes the VRFs hold from the first packet on (after a
+/// restart, the previous run's learned routes, stale: RFC 4724 §4.1).
 pub async fn start(
     config: &Config,
     labels: &[(u32, Label)],
+    learned: &[(u32, IpNet, NextHop)],
     host: &Netlink,
 ) -> anyhow::Result<Forwarder> {
     let pipeline_config = pipeline_config(config);
@@ -80,6 +83,14 @@ pub async fn start(
         for prefix in &tenant.prefixes {
             let prefix = IpNet::new(prefix.ip(), prefix.prefix())?.trunc();
             vrf.insert(prefix, NextHop::Local(InterfaceId(tenant.id)));
+        }
+    }
+    for (tenant, prefix, next_hop) in learned {
+        match vrfs.get_mut(TenantId(*tenant)) {
+            Some(vrf) => {
+                vrf.insert(*prefix, *next_hop);
+            }
+            None => tracing::warn!(tenant, %prefix, "kept route for a tenant no longer configured"),
         }
     }
     vrfs.commit_changed();
