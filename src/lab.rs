@@ -663,6 +663,30 @@ impl Lab {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The value of the first sample on node `i`'s metrics page whose line
+    /// starts with `sample` (name and labels), if there is one.
+    pub fn metric(&self, i: usize, sample: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .metrics(i)?
+            .lines()
+            .find(|l| l.starts_with(sample))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok()))
+    }
+
+    /// Node `i`'s drop counter for `reason`, of `tenant` (`None`: the
+    /// node-wide row), from `pisekctl drops --json`.
+    pub fn drops(&self, i: usize, tenant: Option<&str>, reason: &str) -> anyhow::Result<u64> {
+        let answer = self.json(i, &["drops", "--json"])?;
+        answer
+            .as_array()
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|d| d["reason"] == reason && d["tenant"].as_str() == tenant)
+            })
+            .and_then(|d| d["packets"].as_u64())
+            .with_context(|| format!("no {reason} row for {tenant:?} on node {i}: {answer}"))
+    }
+
     /// ICMP echo requests the workload's namespace received (`InEchos` of
     /// /proc/net/snmp, per namespace): unlike the interface's packet counter
     /// it does not move with IPv6 neighbour discovery or MLD multicast, so it

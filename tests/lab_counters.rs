@@ -11,19 +11,12 @@
 
 mod common;
 
-use pisek::lab::{Binaries, Lab};
+use pisek::lab::Lab;
 use serde_json::Value;
 use std::time::Duration;
 
 /// Echo requests in the ping (each is one packet each way).
 const PINGS: u64 = 20;
-
-fn binaries() -> Binaries {
-    Binaries {
-        agent: common::workspace_binary("pisek-agent"),
-        pisekctl: common::workspace_binary("pisekctl"),
-    }
-}
 
 /// The named peer's entry in node `node`'s `pisekctl peers --json`.
 fn peer(lab: &Lab, node: usize, name: &str) -> Value {
@@ -44,37 +37,6 @@ fn peer_counter(lab: &Lab, node: usize, name: &str, counter: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name}.{counter} on node {node} is not a number"))
 }
 
-/// The drops of `reason` in `tenant` on node `node` (`pisekctl drops --json`).
-fn tenant_drops(lab: &Lab, node: usize, tenant: &str, reason: &str) -> u64 {
-    let drops = lab.json(node, &["drops", "--json"]).expect("drops");
-    drops
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|d| d["tenant"] == tenant && d["reason"] == reason)
-        .and_then(|d| d["packets"].as_u64())
-        .unwrap_or_else(|| panic!("no {reason} row for {tenant}: {drops}"))
-}
-
-/// The value of the first sample on node `node`'s metrics page whose line
-/// starts with `sample` (name and labels), if there is one.
-fn metric(lab: &Lab, node: usize, sample: &str) -> Option<u64> {
-    let page = lab
-        .exec(
-            &lab.nodes[node].netns,
-            "python3",
-            &[
-                "-c",
-                "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9469/metrics').read().decode())",
-            ],
-        )
-        .expect("metrics");
-    String::from_utf8_lossy(&page.stdout)
-        .lines()
-        .find(|l| l.starts_with(sample))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[test]
 fn peer_and_tenant_counters_follow_real_traffic() {
     if !common::require(
@@ -84,7 +46,7 @@ fn peer_and_tenant_counters_follow_real_traffic() {
         return;
     }
     let tag = common::unique_tag("tc");
-    let lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    let lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let (gw1, edge) = (1, 0);
@@ -184,8 +146,10 @@ fn peer_and_tenant_counters_follow_real_traffic() {
     // Nothing spoofed yet: the agent's TUNs are quiet (no kernel IPv6
     // chatter counted against a tenant; tests/lab_quiet_start.rs).
     let (city_before, conference_before) = (
-        tenant_drops(&lab, gw1, "city", "spoofed-source"),
-        tenant_drops(&lab, gw1, "conference", "spoofed-source"),
+        lab.drops(gw1, Some("city"), "spoofed-source")
+            .expect("drops"),
+        lab.drops(gw1, Some("conference"), "spoofed-source")
+            .expect("drops"),
     );
     assert_eq!((city_before, conference_before), (0, 0), "no spoofing yet");
     let out = lab
@@ -217,15 +181,22 @@ fn peer_and_tenant_counters_follow_real_traffic() {
     common::poll_until(
         "spoofed-source drops counted for city",
         Duration::from_secs(3),
-        || (tenant_drops(&lab, gw1, "city", "spoofed-source") >= city_before + 3).then_some(()),
+        || {
+            (lab.drops(gw1, Some("city"), "spoofed-source")
+                .expect("drops")
+                >= city_before + 3)
+                .then_some(())
+        },
     );
     assert_eq!(
-        tenant_drops(&lab, gw1, "city", "spoofed-source"),
+        lab.drops(gw1, Some("city"), "spoofed-source")
+            .expect("drops"),
         city_before + 3,
         "each of the three spoofed echo requests counted once"
     );
     assert_eq!(
-        tenant_drops(&lab, gw1, "conference", "spoofed-source"),
+        lab.drops(gw1, Some("conference"), "spoofed-source")
+            .expect("drops"),
         conference_before,
         "conference dropped nothing"
     );
@@ -241,18 +212,22 @@ fn peer_and_tenant_counters_follow_real_traffic() {
     );
 
     // The same on the metrics page of gw1, next to the node's total.
-    let city = metric(
-        &lab,
-        gw1,
-        "pisek_tenant_drops_total{tenant=\"city\",reason=\"spoofed-source\"}",
-    );
+    let city = lab
+        .metric(
+            gw1,
+            "pisek_tenant_drops_total{tenant=\"city\",reason=\"spoofed-source\"}",
+        )
+        .expect("metrics");
     assert!(city.is_some_and(|n| n >= city_before + 3), "{city:?}");
-    let total = metric(&lab, gw1, "pisek_drops_total{reason=\"spoofed-source\"}");
+    let total = lab
+        .metric(gw1, "pisek_drops_total{reason=\"spoofed-source\"}")
+        .expect("metrics");
     assert!(total >= city, "node total {total:?} < city's {city:?}");
-    let sent = metric(
-        &lab,
-        gw1,
-        "pisek_wireguard_peer_transmit_packets_total{peer=\"edge\",",
-    );
+    let sent = lab
+        .metric(
+            gw1,
+            "pisek_wireguard_peer_transmit_packets_total{peer=\"edge\",",
+        )
+        .expect("metrics");
     assert!(sent.is_some_and(|n| n >= PINGS), "{sent:?}");
 }

@@ -20,27 +20,9 @@
 
 mod common;
 
-use pisek::lab::{Binaries, Lab, TENANTS};
-use serde_json::Value;
+use pisek::lab::{Lab, TENANTS};
 use std::net::IpAddr;
 use std::time::Duration;
-
-fn binaries() -> Binaries {
-    Binaries {
-        agent: common::workspace_binary("pisek-agent"),
-        pisekctl: common::workspace_binary("pisekctl"),
-    }
-}
-
-/// The `packets` of the `reason` row of `tenant` (`None`: node-wide) in a
-/// `pisekctl drops --json` answer.
-fn drops(answer: &Value, tenant: Option<&str>, reason: &str) -> Option<u64> {
-    answer
-        .as_array()?
-        .iter()
-        .find(|d| d["reason"] == reason && d["tenant"].as_str() == tenant)?["packets"]
-        .as_u64()
-}
 
 #[test]
 fn a_node_start_and_a_restart_count_no_spoofed_source() {
@@ -51,7 +33,7 @@ fn a_node_start_and_a_restart_count_no_spoofed_source() {
         return;
     }
     let tag = common::unique_tag("qs");
-    let mut lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    let mut lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
 
@@ -144,14 +126,13 @@ fn a_node_start_and_a_restart_count_no_spoofed_source() {
 /// and in every tenant, and none of its TUNs has an IPv6 link-local address.
 fn assert_quiet(lab: &Lab, i: usize, when: &str) {
     let node = &lab.nodes[i];
-    let answer = lab.json(i, &["drops", "--json"]).expect("drops");
     let rows = std::iter::once(None).chain(TENANTS.iter().map(|(t, _)| Some(*t)));
     for tenant in rows {
         for reason in ["spoofed-source", "link-scoped"] {
             assert_eq!(
-                drops(&answer, tenant, reason),
-                Some(0),
-                "{}: {reason} for {} {when}: {answer}\nlogs:\n{}",
+                lab.drops(i, tenant, reason).expect("drops"),
+                0,
+                "{}: {reason} for {} {when}\nlogs:\n{}",
                 node.name,
                 tenant.unwrap_or("the node"),
                 lab.logs()

@@ -12,7 +12,7 @@
 
 mod common;
 
-use pisek::lab::{Binaries, Lab};
+use pisek::lab::Lab;
 use pisek::sensor_lab::{SensorLab, SensorPlan, unix_now};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -25,13 +25,6 @@ const TOOLS: &[&str] = &["ip", "ss", "carbon-cache", "whisper-fetch"];
 const ROUNDS: u64 = 15;
 
 type Points = BTreeMap<String, BTreeMap<i64, f64>>;
-
-fn binaries() -> Binaries {
-    Binaries {
-        agent: common::workspace_binary("pisek-agent"),
-        pisekctl: common::workspace_binary("pisekctl"),
-    }
-}
 
 /// What carbon must hold for `gateway` after the rounds stamped `from..until`.
 fn expected(sensors: &SensorLab, gateway: &str, from: i64, until: i64) -> Points {
@@ -129,7 +122,7 @@ fn readings_from_both_gateways_reach_graphite_behind_the_edge_and_survive_a_carb
     if !common::require("lab sensors", TOOLS) {
         return;
     }
-    let lab = Lab::start(&common::unique_tag("ls"), binaries()).expect("start the lab");
+    let lab = Lab::start(&common::unique_tag("ls"), common::lab_binaries()).expect("start the lab");
     lab.wait_until_ready(Duration::from_secs(30))
         .expect("lab ready");
     let first = unix_now() - 1_200;

@@ -12,7 +12,7 @@
 mod common;
 
 use common::Netns;
-use pisek::lab::{Binaries, Lab, Reflector};
+use pisek::lab::{Lab, Reflector};
 use std::time::Duration;
 
 /// gw1 and gw2 in the lab's node list, and the edge.
@@ -22,13 +22,6 @@ const GW2: usize = 2;
 const GW1_TUNNEL: &str = "10.255.0.11";
 const STRAY: &str = "10.1.9.5";
 const CONVERGENCE: Duration = Duration::from_secs(10);
-
-fn binaries() -> Binaries {
-    Binaries {
-        agent: common::workspace_binary("pisek-agent"),
-        pisekctl: common::workspace_binary("pisekctl"),
-    }
-}
 
 /// The BGP route of `node` for `prefix` in `tenant`: (next hop, label).
 fn learned_route(lab: &Lab, node: usize, tenant: &str, prefix: &str) -> Option<(String, u64)> {
@@ -111,7 +104,7 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
         return;
     }
     let tag = common::unique_tag("sa");
-    let mut lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    let mut lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let city_label = vrf_label(&lab, GW1, "city");
@@ -255,7 +248,8 @@ fn stray_host_route_is_reflected_by_gobgpd_and_withdrawn_through_it() {
         return;
     }
     let tag = common::unique_tag("sg");
-    let lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
+    let lab =
+        Lab::start_with(&tag, common::lab_binaries(), Reflector::Gobgpd).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
     let city_label = vrf_label(&lab, GW1, "city");

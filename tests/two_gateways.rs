@@ -14,28 +14,9 @@
 
 mod common;
 
-use pisek::lab::{Binaries, Lab, Reflector, Workload};
+use pisek::lab::{Lab, Reflector, Workload};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-
-fn binaries() -> Binaries {
-    Binaries {
-        agent: common::workspace_binary("pisek-agent"),
-        pisekctl: common::workspace_binary("pisekctl"),
-    }
-}
-
-/// The node-wide drop counter for `reason` (the row without a tenant).
-fn drops(lab: &Lab, node: usize, reason: &str) -> u64 {
-    let drops = lab.json(node, &["drops", "--json"]).expect("drops");
-    drops
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter(|d| d["reason"] == reason && d["tenant"].is_null())
-        .filter_map(|d| d["packets"].as_u64())
-        .sum()
-}
 
 /// Sends `bytes` pseudo-random bytes over TCP from one workload to another
 /// and returns the SHA-256 each side computed.
@@ -251,7 +232,8 @@ fn gobgpd_as_route_reflector_gives_the_same_overlay() {
         return;
     }
     let tag = common::unique_tag("tb");
-    let lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
+    let lab =
+        Lab::start_with(&tag, common::lab_binaries(), Reflector::Gobgpd).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
     // The edge agent is a client of gobgpd on its own tunnel address.
@@ -306,7 +288,7 @@ fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
     }
     let started = Instant::now();
     let tag = common::unique_tag("tg");
-    let lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    let lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     eprintln!("lab ready in {:?}", started.elapsed());
@@ -362,7 +344,7 @@ fn a_spoofed_source_is_dropped_and_counted(lab: &Lab) {
         assert!(out.status.success());
     }
     // IPv6 has no rp_filter: there the agent is the only line.
-    let spoofed_before = drops(lab, 1, "spoofed-source");
+    let spoofed_before = lab.drops(1, None, "spoofed-source").expect("drops");
     let spoofs: [(&str, IpAddr, &[&str]); 2] = [
         ("10.1.1.99", city_dst.address.into(), &[]),
         ("fd00:10:1:1::99", city_dst.address_v6.into(), &["nodad"]),
@@ -394,7 +376,10 @@ fn a_spoofed_source_is_dropped_and_counted(lab: &Lab) {
     common::poll_until(
         "spoofed-source drops counted (IPv4 and IPv6)",
         Duration::from_secs(3),
-        || (drops(lab, 1, "spoofed-source") >= spoofed_before + 6).then_some(()),
+        || {
+            (lab.drops(1, None, "spoofed-source").expect("drops") >= spoofed_before + 6)
+                .then_some(())
+        },
     );
     assert_eq!(
         (
@@ -545,7 +530,7 @@ fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
         return;
     }
     let tag = common::unique_tag("tr");
-    let mut lab = Lab::start(&tag, binaries()).expect("the lab starts");
+    let mut lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let outage = restart_gw1_under_traffic(&mut lab, |_| {}, |_| {});
@@ -584,7 +569,8 @@ fn a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_a
         return;
     }
     let tag = common::unique_tag("tq");
-    let mut lab = Lab::start_with(&tag, binaries(), Reflector::Gobgpd).expect("the lab starts");
+    let mut lab =
+        Lab::start_with(&tag, common::lab_binaries(), Reflector::Gobgpd).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
     // gw2 attaches a workload with a stray address: gw1 learns its /32.

@@ -268,3 +268,12 @@ pub fn ns_http_get(ns: &Netns, port: u16, path: &str) -> Option<String> {
         ),
     )
 }
+
+/// The agent's binaries of this build, for `pisek::lab::Lab`.
+#[allow(dead_code)]
+pub fn lab_binaries() -> pisek::lab::Binaries {
+    pisek::lab::Binaries {
+        agent: workspace_binary("pisek-agent"),
+        pisekctl: workspace_binary("pisekctl"),
+    }
+}
