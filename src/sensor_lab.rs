@@ -26,7 +26,7 @@ mod netns;
 pub mod sensors;
 pub mod whisper;
 
-pub use sensors::{PublisherCounters, ROOMS, SensorModel, SensorPlan, unix_now};
+pub use sensors::{PublisherCounters, ROOMS, SensorModel, SensorPlan, civil_time, unix_now};
 
 use crate::lab::{Lab, poll};
 use anyhow::Context;

@@ -292,24 +292,7 @@ fn publish(ns: &Netns, dir: &Path, topic: &str, payload: &[u8]) {
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time shifted by `offset_secs`.
 fn civil(ts: i64, offset_secs: i64) -> String {
-    let t = ts + offset_secs;
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    pisek::sensor_lab::civil_time(ts + offset_secs)
 }
 
 /// A namespace `tag` with mosquitto, carbon and the collector (logging to

@@ -259,8 +259,9 @@ metric = "pisek.{gw}.iqrf.node{{node}}.{{field}}"
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (Howard Hinnant's `civil_from_days`).
-fn civil_time(ts: i64) -> String {
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (Howard Hinnant's `civil_from_days`),
+/// as the IQRF gateway daemon writes its timestamps.
+pub fn civil_time(ts: i64) -> String {
     let (days, secs) = (ts.div_euclid(86_400), ts.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
