@@ -548,13 +548,15 @@ fn sweep_stale(
     true
 }
 
-/// The next hop installed for a prefix: the candidate with the lowest
-/// (next hop, RD), skipping our own routes (they are local in the VRF).
+/// The next hop installed for a prefix: a fresh candidate before a stale
+/// one (a route re-learned since the restart says where the prefix is now;
+/// a kept one only where it was), then the lowest (next hop, RD), skipping
+/// our own routes (they are local in the VRF).
 fn chosen(candidates: &Candidates, own_address: IpAddr) -> Option<NextHop> {
     candidates
         .iter()
         .filter(|(_, r)| r.next_hop != own_address)
-        .min_by_key(|(rd, r)| (r.next_hop, **rd))
+        .min_by_key(|(rd, r)| (r.stale, r.next_hop, **rd))
         .map(|(_, r)| NextHop::Tunnel {
             endpoint: r.next_hop,
             label: r.label,
@@ -847,19 +849,22 @@ mod tests {
             .learned(event(12, "10.1.9.5/32", None))
             .expect("a change");
         assert_eq!(change.next_hop, None);
-        // A stale route under another RD keeps forwarding beside a fresh one.
-        let v6 = routes.learned(event(
-            13,
-            "fd00:10:1:2::/64",
-            Some(route("10.255.0.13", 18)),
-        ));
+        // A fresh route under another RD wins over the stale one at once
+        // (the prefix moved while this agent was away); the sweep then
+        // only forgets the stale candidate.
+        let v6 = routes
+            .learned(event(
+                13,
+                "fd00:10:1:2::/64",
+                Some(route("10.255.0.13", 18)),
+            ))
+            .expect("a change");
         assert_eq!(
-            v6, None,
-            "the stale 10.255.0.12 candidate is still the lowest"
+            v6.next_hop,
+            tunnel("10.255.0.13", 18),
+            "fresh beats the stale 10.255.0.12 candidate"
         );
-        let swept = routes.sweep_stale(None);
-        assert_eq!(swept.len(), 1);
-        assert_eq!(swept[0].next_hop, tunnel("10.255.0.13", 18));
+        assert_eq!(routes.sweep_stale(None), Vec::new());
     }
 
     #[test]
