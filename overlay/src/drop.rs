@@ -30,9 +30,10 @@ pub enum DropReason {
     TooBig,
     /// A workload sent a packet whose source address is not its own.
     SpoofedSource,
-    /// The packet's addresses keep it on the link it was sent on: an
-    /// unspecified or link-local source, or a multicast, broadcast or
-    /// link-local destination. No router forwards it (RFC 4291 §2.5.6,
+    /// The packet's addresses keep it on the link it was sent on: a
+    /// multicast, broadcast or link-local destination, or (from a tenant
+    /// TUN) an IPv6 unspecified or link-local source that is no workload's
+    /// (an IPv4 link-local source there is [`DropReason::SpoofedSource`]). No router forwards it (RFC 4291 §2.5.6,
     /// RFC 3927 §7, RFC 1812 §5.3.7), and the overlay routes unicast only,
     /// so multicast of any scope stays on its link too. Mostly the kernel's
     /// own IPv6 chatter on a TUN (MLD reports, router solicitations, DAD),

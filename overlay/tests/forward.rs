@@ -884,22 +884,28 @@ fn the_kernels_ipv6_chatter_on_a_tenant_tun_is_link_scoped_not_spoofed() {
 }
 
 #[test]
-fn ipv4_link_scoped_packets_on_a_tenant_tun_are_link_scoped_not_spoofed() {
+fn ipv4_link_scoped_destinations_are_link_scoped_and_forged_link_local_sources_spoofed() {
     let mut net = Network::new();
     let chatter = [
         ipv4_packet("0.0.0.0", "255.255.255.255", 100, 0), // DHCP discover
         ipv4_packet("10.1.0.5", "224.0.0.22", 40, 0),      // IGMPv3 report
         ipv4_packet("10.1.0.5", "239.1.2.3", 40, 0),       // multicast of wider scope
-        ipv4_packet("169.254.3.3", "10.2.0.7", 40, 0),     // link-local source
         ipv4_packet("10.1.0.5", "169.254.1.1", 40, 0),     // link-local destination
     ];
     net.send(GW1, A, &chatter);
+    // A workload forging a link-local source (its own gateway's address
+    // among them) towards a routable destination lies about its address.
+    let forged = [
+        ipv4_packet("169.254.3.3", "10.2.0.7", 40, 0),
+        ipv4_packet("169.254.1.1", "10.2.0.7", 40, 0),
+    ];
+    net.send(GW1, A, &forged);
     net.run();
     assert!(net.take_delivered(GW2).is_empty());
     assert!(net.take_delivered(GW1).is_empty());
-    assert_eq!(tenant_drops(&net, GW1, A, DropReason::LinkScoped), 5);
-    assert_eq!(tenant_drops(&net, GW1, A, DropReason::SpoofedSource), 0);
-    assert_eq!(net.drops(GW1, DropReason::LinkScoped), 5);
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::LinkScoped), 4);
+    assert_eq!(tenant_drops(&net, GW1, A, DropReason::SpoofedSource), 2);
+    assert_eq!(net.drops(GW1, DropReason::LinkScoped), 4);
 }
 
 #[test]

@@ -100,16 +100,21 @@ impl Pipeline {
             .tenants
             .get_mut(&tenant)
             .ok_or(DropReason::UnknownTenant)?;
-        // The kernel's own link chatter on the TUN (MLD, DAD, router
-        // solicitations from `::` or `fe80::`) is not a workload lying
-        // about its address, and multicast or link-local traffic must not
-        // reach a tunnel even from a workload's own address (a default
-        // route would carry it): its own reason, before anti-spoofing.
-        if header.is_link_scoped() {
+        // Multicast or link-local traffic must not reach a tunnel even
+        // from a workload's own address (a default route would carry it).
+        if header.has_link_scoped_destination() {
             return Err(DropReason::LinkScoped);
         }
         if !state.workloads.contains(&header.source) {
-            return Err(DropReason::SpoofedSource);
+            // The kernel's own chatter on the TUN (MLD, DAD, router
+            // solicitations from `::` or `fe80::`) is not a workload lying
+            // about its address; anything else is (IPv4 from 169.254/16
+            // included: that is the workloads' gateway's range).
+            return Err(if header.has_kernel_chatter_source() {
+                DropReason::LinkScoped
+            } else {
+                DropReason::SpoofedSource
+            });
         }
         let vrf = self.vrfs.get(tenant).ok_or(DropReason::UnknownTenant)?;
         let (endpoint, label, encapsulation) = match vrf.lookup(header.destination) {

@@ -93,6 +93,24 @@ impl IpHeader {
         link_scoped_source(self.source) || link_scoped_destination(self.destination)
     }
 
+    /// Whether the destination keeps the packet on its link (multicast,
+    /// broadcast, link-local, unspecified): never routed, whoever sent it.
+    pub fn has_link_scoped_destination(&self) -> bool {
+        link_scoped_destination(self.destination)
+    }
+
+    /// Whether the source is one the kernel itself uses on an interface
+    /// without a routable address: IPv6 unspecified (DAD, early MLD) or
+    /// `fe80::/10` (MLD, router solicitations). A workload's IPv4 packet
+    /// from 169.254/16 or 0.0.0.0 to a routable destination is not such
+    /// chatter: it is a workload lying about its source.
+    pub fn has_kernel_chatter_source(&self) -> bool {
+        match self.source {
+            IpAddr::V4(_) => false,
+            IpAddr::V6(a) => a.is_unspecified() || a.is_unicast_link_local(),
+        }
+    }
+
     /// The encapsulation of a packet addressed to this node, judged by its
     /// outer header: MPLS-in-UDP (UDP to port 6635, RFC 7510 §3),
     /// MPLS-in-GRE (IP protocol 47, RFC 4023), or anything else (for the
