@@ -420,8 +420,7 @@ private_key_file = "{key}"
     /// Stops node `i`'s agent with SIGTERM (interfaces and routes stay).
     pub fn stop_agent(&mut self, i: usize) -> anyhow::Result<()> {
         if let Some(mut child) = self.nodes[i].agent.take() {
-            sh(&["kill", "-TERM", &child.id().to_string()])?;
-            let status = child.wait()?;
+            let status = terminate(&mut child)?;
             if !status.success() {
                 bail!("pisek-agent on {} exited with {status}", self.nodes[i].name);
             }
@@ -738,6 +737,25 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", netns]).output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Stops a process of ours as an operator does: SIGTERM, then SIGKILL if
+/// it is still there after a few seconds (a hung process must not hang the
+/// lab's teardown).
+pub(crate) fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exited = poll("a process to exit", Duration::from_secs(5), || {
+        Ok(child.try_wait()?)
+    });
+    match exited {
+        Ok(status) => Ok(status),
+        Err(_) => {
+            child.kill()?;
+            Ok(child.wait()?)
+        }
     }
 }
 

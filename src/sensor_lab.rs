@@ -28,7 +28,7 @@ pub mod whisper;
 
 pub use sensors::{PublisherCounters, ROOMS, SensorModel, SensorPlan, civil_time, unix_now};
 
-use crate::lab::{Lab, poll};
+use crate::lab::{Lab, poll, terminate};
 use anyhow::Context;
 use carbon::Carbon;
 use sensors::SensorPublisher;
@@ -376,25 +376,6 @@ fn start_collector(gateway: &mut GatewaySensors, binary: &Path) -> anyhow::Resul
                 .map(|_| ()))
         },
     )
-}
-
-/// Stops a process of ours as an operator does: SIGTERM, then SIGKILL if
-/// it is still there after a few seconds (a hung process must not hang the
-/// lab's teardown).
-fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let exited = poll("a process to exit", Duration::from_secs(5), || {
-        Ok(child.try_wait()?)
-    });
-    match exited {
-        Ok(status) => Ok(status),
-        Err(_) => {
-            child.kill()?;
-            Ok(child.wait()?)
-        }
-    }
 }
 
 /// The last `n` lines of a log file.
