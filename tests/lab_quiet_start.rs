@@ -53,6 +53,33 @@ fn a_node_start_and_a_restart_count_no_spoofed_source() {
         assert_quiet(&lab, i, "after start and attach");
     }
 
+    // Addresses of gw2's prefix that no workload holds (an unused one, the
+    // directed broadcast, an unused IPv6 one) end in gw2's tenant table
+    // (blackhole for the node prefix), not back in its data plane as a
+    // packet from no local workload. gw2's tenant counters show the probes
+    // arrived; a real ping after them proves a later snapshot was published.
+    let gw2 = 2;
+    let city_in = "pisek_tenant_packets_total{tenant=\"city\",direction=\"in\"}";
+    let arrived = |lab: &Lab| lab.metric(gw2, city_in).expect("metrics").unwrap_or(0);
+    let before = arrived(&lab);
+    for probe in ["10.1.2.77", "10.1.2.255", "fd00:10:1:2::77"] {
+        let probe: IpAddr = probe.parse().expect("address");
+        let (ok, line) = lab.ping(&src, probe, 2).expect("ping");
+        assert!(!ok, "{probe} answered: {line}");
+    }
+    common::poll_until("gw2 counted the probes", Duration::from_secs(5), || {
+        (arrived(&lab) >= before + 6).then_some(())
+    });
+    let probed = arrived(&lab);
+    let (ok, line) = lab.ping(&src, IpAddr::V4(dst.address), 1).expect("ping");
+    assert!(ok, "{line}");
+    common::poll_until(
+        "gw2 published a later snapshot",
+        Duration::from_secs(5),
+        || (arrived(&lab) > probed).then_some(()),
+    );
+    assert_quiet(&lab, gw2, "after probes of unused addresses");
+
     // Adoption: gw1's agent stops (its TUNs stay) and finds pisek-t1 as an
     // older agent left it: a link-local address, multicast on, the
     // all-routers group joined, MLDv2. Restarted, it must quiet the TUN

@@ -93,6 +93,41 @@ impl Netlink {
         .await
     }
 
+    /// `blackhole <prefix> table <table>`: the node's own prefix of a
+    /// tenant. Its workloads' /32 (/128) routes are more specific and win;
+    /// an address of the prefix that no workload holds (an unused one, the
+    /// directed broadcast) ends here instead of taking the tenant's
+    /// `default dev pisek-t<N>` back into the data plane, where it would
+    /// loop between the kernel and the VRF's local route and come back out
+    /// as a packet whose source is no local workload's. Silent, like a
+    /// router's discard route for an aggregate: an ICMP error from the host
+    /// would leave through the main table.
+    pub async fn ensure_blackhole_prefix(
+        &self,
+        dest: IpAddr,
+        prefix_len: u8,
+        table: u32,
+    ) -> Result<(), NetlinkError> {
+        let message = match dest {
+            IpAddr::V4(d) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(d, prefix_len)
+                .table_id(table)
+                .kind(RouteType::BlackHole)
+                .protocol(RouteProtocol::Static)
+                .build(),
+            IpAddr::V6(d) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(d, prefix_len)
+                .table_id(table)
+                .kind(RouteType::BlackHole)
+                .protocol(RouteProtocol::Static)
+                .build(),
+        };
+        self.replace_route(message, || {
+            format!("adding blackhole {dest}/{prefix_len} to table {table}")
+        })
+        .await
+    }
+
     /// `default via <gateway> dev <index> onlink` in the main table: the
     /// workload's only route. `onlink` because the gateway is in no subnet of
     /// the link (the workload's address is a /32).

@@ -140,6 +140,10 @@ async fn route_tenant_into_tun(tenant: &TenantConfig, host: &Netlink) -> anyhow:
             .await?;
         host.ensure_device_route(any, 0, link.index, tenant.table_id(), &name)
             .await?;
+        for prefix in tenant.prefixes.iter().filter(|p| p.is_ipv6() == ipv6) {
+            host.ensure_blackhole_prefix(prefix.network(), prefix.prefix(), tenant.table_id())
+                .await?;
+        }
         // A rule left by the previous run is adopted (the kernel refuses
         // an identical one with EEXIST).
         let exists = host.iif_rules(ipv6).await?.iter().any(|r| {
