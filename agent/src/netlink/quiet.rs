@@ -64,11 +64,14 @@ impl Netlink {
                 sysctl::set_ipv6_forwarding(name, false)
                     .map_err(kernel(format!("leaving the all-routers groups on {name}")))?;
             }
-            self.set_multicast(link.index, false, name).await?;
+            // Forwarding comes back on whether or not multicast went off:
+            // a TUN without IPv6 forwarding would stop the tenant's IPv6.
+            let multicast = self.set_multicast(link.index, false, name).await;
             if forwarding == Some(true) {
                 sysctl::set_ipv6_forwarding(name, true)
                     .map_err(kernel(format!("restoring IPv6 forwarding on {name}")))?;
             }
+            multicast?;
             changes.multicast_turned_off = true;
         }
         Ok(changes)

@@ -105,16 +105,24 @@ async fn open_persistent_tun(
     Ok(device)
 }
 
-/// Quiets a TUN and logs what an earlier run had left noisy.
+/// Quiets a TUN and logs what an earlier run had left noisy. A kernel that
+/// refuses (an old one without a per-device `addr_gen_mode`, a read-only
+/// /proc/sys) costs a warning, not the node: the chatter it would have
+/// stopped is counted as `link-scoped`, never forwarded.
 async fn quiet(host: &Netlink, name: &str) -> anyhow::Result<()> {
-    let changes = host.quiet_point_to_point(name).await?;
-    if changes != QuietChanges::default() {
-        tracing::debug!(
+    match host.quiet_point_to_point(name).await {
+        Ok(changes) if changes != QuietChanges::default() => tracing::debug!(
             tun = name,
             link_local_deleted = changes.link_local_deleted,
             multicast_turned_off = changes.multicast_turned_off,
             "quieted the kernel on the TUN"
-        );
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            tun = name,
+            error = %e,
+            "cannot quiet the kernel's IPv6 chatter on the TUN; it is dropped as link-scoped"
+        ),
     }
     Ok(())
 }
