@@ -530,6 +530,14 @@ fn restart_gw1_under_traffic(
         endpoints_before,
         "workloads keep their addresses and interfaces"
     );
+    // The restarted forwarder knew the running workloads from its first
+    // packet (the stream ran seconds past the restart, so these counters
+    // are from after it).
+    assert_eq!(
+        lab.drops(1, None, "spoofed-source").expect("drops"),
+        0,
+        "the workloads' packets across the restart counted as spoofed"
+    );
     longest_ping_gap(
         &String::from_utf8_lossy(&ping.stdout),
         Duration::from_millis(50),

@@ -103,6 +103,18 @@ pub fn stray_routes(config: &Config, state: &AgentState) -> Vec<(TenantId, IpNet
         .collect()
 }
 
+/// Every attached workload's addresses, by tenant id: the pipeline's
+/// anti-spoofing list from the first packet after a restart (the attach
+/// path re-publishes them later, with the stray routes and BGP).
+pub fn workload_addresses(state: &AgentState) -> Vec<(u32, IpAddr)> {
+    state
+        .endpoints
+        .iter()
+        .filter(|r| r.phase == EndpointPhase::Attached)
+        .flat_map(|r| r.addresses.iter().map(move |a| (r.tenant_id, *a)))
+        .collect()
+}
+
 /// The speaker's configuration from the agent's, advertising the tenants'
 /// node prefixes and the `strays` host routes.
 /// `restarting`: this process adopted the data plane of an earlier run

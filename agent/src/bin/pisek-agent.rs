@@ -102,6 +102,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("allocating VRF labels")?;
     let labels: Vec<_> = store.state().labels.iter().collect();
     let strays = routing::stray_routes(&config, store.state());
+    let workloads = routing::workload_addresses(store.state());
     sysctl::enable_forwarding().context("enabling forwarding")?;
     let host = Netlink::open().context("opening netlink")?;
     // The fabric TUN outlives the process: finding it means this is a
@@ -130,7 +131,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "forwarding on with the learned routes of the previous run, stale until End-of-RIB"
         );
     }
-    let mut forwarder = vrouter::start(&config, &labels, &kept, &host)
+    let mut forwarder = vrouter::start(&config, &labels, &kept, &workloads, &host)
         .await
         .context("starting the data plane")?;
     let routing = if config.bgp.speaker {

@@ -42,6 +42,7 @@ use pisek_overlay::forward::{Mtu, Pipeline, PipelineConfig};
 use pisek_overlay::packet::Label;
 use pisek_overlay::vrf::{InterfaceId, NextHop, TenantId, Vrfs};
 use pisek_overlay::wg::{PeerConfig as WgPeerConfig, WgInterface, WgSettings};
+use std::net::IpAddr;
 
 /// The forwarding pipeline's parameters for this node's config.
 pub fn pipeline_config(config: &Config) -> PipelineConfig {
@@ -68,6 +69,7 @@ pub async fn start(
     config: &Config,
     labels: &[(u32, Label)],
     learned: &[(u32, IpNet, NextHop)],
+    workloads: &[(u32, IpAddr)],
     host: &Netlink,
 ) -> anyhow::Result<Forwarder> {
     let pipeline_config = pipeline_config(config);
@@ -95,7 +97,14 @@ pub async fn start(
     }
     vrfs.commit_changed();
     let wg = wireguard(config)?;
-    let pipeline = Pipeline::new(pipeline_config, vrfs, wg);
+    let mut pipeline = Pipeline::new(pipeline_config, vrfs, wg);
+    // Workloads that kept running through a restart send from their first
+    // packet on: they must not count as spoofed until attach re-publishes.
+    for (tenant, address) in workloads {
+        if let Err(e) = pipeline.add_workload(TenantId(*tenant), *address) {
+            tracing::warn!(tenant, %address, error = %e, "adopted workload not in the data plane");
+        }
+    }
     let devices = open_devices(config, &pipeline_config.mtu, host).await?;
     let udp = UdpBatchSocket::bind(config.underlay.listen)
         .with_context(|| format!("binding the underlay socket {}", config.underlay.listen))?;
