@@ -420,12 +420,12 @@ fn attached_workloads_of_one_tenant_talk_through_the_kernel() {
     agent.detach(&b);
     assert_eq!(agent.host_veths(), Vec::<String>::new());
     assert_eq!(agent.iif_rules(), Vec::<String>::new());
-    // Only the tenant's own last-resort route and the data plane's
-    // default into the tenant TUN stay in its table.
+    // Only the tenant's own last-resort route, the data plane's default
+    // into the tenant TUN and the node prefix's blackhole stay in its table.
     let table = agent.ip(&["route", "show", "table", CITY_TABLE]);
     assert_eq!(
         table.trim(),
-        "default dev pisek-t1 proto static scope link \nunreachable default proto static metric 4278198272",
+        "default dev pisek-t1 proto static scope link \nunreachable default proto static metric 4278198272 \nblackhole 10.1.1.0/24 proto static",
         "{table}"
     );
     assert!(!text(&a.ip(["link", "show"]).stdout).contains("eth0"));
