@@ -426,6 +426,7 @@ fn pisek_child(n: usize) -> anyhow::Result<()> {
                 mrai: Duration::ZERO,
                 graceful_restart: None,
                 stale_routes_time: Duration::from_secs(60),
+                selection_deferral_time: Duration::from_secs(30),
                 cluster_id: None,
                 families: vec![Family::VPNV4],
             },

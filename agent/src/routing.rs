@@ -179,6 +179,10 @@ pub fn bgp_config(
                 restarting,
             }),
             stale_routes_time: Duration::from_secs(60),
+            // Half the stale-routes time our peers (the same agent) keep
+            // our routes for after we reconnect, so a gateway that never
+            // comes back cannot make the others drop theirs (RFC 4724 §4.1).
+            selection_deferral_time: Duration::from_secs(30),
             cluster_id: reflector.then_some(router_id),
             families: FAMILIES.to_vec(),
         },

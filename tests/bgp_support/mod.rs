@@ -78,6 +78,7 @@ pub fn speaker_config(router_id: Ipv4Addr) -> SpeakerConfig {
             restarting: false,
         }),
         stale_routes_time: Duration::from_secs(30),
+        selection_deferral_time: Duration::from_secs(20),
         cluster_id: None,
         families: vec![Family::VPNV4, Family::VPNV6],
     }

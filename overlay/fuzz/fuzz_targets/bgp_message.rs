@@ -28,6 +28,7 @@ fn speaker() -> Speaker {
         mrai: Duration::ZERO,
         graceful_restart: None,
         stale_routes_time: Duration::from_secs(60),
+        selection_deferral_time: Duration::from_secs(30),
         cluster_id: Some(Ipv4Addr::new(10, 0, 0, 1)),
         families: vec![Family::VPNV4, Family::VPNV6],
     })

@@ -61,6 +61,12 @@ pub struct SpeakerConfig {
     /// How long to wait for End-of-RIB from a peer that came back from a
     /// restart before dropping its remaining stale routes (RFC 4724 §4.2).
     pub stale_routes_time: Duration,
+    /// After our own restart (`graceful_restart.restarting`), how long to
+    /// hold every peer's initial UPDATEs and End-of-RIB while waiting for
+    /// all peers to come up and send End-of-RIB: the Selection_Deferral_Timer
+    /// of RFC 4724 §4.1. Keep it below the peers' stale-routes time, or a
+    /// peer that never returns makes the others drop the routes they kept.
+    pub selection_deferral_time: Duration,
     /// Route reflector cluster id: when set, we reflect routes between
     /// clients and non-clients (RFC 4456 §6). Usually our router id.
     pub cluster_id: Option<Ipv4Addr>,
@@ -193,6 +199,8 @@ struct Peer {
     stale_until: Option<Instant>,
     /// Families whose stale routes await End-of-RIB.
     stale_families: Vec<Family>,
+    /// Families the peer sent End-of-RIB for in this session.
+    eor_received: Vec<Family>,
     router_id: Option<Ipv4Addr>,
 }
 
@@ -219,13 +227,26 @@ pub struct Speaker {
     /// added), keyed by the original's address; the original is kept in the
     /// value so that address cannot be reused while the entry lives.
     reflected: ReflectedCache,
+    /// Route selection is deferred after our restart (RFC 4724 §4.1).
+    deferral: Deferral,
+}
+
+/// Whether UPDATEs to peers are held after our own restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deferral {
+    /// Not restarting, or the deferral is over: updates flow.
+    Off,
+    /// Restarting; the timer starts with the first peer.
+    Pending,
+    /// Holding every peer's UPDATEs and End-of-RIB until this deadline
+    /// or until every peer is up and sent its End-of-RIB.
+    Until(Instant),
 }
 
 impl Speaker {
     /// A speaker with no peers.
     pub fn new(config: SpeakerConfig) -> Speaker {
         Speaker {
-            config,
             peers: Vec::new(),
             conns: HashMap::new(),
             rib: Rib::new(),
@@ -233,7 +254,18 @@ impl Speaker {
             local: HashMap::new(),
             outputs: VecDeque::new(),
             reflected: HashMap::new(),
+            deferral: if config_restarting(&config) {
+                Deferral::Pending
+            } else {
+                Deferral::Off
+            },
+            config,
         }
+    }
+
+    /// Whether we still hold updates after our restart (RFC 4724 §4.1).
+    pub fn deferring(&self) -> bool {
+        self.deferral != Deferral::Off
     }
 
     /// The configuration.
@@ -276,8 +308,12 @@ impl Speaker {
             eor_due: Vec::new(),
             stale_until: None,
             stale_families: Vec::new(),
+            eor_received: Vec::new(),
             router_id: None,
         });
+        if self.deferral == Deferral::Pending {
+            self.deferral = Deferral::Until(now + self.config.selection_deferral_time);
+        }
         self.fsm_event(id, None, Event::ManualStart, now);
         Ok(id)
     }
@@ -427,6 +463,12 @@ impl Speaker {
 
     /// The earliest timer deadline of any session, MRAI or restart timer.
     pub fn next_deadline(&self) -> Option<Instant> {
+        // While deferring, held flushes wait for the deferral, not the MRAI.
+        let deferral_until = match self.deferral {
+            Deferral::Until(t) => Some(t),
+            Deferral::Off | Deferral::Pending => None,
+        };
+        let flushing = self.deferral == Deferral::Off;
         self.peers
             .iter()
             .flat_map(|p| {
@@ -434,10 +476,11 @@ impl Speaker {
                     p.fsm.next_deadline(),
                     p.rival.as_ref().and_then(|r| r.0.next_deadline()),
                     p.stale_until,
-                    p.next_flush,
+                    p.next_flush.filter(|_| flushing),
                 ]
             })
             .flatten()
+            .chain(deferral_until)
             .min()
     }
 
@@ -469,7 +512,40 @@ impl Speaker {
                 }
             }
         }
+        if let Deferral::Until(t) = self.deferral {
+            if t <= now {
+                // Selection_Deferral_Timer expired (RFC 4724 §4.1).
+                self.end_deferral(now);
+            }
+        }
         self.flush_due(now);
+    }
+
+    /// Ends the deferral once every configured peer is up and each that
+    /// does graceful restart has sent End-of-RIB for all its families
+    /// (RFC 4724 §4.1): selection is complete, so updates can go.
+    fn check_deferral(&mut self, now: Instant) {
+        if self.deferral == Deferral::Off {
+            return;
+        }
+        let complete = self.peers.iter().all(|p| {
+            p.up.as_ref().is_some_and(|n| {
+                !n.graceful_restart || n.families.iter().all(|f| p.eor_received.contains(f))
+            })
+        });
+        if complete {
+            self.end_deferral(now);
+        }
+    }
+
+    /// Lets every peer's held initial dump and End-of-RIB go.
+    fn end_deferral(&mut self, now: Instant) {
+        self.deferral = Deferral::Off;
+        for p in &mut self.peers {
+            if p.up.is_some() {
+                p.next_flush = Some(now);
+            }
+        }
     }
 
     /// The driver's connection to `peer` is up (`outgoing`: we opened it).
@@ -794,6 +870,7 @@ impl Speaker {
         }
         let p = &mut self.peers[i];
         p.eor_due = n.families.clone();
+        p.eor_received.clear();
         p.sent.clear();
         p.pending.clear();
         let families = n.families.clone();
@@ -813,6 +890,8 @@ impl Speaker {
         if let Some(gr) = p.session.graceful_restart.as_mut() {
             gr.restarting = false;
         }
+        // A peer without graceful restart sends no End-of-RIB to wait for.
+        self.check_deferral(now);
     }
 
     fn session_down(&mut self, peer: PeerId, reason: DownReason, now: Instant) {
@@ -870,7 +949,11 @@ impl Speaker {
                     self.best_changed(c, now);
                 }
             }
+            if !self.peers[i].eor_received.contains(&family) {
+                self.peers[i].eor_received.push(family);
+            }
             self.outputs.push_back(Output::EndOfRib { peer, family });
+            self.check_deferral(now);
             return;
         }
         for w in &update.withdrawn {
@@ -1014,6 +1097,11 @@ impl Speaker {
 
     /// Sends pending UPDATEs to every peer whose MRAI allows it.
     fn flush_due(&mut self, now: Instant) {
+        if self.deferral != Deferral::Off {
+            // RFC 4724 §4.1: a restarting speaker sends nothing until its
+            // selection is complete; the pending sets keep growing.
+            return;
+        }
         for i in 0..self.peers.len() {
             let p = &self.peers[i];
             if p.next_flush.is_none_or(|t| t > now) || p.up.is_none() {
@@ -1074,6 +1162,10 @@ impl Speaker {
     }
 }
 
+fn config_restarting(config: &SpeakerConfig) -> bool {
+    config.graceful_restart.is_some_and(|gr| gr.restarting)
+}
+
 fn source_of(peer: PeerId) -> Source {
     peer.0 + 1
 }
@@ -1116,6 +1208,10 @@ mod tests {
         events: Vec<Vec<RouteEvent>>,
         /// Connections each side has seen established messages on.
         sent_bytes: Vec<usize>,
+        /// End-of-RIB markers each speaker received: (from peer, family).
+        eors: Vec<Vec<(PeerId, Family)>>,
+        /// Speakers no connection can reach (a host still down).
+        cut: HashSet<usize>,
     }
 
     fn addr(i: usize) -> IpAddr {
@@ -1136,6 +1232,7 @@ mod tests {
                 restarting: false,
             }),
             stale_routes_time: Duration::from_secs(30),
+            selection_deferral_time: Duration::from_secs(20),
             cluster_id: None,
             families: vec![Family::VPNV4, Family::VPNV6],
         }
@@ -1189,6 +1286,8 @@ mod tests {
                 now,
                 events: vec![Vec::new(); n],
                 sent_bytes: vec![0; n],
+                eors: vec![Vec::new(); n],
+                cut: HashSet::new(),
             };
             lab.run();
             lab
@@ -1216,7 +1315,10 @@ mod tests {
                     let Some(j) = (0..self.speakers.len()).find(|j| addr(*j) == address) else {
                         return;
                     };
-                    let Some(back) = self.speakers[j].peer_by_address(addr(i)) else {
+                    let back = self.speakers[j].peer_by_address(addr(i));
+                    let Some(back) =
+                        back.filter(|_| !self.cut.contains(&i) && !self.cut.contains(&j))
+                    else {
                         self.speakers[i].connect_failed(peer, now);
                         return;
                     };
@@ -1240,7 +1342,15 @@ mod tests {
                     }
                 }
                 Output::Route(e) => self.events[i].push(e),
-                Output::SessionState { .. } | Output::EndOfRib { .. } => {}
+                Output::EndOfRib { peer, family } => self.eors[i].push((peer, family)),
+                Output::SessionState { .. } => {}
+            }
+        }
+
+        /// Advances time a second at a time so keepalives keep sessions up.
+        fn advance_secs(&mut self, secs: u64) {
+            for _ in 0..secs {
+                self.advance(Duration::from_secs(1));
             }
         }
 
@@ -1573,5 +1683,138 @@ mod tests {
         let events = lab.take_events(1);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].tenant, 7);
+    }
+
+    /// A reflector (0) with clients 1 and 2 that exchanged routes through
+    /// it; then the reflector crashes and comes back restarting, with its
+    /// own route, while client 2 is still unreachable.
+    fn restarted_reflector_with_one_client_back() -> Lab {
+        let reflector = |restarting: bool| {
+            let mut c = config(0);
+            c.cluster_id = Some(Ipv4Addr::new(10, 0, 0, 1));
+            c.graceful_restart = Some(GracefulRestartConfig {
+                restart_time: 60,
+                restarting,
+            });
+            c
+        };
+        let clients: &[(usize, bool, bool)] = &[(1, true, false), (2, true, false)];
+        let to_rr: &[(usize, bool, bool)] = &[(0, false, false)];
+        let mut lab = Lab::new(
+            vec![reflector(false), config(1), config(2)],
+            &[clients, to_rr, to_rr],
+        );
+        lab.advertise(1, "10.1.0.0/24", 100);
+        lab.advertise(2, "10.2.0.0/24", 200);
+        assert_eq!(lab.take_events(1).len(), 1, "client 1 has client 2's route");
+        lab.take_events(2);
+
+        lab.crash(0);
+        lab.cut.insert(2);
+        for e in &mut lab.eors {
+            e.clear();
+        }
+        let mut rr = Speaker::new(reflector(true));
+        rr.set_vrf(tenant_vrf(0));
+        rr.advertise(
+            1,
+            "10.0.0.0/24".parse().unwrap(),
+            Label::new(50).unwrap(),
+            lab.now,
+        )
+        .unwrap();
+        for &(j, rr_client, passive) in clients {
+            rr.add_peer(
+                PeerConfig {
+                    address: addr(j),
+                    rr_client,
+                    passive,
+                },
+                lab.now,
+            )
+            .unwrap();
+        }
+        lab.speakers[0] = rr;
+        lab.run();
+        assert_eq!(
+            lab.speakers[0].peer_status()[0].state,
+            State::Established,
+            "client 1 is back"
+        );
+        assert_eq!(lab.speakers[0].peer_status()[1].state, State::Active);
+        lab
+    }
+
+    #[test]
+    fn restarting_reflector_defers_updates_until_every_client_sent_end_of_rib() {
+        let mut lab = restarted_reflector_with_one_client_back();
+        assert_eq!(
+            lab.eors[0].len(),
+            2,
+            "client 1 sent its table and End-of-RIB for both families"
+        );
+        assert!(lab.speakers[0].deferring());
+        assert!(
+            lab.eors[1].is_empty(),
+            "no End-of-RIB for client 1 while client 2 is away"
+        );
+        assert!(
+            lab.take_events(1).is_empty(),
+            "no partial table: client 1 neither learns the reflector's route nor sweeps client 2's"
+        );
+        assert_eq!(lab.speakers[1].rib().len(), 2, "own route and client 2's");
+        assert!(lab.speakers[1].peer_status()[0].stale);
+
+        // Client 2 comes back and sends its End-of-RIB: selection is complete.
+        lab.cut.remove(&2);
+        lab.advance_secs(4);
+        assert!(!lab.speakers[0].deferring());
+        let mut families: Vec<Family> = lab.eors[1].iter().map(|(_, f)| *f).collect();
+        families.sort_by_key(|f| format!("{f:?}"));
+        let mut both = vec![Family::VPNV4, Family::VPNV6];
+        both.sort_by_key(|f| format!("{f:?}"));
+        assert_eq!(families, both, "client 1 got End-of-RIB once per family");
+        let events = lab.take_events(1);
+        assert!(
+            events.iter().all(|e| e.route.is_some()),
+            "client 2's route was never withdrawn from client 1: {events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.prefix.prefix.to_string() == "10.0.0.0/24"),
+            "the reflector's own route arrived"
+        );
+        assert_eq!(lab.speakers[1].rib().len(), 3);
+        assert!(!lab.speakers[1].peer_status()[0].stale);
+    }
+
+    #[test]
+    fn selection_deferral_timer_releases_updates_when_a_client_never_returns() {
+        let mut lab = restarted_reflector_with_one_client_back();
+        lab.advance_secs(19);
+        assert!(lab.eors[1].is_empty(), "still deferring before the timer");
+        assert!(lab.take_events(1).is_empty());
+        lab.advance_secs(2);
+        assert!(!lab.speakers[0].deferring());
+        assert_eq!(lab.eors[1].len(), 2, "End-of-RIB once the timer ran out");
+        let events = lab.take_events(1);
+        let withdrawn: Vec<String> = events
+            .iter()
+            .filter(|e| e.route.is_none())
+            .map(|e| e.prefix.prefix.to_string())
+            .collect();
+        assert_eq!(
+            withdrawn,
+            vec!["10.2.0.0/24"],
+            "only then does client 1 sweep the absent client's route"
+        );
+    }
+
+    #[test]
+    fn a_speaker_that_is_not_restarting_sends_its_table_at_once() {
+        let lab = Lab::pair();
+        assert!(!lab.speakers[0].deferring());
+        assert_eq!(lab.eors[1].len(), 2, "End-of-RIB right after the dump");
     }
 }
