@@ -11,8 +11,7 @@
 //! playing the host, one workload) and removes at the end. It also prints the
 //! agent's open file descriptors before and after, as a leak check.
 
-use pisek_agent::api::{ApiClient, Request};
-use pisek_agent::attach::Attachment;
+use pisek_api::{ApiClient, Attachment, Request};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -10,8 +10,7 @@
 mod common;
 
 use common::{Netns, TempDir, poll_until, require, workspace_binary};
-use pisek_agent::api::{ApiClient, ClientError, Request};
-use pisek_agent::attach::Attachment;
+use pisek_api::{ApiClient, Attachment, ClientError, Request};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;

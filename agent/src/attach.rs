@@ -132,28 +132,8 @@ pub trait WorkloadObserver: Send + Sync {
     -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
-/// An attached interface, as the CNI plugin reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    /// Container id.
-    pub container_id: String,
-    /// Interface inside the workload.
-    pub ifname: String,
-    /// Tenant name.
-    pub tenant: String,
-    /// The workload's namespace.
-    pub netns: PathBuf,
-    /// The host end of the veth.
-    pub host_ifname: String,
-    /// The workload interface's MAC (`aa:bb:..`).
-    pub mac: Option<String>,
-    /// Addresses with prefix length (`10.1.1.2/32`).
-    pub addresses: Vec<String>,
-    /// The gateway of each address family.
-    pub gateways: Vec<IpAddr>,
-    /// MTU of both ends.
-    pub mtu: u32,
-}
+// An attached interface, as the API answers it: a wire type, so it lives in pisek-api.
+pub use pisek_api::Attachment;
 
 impl From<&EndpointRecord> for Attachment {
     fn from(r: &EndpointRecord) -> Self {

@@ -13,15 +13,17 @@
 //! there is no moment at which it is reachable with a wider mode.
 //! A malformed request gets `{"ok":false,"error":{"code":"malformed_request",
 //! ...}}` and the connection stays usable. `docs/api.md` lists every op.
+//!
+//! The requests, answers, error codes and the blocking client are the
+//! `pisek-api` crate, which the clients link; this module is the server.
+//! The wire types are re-exported here so the agent's modules name them as
+//! `crate::api::X`.
 
-mod client;
-mod protocol;
 mod server;
 
-pub use client::{ApiClient, ClientError};
-pub use protocol::{
+pub use pisek_api::{
     ApiError, BgpSessionInfo, Detached, DropCounter, GcResult, MAX_REQUEST_BYTES, PeerInfo,
-    Request, Response, RouteInfo, Status, VrfInfo,
+    Request, Response, RouteInfo, Status, VrfInfo, codes,
 };
 pub use server::{ApiServer, DataplaneView, NoDataplane, bind_socket};
 

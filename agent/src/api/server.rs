@@ -1,9 +1,9 @@
 //! The API server: accept loop, one task per connection, bounded line reads.
 
-use super::protocol::{
-    Detached, GcResult, MAX_REQUEST_BYTES, PeerInfo, Request, Response, RouteInfo, Status, VrfInfo,
+use super::{
+    BgpSessionInfo, Detached, DropCounter, GcResult, MAX_REQUEST_BYTES, PeerInfo, Request,
+    Response, RouteInfo, Status, VrfInfo, codes,
 };
-use super::{BgpSessionInfo, DropCounter};
 use crate::attach::{AttachRequest, Attachments};
 use crate::config::{Config, Role};
 use crate::ipam::WorkloadKey;
@@ -119,7 +119,7 @@ impl ApiServer {
             if !complete && line.len() > MAX_REQUEST_BYTES {
                 // Unbounded input is refused, and the rest of it is not read.
                 let answer = Response::failure(
-                    "malformed_request",
+                    codes::MALFORMED_REQUEST,
                     format!("request longer than {MAX_REQUEST_BYTES} bytes"),
                 );
                 send(&mut write, &answer).await?;
@@ -130,7 +130,9 @@ impl ApiServer {
             }
             let answer = match serde_json::from_slice::<Request>(&line) {
                 Ok(request) => self.dispatch(request).await,
-                Err(e) => Response::failure("malformed_request", format!("malformed request: {e}")),
+                Err(e) => {
+                    Response::failure(codes::MALFORMED_REQUEST, format!("malformed request: {e}"))
+                }
             };
             send(&mut write, &answer).await?;
         }
@@ -197,7 +199,7 @@ impl ApiServer {
             Request::Vrfs => Response::success(self.vrfs().await),
             Request::Routes { tenant } => match &tenant {
                 Some(t) if self.config.tenant(t).is_none() => {
-                    Response::failure("unknown_tenant", format!("unknown tenant `{t}`"))
+                    Response::failure(codes::UNKNOWN_TENANT, format!("unknown tenant `{t}`"))
                 }
                 _ => Response::success(self.routes(tenant.as_deref()).await),
             },

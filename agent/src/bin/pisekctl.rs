@@ -4,10 +4,10 @@
 //! or, with `--json`, the API's result as JSON.
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use pisek_agent::api::{
-    ApiClient, BgpSessionInfo, Detached, DropCounter, PeerInfo, Request, RouteInfo, Status, VrfInfo,
+use pisek_api::{
+    ApiClient, Attachment, BgpSessionInfo, Detached, DropCounter, PeerInfo, Request, RouteInfo,
+    Status, VrfInfo,
 };
-use pisek_agent::attach::Attachment;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -132,127 +132,17 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut client = ApiClient::connect(&args.socket)?;
     let json = args.json;
     match &args.command {
-        Command::Status => show(&mut client, &Request::Status, json, |s: Status| {
-            table(
-                &[
-                    "NODE",
-                    "ROLE",
-                    "TUNNEL",
-                    "TENANTS",
-                    "ENDPOINTS",
-                    "DATAPLANE",
-                    "UPTIME",
-                    "VERSION",
-                ],
-                vec![vec![
-                    s.node,
-                    s.role,
-                    s.tunnel_address.to_string(),
-                    s.tenants.to_string(),
-                    s.endpoints.to_string(),
-                    if s.dataplane {
-                        "running"
-                    } else {
-                        "not running"
-                    }
-                    .into(),
-                    format!("{}s", s.uptime_secs),
-                    s.version,
-                ]],
-            )
-        }),
+        Command::Status => show(&mut client, &Request::Status, json, status_table),
         Command::Endpoints => show(&mut client, &Request::Endpoints, json, endpoints_table),
-        Command::Vrfs => show(&mut client, &Request::Vrfs, json, |v: Vec<VrfInfo>| {
-            table(
-                &[
-                    "TENANT",
-                    "ID",
-                    "LABEL",
-                    "TABLE",
-                    "TUN",
-                    "PREFIXES",
-                    "EXPORT RT",
-                    "IMPORT RT",
-                    "ENDPOINTS",
-                ],
-                v.into_iter()
-                    .map(|v| {
-                        vec![
-                            v.tenant,
-                            v.id.to_string(),
-                            opt(v.label),
-                            v.table.to_string(),
-                            v.tun,
-                            v.prefixes.join(","),
-                            v.export_route_targets.join(","),
-                            v.import_route_targets.join(","),
-                            v.endpoints.to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
-        }),
-        Command::Routes { tenant } => show(
-            &mut client,
-            &Request::Routes {
+        Command::Vrfs => show(&mut client, &Request::Vrfs, json, vrfs_table),
+        Command::Routes { tenant } => {
+            let request = Request::Routes {
                 tenant: tenant.clone(),
-            },
-            json,
-            |r: Vec<RouteInfo>| {
-                table(
-                    &[
-                        "TENANT",
-                        "PREFIX",
-                        "SOURCE",
-                        "INTERFACE",
-                        "NEXT HOP",
-                        "LABEL",
-                    ],
-                    r.into_iter()
-                        .map(|r| {
-                            vec![
-                                r.tenant,
-                                r.prefix,
-                                r.source,
-                                r.interface.unwrap_or_else(|| "-".into()),
-                                opt(r.next_hop),
-                                opt(r.label),
-                            ]
-                        })
-                        .collect(),
-                )
-            },
-        ),
+            };
+            show(&mut client, &request, json, routes_table)
+        }
         Command::Peers => show(&mut client, &Request::Peers, json, peers_table),
-        Command::Bgp => show(
-            &mut client,
-            &Request::Bgp,
-            json,
-            |b: Vec<BgpSessionInfo>| {
-                table(
-                    &[
-                        "NEIGHBOR",
-                        "NAME",
-                        "STATE",
-                        "UPTIME",
-                        "RECEIVED",
-                        "ADVERTISED",
-                    ],
-                    b.into_iter()
-                        .map(|b| {
-                            vec![
-                                b.neighbor.to_string(),
-                                b.name.unwrap_or_else(|| "-".into()),
-                                b.state,
-                                b.uptime_secs.map_or("-".into(), |s| format!("{s}s")),
-                                b.received.to_string(),
-                                b.advertised.to_string(),
-                            ]
-                        })
-                        .collect(),
-                )
-            },
-        ),
+        Command::Bgp => show(&mut client, &Request::Bgp, json, bgp_table),
         Command::Drops => show(&mut client, &Request::Drops, json, drops_table),
         Command::Attach {
             netns,
@@ -261,17 +151,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             ifname,
             addresses,
         } => {
-            let container_id = match container_id {
-                Some(id) => id.clone(),
-                None => container_id_for(netns)?,
-            };
-            let request = Request::Attach {
-                container_id,
-                netns: netns.clone(),
-                ifname: ifname.clone(),
-                tenant: tenant.clone(),
-                addresses: addresses.clone(),
-            };
+            let request = attach_request(netns, tenant, container_id, ifname, addresses)?;
             show(&mut client, &request, json, |a: Attachment| {
                 endpoints_table(vec![a])
             })
@@ -285,10 +165,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 container_id: key(netns, container_id)?,
                 ifname: ifname.clone(),
             };
-            show(&mut client, &request, json, |d: Detached| match d.removed {
-                Some(a) => format!("detached {} ({})\n", a.container_id, a.addresses.join(", ")),
-                None => "nothing was attached\n".into(),
-            })
+            show(&mut client, &request, json, detached_text)
         }
         Command::Check {
             netns,
@@ -306,6 +183,27 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
 }
 
+/// The `attach` request: the container id defaults to the namespace's.
+fn attach_request(
+    netns: &Path,
+    tenant: &str,
+    container_id: &Option<String>,
+    ifname: &str,
+    addresses: &[std::net::IpAddr],
+) -> anyhow::Result<Request> {
+    let container_id = match container_id {
+        Some(id) => id.clone(),
+        None => container_id_for(netns)?,
+    };
+    Ok(Request::Attach {
+        container_id,
+        netns: netns.to_path_buf(),
+        ifname: ifname.to_string(),
+        tenant: tenant.to_string(),
+        addresses: addresses.to_vec(),
+    })
+}
+
 /// Calls the agent and prints the result as JSON or through `render`.
 fn show<T: DeserializeOwned + Serialize>(
     client: &mut ApiClient,
@@ -320,6 +218,126 @@ fn show<T: DeserializeOwned + Serialize>(
         print!("{}", render(result));
     }
     Ok(())
+}
+
+fn status_table(s: Status) -> String {
+    table(
+        &[
+            "NODE",
+            "ROLE",
+            "TUNNEL",
+            "TENANTS",
+            "ENDPOINTS",
+            "DATAPLANE",
+            "UPTIME",
+            "VERSION",
+        ],
+        vec![vec![
+            s.node,
+            s.role,
+            s.tunnel_address.to_string(),
+            s.tenants.to_string(),
+            s.endpoints.to_string(),
+            if s.dataplane {
+                "running"
+            } else {
+                "not running"
+            }
+            .into(),
+            format!("{}s", s.uptime_secs),
+            s.version,
+        ]],
+    )
+}
+
+fn vrfs_table(vrfs: Vec<VrfInfo>) -> String {
+    table(
+        &[
+            "TENANT",
+            "ID",
+            "LABEL",
+            "TABLE",
+            "TUN",
+            "PREFIXES",
+            "EXPORT RT",
+            "IMPORT RT",
+            "ENDPOINTS",
+        ],
+        vrfs.into_iter()
+            .map(|v| {
+                vec![
+                    v.tenant,
+                    v.id.to_string(),
+                    opt(v.label),
+                    v.table.to_string(),
+                    v.tun,
+                    v.prefixes.join(","),
+                    v.export_route_targets.join(","),
+                    v.import_route_targets.join(","),
+                    v.endpoints.to_string(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn routes_table(routes: Vec<RouteInfo>) -> String {
+    table(
+        &[
+            "TENANT",
+            "PREFIX",
+            "SOURCE",
+            "INTERFACE",
+            "NEXT HOP",
+            "LABEL",
+        ],
+        routes
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.tenant,
+                    r.prefix,
+                    r.source,
+                    r.interface.unwrap_or_else(|| "-".into()),
+                    opt(r.next_hop),
+                    opt(r.label),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn bgp_table(sessions: Vec<BgpSessionInfo>) -> String {
+    table(
+        &[
+            "NEIGHBOR",
+            "NAME",
+            "STATE",
+            "UPTIME",
+            "RECEIVED",
+            "ADVERTISED",
+        ],
+        sessions
+            .into_iter()
+            .map(|b| {
+                vec![
+                    b.neighbor.to_string(),
+                    b.name.unwrap_or_else(|| "-".into()),
+                    b.state,
+                    b.uptime_secs.map_or("-".into(), |s| format!("{s}s")),
+                    b.received.to_string(),
+                    b.advertised.to_string(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn detached_text(d: Detached) -> String {
+    match d.removed {
+        Some(a) => format!("detached {} ({})\n", a.container_id, a.addresses.join(", ")),
+        None => "nothing was attached\n".into(),
+    }
 }
 
 fn peers_table(peers: Vec<PeerInfo>) -> String {

@@ -28,42 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 
-/// What identifies one attachment: the container and the interface name in
-/// its namespace (CNI's `CNI_CONTAINERID` + `CNI_IFNAME`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkloadKey {
-    /// The runtime's container id (or any unique name for a plain namespace).
-    pub container_id: String,
-    /// The interface name inside the workload's namespace (`eth0`).
-    pub ifname: String,
-}
-
-impl WorkloadKey {
-    /// A key from its two parts.
-    pub fn new(container_id: impl Into<String>, ifname: impl Into<String>) -> WorkloadKey {
-        WorkloadKey {
-            container_id: container_id.into(),
-            ifname: ifname.into(),
-        }
-    }
-
-    /// The key as one string, `<container id>/<ifname>`; container ids and
-    /// interface names never contain `/`, so the form is unambiguous.
-    pub fn as_string(&self) -> String {
-        format!("{}/{}", self.container_id, self.ifname)
-    }
-}
-
-impl std::fmt::Display for WorkloadKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "container {} interface {}",
-            self.container_id, self.ifname
-        )
-    }
-}
+// What identifies one attachment: a wire type of the API, so it lives in pisek-api.
+pub use pisek_api::WorkloadKey;
 
 /// The addresses one attachment holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

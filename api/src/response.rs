@@ -1,82 +1,11 @@
-//! The messages of the agent's API: one JSON object per line each way.
-//! `docs/api.md` documents every request and answer.
+//! The answers of the agent's API: the envelope (`ok` with a `result` or an
+//! `error`) and the result of each request. `docs/api.md` documents them.
 
-use crate::attach::Attachment;
-use crate::ipam::WorkloadKey;
+use crate::error::{ApiError, codes};
+use crate::workload::{Attachment, WorkloadKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
-
-/// The longest request line the server reads (bytes, newline excluded).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-
-fn default_ifname() -> String {
-    "eth0".into()
-}
-
-/// A request, tagged by `op`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    /// Attach a network namespace to a tenant.
-    Attach {
-        /// Container id (CNI_CONTAINERID) or another unique name.
-        container_id: String,
-        /// Path of the network namespace.
-        netns: PathBuf,
-        /// Interface name inside it (default `eth0`).
-        #[serde(default = "default_ifname")]
-        ifname: String,
-        /// Tenant name.
-        tenant: String,
-        /// Requested addresses, at most one per family (CNI `ips`); absent:
-        /// allocated from the tenant's prefixes. One outside every prefix of
-        /// the tenant on this node is a stray address, advertised as a host
-        /// route.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        addresses: Vec<IpAddr>,
-    },
-    /// Detach (idempotent).
-    Detach {
-        /// Container id.
-        container_id: String,
-        /// Interface name (default `eth0`).
-        #[serde(default = "default_ifname")]
-        ifname: String,
-    },
-    /// Compare an attachment with the live system.
-    Check {
-        /// Container id.
-        container_id: String,
-        /// Interface name (default `eth0`).
-        #[serde(default = "default_ifname")]
-        ifname: String,
-    },
-    /// Release every attachment not in `valid_attachments` (CNI GC).
-    Gc {
-        /// The attachments the runtime still has.
-        valid_attachments: Vec<WorkloadKey>,
-    },
-    /// The agent's summary.
-    Status,
-    /// Attached endpoints.
-    Endpoints,
-    /// Tenants' VRFs.
-    Vrfs,
-    /// Routes, of one tenant or all.
-    Routes {
-        /// Tenant name; all tenants when absent.
-        #[serde(default)]
-        tenant: Option<String>,
-    },
-    /// WireGuard peers.
-    Peers,
-    /// BGP sessions.
-    Bgp,
-    /// Drop counters.
-    Drops,
-}
 
 /// The answer to one request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,7 +29,7 @@ impl Response {
                 result: Some(v),
                 error: None,
             },
-            Err(e) => Response::failure("internal", format!("cannot encode the result: {e}")),
+            Err(e) => Response::failure(codes::INTERNAL, format!("cannot encode the result: {e}")),
         }
     }
 
@@ -114,21 +43,6 @@ impl Response {
                 message: message.into(),
             }),
         }
-    }
-}
-
-/// A failed request: a stable code and a sentence for a person.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    /// Machine-readable (`netns_not_found`, `ipam_exhausted`, ... see docs/api.md).
-    pub code: String,
-    /// What went wrong, naming the object concerned.
-    pub message: String,
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message, self.code)
     }
 }
 

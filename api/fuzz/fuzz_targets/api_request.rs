@@ -1,9 +1,9 @@
-//! The API server's request decoding: any bytes on a line must give a
-//! `Request` or an error answer, never a panic.
+//! The API's request decoding, as the agent's server does it for each line:
+//! any bytes on a line must give a `Request` or an error answer, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pisek_agent::api::{Request, Response};
+use pisek_api::{Request, Response, codes};
 
 fuzz_target!(|line: &[u8]| {
     match serde_json::from_slice::<Request>(line) {
@@ -14,7 +14,7 @@ fuzz_target!(|line: &[u8]| {
             assert_eq!(again, request);
         }
         Err(e) => {
-            let answer = Response::failure("malformed_request", e.to_string());
+            let answer = Response::failure(codes::MALFORMED_REQUEST, e.to_string());
             serde_json::to_vec(&answer).expect("encode error answer");
         }
     }

@@ -1,6 +1,8 @@
 //! A blocking client of the agent's API, for `pisekctl`, the CNI plugin and tests.
 
-use super::protocol::{ApiError, Request, Response};
+use crate::error::ApiError;
+use crate::request::Request;
+use crate::response::Response;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

@@ -1,0 +1,77 @@
+//! The requests of the agent's API: one JSON object per line, tagged by `op`.
+//! `docs/api.md` documents every request.
+
+use crate::workload::WorkloadKey;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// The longest request line the server reads (bytes, newline excluded).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+fn default_ifname() -> String {
+    "eth0".into()
+}
+
+/// A request, tagged by `op`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Attach a network namespace to a tenant.
+    Attach {
+        /// Container id (CNI_CONTAINERID) or another unique name.
+        container_id: String,
+        /// Path of the network namespace.
+        netns: PathBuf,
+        /// Interface name inside it (default `eth0`).
+        #[serde(default = "default_ifname")]
+        ifname: String,
+        /// Tenant name.
+        tenant: String,
+        /// Requested addresses, at most one per family (CNI `ips`); absent:
+        /// allocated from the tenant's prefixes. One outside every prefix of
+        /// the tenant on this node is a stray address, advertised as a host
+        /// route.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        addresses: Vec<IpAddr>,
+    },
+    /// Detach (idempotent).
+    Detach {
+        /// Container id.
+        container_id: String,
+        /// Interface name (default `eth0`).
+        #[serde(default = "default_ifname")]
+        ifname: String,
+    },
+    /// Compare an attachment with the live system.
+    Check {
+        /// Container id.
+        container_id: String,
+        /// Interface name (default `eth0`).
+        #[serde(default = "default_ifname")]
+        ifname: String,
+    },
+    /// Release every attachment not in `valid_attachments` (CNI GC).
+    Gc {
+        /// The attachments the runtime still has.
+        valid_attachments: Vec<WorkloadKey>,
+    },
+    /// The agent's summary.
+    Status,
+    /// Attached endpoints.
+    Endpoints,
+    /// Tenants' VRFs.
+    Vrfs,
+    /// Routes, of one tenant or all.
+    Routes {
+        /// Tenant name; all tenants when absent.
+        #[serde(default)]
+        tenant: Option<String>,
+    },
+    /// WireGuard peers.
+    Peers,
+    /// BGP sessions.
+    Bgp,
+    /// Drop counters.
+    Drops,
+}
