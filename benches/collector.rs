@@ -9,12 +9,12 @@
 //! Prints readings/s and the process's peak RSS (VmHWM).
 
 use bytes::Bytes;
-use pisek_agent::collector::config::CollectorConfig;
-use pisek_agent::collector::graphite::{self, WriterOptions};
-use pisek_agent::collector::input;
-use pisek_agent::collector::metrics::Metrics;
-use pisek_agent::collector::queue::shared::SharedQueue;
-use pisek_agent::collector::queue::{DurableQueue, QueueOptions};
+use pisek_collector::config::CollectorConfig;
+use pisek_collector::graphite::{self, WriterOptions};
+use pisek_collector::input;
+use pisek_collector::metrics::Metrics;
+use pisek_collector::queue::shared::SharedQueue;
+use pisek_collector::queue::{DurableQueue, QueueOptions};
 use rumqttc::{AsyncClient, Publish, QoS};
 use std::io::Read;
 use std::net::TcpListener;

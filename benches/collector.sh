@@ -30,7 +30,7 @@ CARBON_CORE=${CARBON_CORE:-0}  # carbon alone on the other core, in every measur
 TARGET=${CARGO_TARGET_DIR:-target}
 PY=/usr/bin/python3
 
-cargo build --release -q -p pisek-agent --bin pisek-collector
+cargo build --release -q -p pisek-collector --bin pisek-collector
 cargo bench -q --bench collector --no-run 2>/dev/null
 BENCH_BIN=$(ls -t "$TARGET"/release/deps/collector-* | grep -v '\.d$' | head -1)
 COLLECTOR="$TARGET/release/pisek-collector"

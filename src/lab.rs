@@ -824,6 +824,8 @@ pub fn build_agent(dir: &Path) -> anyhow::Result<()> {
     let mut cargo =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.args(["build", "-q", "-p", "pisek-agent", "--bins"]);
+    // two_gateways starts the sensor collector, its own package.
+    cargo.args(["-p", "pisek-collector"]);
     if dir.ends_with("release") {
         cargo.arg("--release");
     }

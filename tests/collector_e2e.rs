@@ -214,7 +214,7 @@ impl Collector {
         let bin = workspace_binary("pisek-collector");
         assert!(
             bin.exists(),
-            "{} is missing: cargo build -p pisek-agent --bin pisek-collector",
+            "{} is missing: cargo build -p pisek-collector",
             bin.display()
         );
         let child = ns

@@ -6,12 +6,10 @@
 //! - [`keyfile`]: the node's WireGuard static key on disk (0600).
 //! - [`bgp`]: the BGP speaker's driver (TCP sessions, timers) around `pisek_overlay::bgp`.
 //! - [`metrics`]: the Prometheus endpoint on a loopback port.
-//! - [`collector`]: the sensor collector (MQTT -> Graphite), binary `pisek-collector`.
 
 pub mod api;
 pub mod attach;
 pub mod bgp;
-pub mod collector;
 pub mod config;
 pub mod dataplane;
 pub mod ipam;

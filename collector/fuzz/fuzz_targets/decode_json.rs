@@ -2,7 +2,7 @@
 //! emits only finite values.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pisek_agent::collector::decode::{Decoder, DecoderKind};
+use pisek_collector::decode::{Decoder, DecoderKind};
 use std::collections::BTreeMap;
 
 fuzz_target!(|data: &[u8]| {

@@ -134,7 +134,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collector::decode::DecoderKind;
+    use crate::decode::DecoderKind;
 
     #[test]
     fn filters_match_as_mqtt_says() {

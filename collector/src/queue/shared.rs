@@ -2,7 +2,7 @@
 //! commits, the Graphite writer reads and acknowledges.
 
 use super::DurableQueue;
-use crate::collector::metrics::Metrics;
+use crate::metrics::Metrics;
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;

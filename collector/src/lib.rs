@@ -1,4 +1,9 @@
-//! The sensor collector: MQTT -> durable queue -> Graphite.
+//! `pisek-collector`, the sensor collector: MQTT -> durable queue -> Graphite.
+//!
+//! Its own crate so the gateway agent links no MQTT broker, client or TLS:
+//! the collector runs in a pod on a tenant network and reaches carbon over
+//! the overlay like any other workload. The binary is `pisek-collector`;
+//! its config reference is docs/collector.md.
 //!
 //! ```text
 //!  sensors ─MQTT─> broker (mosquitto, or the embedded rumqttd)

@@ -2,7 +2,7 @@
 //! prefix re-encodes to the same bytes, and every record round-trips.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pisek_agent::collector::queue::record::{self, Frame, HEADER_LEN};
+use pisek_collector::queue::record::{self, Frame, HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let (valid, _) = record::valid_prefix(data);

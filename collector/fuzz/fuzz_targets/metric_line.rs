@@ -2,9 +2,9 @@
 //! lines: three fields, no empty path level, nothing outside the sanitised set.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pisek_agent::collector::decode::{Decoder, DecoderKind};
-use pisek_agent::collector::naming::MetricTemplate;
-use pisek_agent::collector::routes::{Route, RouteTable};
+use pisek_collector::decode::{Decoder, DecoderKind};
+use pisek_collector::naming::MetricTemplate;
+use pisek_collector::routes::{Route, RouteTable};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else { return };

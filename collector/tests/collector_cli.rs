@@ -1,5 +1,5 @@
 //! `pisek-collector` as an operator runs it: config checks at the command
-//! line. (Being an integration test of pisek-agent, this also makes
+//! line. (Being an integration test of pisek-collector, this also makes
 //! `cargo test --workspace` build the binary that the root package's
 //! end-to-end tests in tests/collector_e2e.rs start.)
 

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use pisek_agent::collector::config::CollectorConfig;
+use pisek_collector::config::CollectorConfig;
 use std::path::PathBuf;
 
 /// Sensor collector: MQTT -> durable queue -> Graphite (carbon plaintext).
@@ -34,5 +34,5 @@ fn main() -> anyhow::Result<()> {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    pisek_agent::collector::service::run(config).context("pisek-collector")
+    pisek_collector::service::run(config).context("pisek-collector")
 }

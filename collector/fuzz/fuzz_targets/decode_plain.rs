@@ -1,7 +1,7 @@
 //! The plain-number decoder never panics and emits only finite values.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pisek_agent::collector::decode::{Decoder, DecoderKind};
+use pisek_collector::decode::{Decoder, DecoderKind};
 
 fuzz_target!(|data: &[u8]| {
     let d = Decoder::new(DecoderKind::Plain, None, None);
