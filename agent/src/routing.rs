@@ -43,12 +43,13 @@ use anyhow::Context;
 use futures_util::future::BoxFuture;
 use ipnet::IpNet;
 use pisek_overlay::bgp::fsm::GracefulRestartConfig;
+use pisek_overlay::bgp::gr::StaleSweep;
 use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
 use pisek_overlay::bgp::speaker::{PeerConfig, SpeakerConfig};
 use pisek_overlay::packet::{Encapsulation, Label};
 use pisek_overlay::vrf::{InterfaceId, NextHop};
-use restart::{LearnedRoutesWriter, StaleSweep};
+use restart::LearnedRoutesWriter;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -229,7 +230,7 @@ pub async fn start(
     let events = handle.subscribe_events().await?;
     let sweep = vrf_routes
         .has_stale()
-        .then(|| StaleSweep::new(&config, &FAMILIES));
+        .then(|| restart::stale_sweep(&config, &FAMILIES));
     let vrf_routes = Arc::new(Mutex::new(vrf_routes));
     let learned_routes =
         LearnedRoutesWriter::spawn(config.state.dir.clone(), Arc::clone(&vrf_routes));
@@ -485,7 +486,9 @@ async fn install_routes(
         }
     }
     loop {
-        let deadline = sweep.as_ref().map(|s| s.deadline);
+        let deadline = sweep
+            .as_ref()
+            .map(|s| tokio::time::Instant::from_std(s.deadline));
         let restart_time_over = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,

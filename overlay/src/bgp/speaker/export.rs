@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Deferral, PeerId, Speaker, source_of};
+use super::{PeerId, Speaker, source_of};
 use crate::bgp::packet::message::encode_end_of_rib;
 use crate::bgp::packet::{PathAttributes, UpdateEncoder, VpnNlri, VpnPrefix};
 use crate::bgp::rib::{LOCAL, Path, Source};
@@ -82,7 +82,7 @@ impl Speaker {
 
     /// Sends pending UPDATEs to every peer whose MRAI allows it.
     pub(super) fn flush_due(&mut self, now: Instant) {
-        if self.deferral != Deferral::Off {
+        if self.deferral.is_deferring() {
             // RFC 4724 §4.1: a restarting speaker sends nothing until its
             // selection is complete; the pending sets keep growing.
             return;

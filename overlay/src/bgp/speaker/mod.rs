@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use super::fsm::{Event, Fsm, GracefulRestartConfig, SessionConfig, State};
+use super::gr::{SelectionDeferral, selection_complete};
 use super::packet::{Family, Message, Origin, PathAttributes, RouteRefresh, VpnPrefix};
 use super::policy::{Policy, TenantId, VrfConfig};
 use super::rib::{LOCAL, Path, Rib, Source, SourceInfo};
@@ -199,19 +200,7 @@ pub struct Speaker {
     /// value so that address cannot be reused while the entry lives.
     reflected: ReflectedCache,
     /// Route selection is deferred after our restart (RFC 4724 §4.1).
-    deferral: Deferral,
-}
-
-/// Whether UPDATEs to peers are held after our own restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deferral {
-    /// Not restarting, or the deferral is over: updates flow.
-    Off,
-    /// Restarting; the timer starts with the first peer.
-    Pending,
-    /// Holding every peer's UPDATEs and End-of-RIB until this deadline
-    /// or until every peer is up and sent its End-of-RIB.
-    Until(Instant),
+    deferral: SelectionDeferral,
 }
 
 impl Speaker {
@@ -225,18 +214,14 @@ impl Speaker {
             local: HashMap::new(),
             outputs: VecDeque::new(),
             reflected: HashMap::new(),
-            deferral: if config_restarting(&config) {
-                Deferral::Pending
-            } else {
-                Deferral::Off
-            },
+            deferral: SelectionDeferral::new(config_restarting(&config)),
             config,
         }
     }
 
     /// Whether we still hold updates after our restart (RFC 4724 §4.1).
     pub fn deferring(&self) -> bool {
-        self.deferral != Deferral::Off
+        self.deferral.is_deferring()
     }
 
     /// The configuration.
@@ -282,9 +267,8 @@ impl Speaker {
             eor_received: Vec::new(),
             router_id: None,
         });
-        if self.deferral == Deferral::Pending {
-            self.deferral = Deferral::Until(now + self.config.selection_deferral_time);
-        }
+        self.deferral
+            .neighbor_added(now, self.config.selection_deferral_time);
         self.fsm_event(id, None, Event::ManualStart, now);
         Ok(id)
     }
@@ -435,11 +419,8 @@ impl Speaker {
     /// The earliest timer deadline of any session, MRAI or restart timer.
     pub fn next_deadline(&self) -> Option<Instant> {
         // While deferring, held flushes wait for the deferral, not the MRAI.
-        let deferral_until = match self.deferral {
-            Deferral::Until(t) => Some(t),
-            Deferral::Off | Deferral::Pending => None,
-        };
-        let flushing = self.deferral == Deferral::Off;
+        let deferral_until = self.deferral.deadline();
+        let flushing = !self.deferral.is_deferring();
         self.peers
             .iter()
             .flat_map(|p| {
@@ -483,11 +464,9 @@ impl Speaker {
                 }
             }
         }
-        if let Deferral::Until(t) = self.deferral {
-            if t <= now {
-                // Selection_Deferral_Timer expired (RFC 4724 §4.1).
-                self.end_deferral(now);
-            }
+        if self.deferral.expired(now) {
+            // Selection_Deferral_Timer expired (RFC 4724 §4.1).
+            self.end_deferral(now);
         }
         self.flush_due(now);
     }
@@ -496,14 +475,14 @@ impl Speaker {
     /// does graceful restart has sent End-of-RIB for all its families
     /// (RFC 4724 §4.1): selection is complete, so updates can go.
     fn check_deferral(&mut self, now: Instant) {
-        if self.deferral == Deferral::Off {
+        if !self.deferral.is_deferring() {
             return;
         }
-        let complete = self.peers.iter().all(|p| {
-            p.up.as_ref().is_some_and(|n| {
-                !n.graceful_restart || n.families.iter().all(|f| p.eor_received.contains(f))
-            })
-        });
+        let complete = selection_complete(
+            self.peers
+                .iter()
+                .map(|p| (p.up.as_ref(), p.eor_received.as_slice())),
+        );
         if complete {
             self.end_deferral(now);
         }
@@ -511,7 +490,7 @@ impl Speaker {
 
     /// Lets every peer's held initial dump and End-of-RIB go.
     fn end_deferral(&mut self, now: Instant) {
-        self.deferral = Deferral::Off;
+        self.deferral.end();
         for p in &mut self.peers {
             if p.up.is_some() {
                 p.next_flush = Some(now);

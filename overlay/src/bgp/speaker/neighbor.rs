@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{ConnId, Output, PeerConfig, PeerId, Speaker, source_of};
 use crate::bgp::fsm::{Action, DownReason, Event, Fsm, Negotiated, SessionConfig, State};
+use crate::bgp::gr::families_kept_stale;
 use crate::bgp::packet::message::frame_len;
 use crate::bgp::packet::{Family, Message, SessionContext, VpnPrefix};
 
@@ -343,21 +344,7 @@ impl Speaker {
         // Stale routes of families the peer no longer preserves go now
         // (RFC 4724 §4.2); the others wait for its End-of-RIB.
         if p.stale_until.is_some() {
-            let preserved: Vec<Family> = n
-                .peer_graceful_restart
-                .as_ref()
-                .map(|gr| {
-                    gr.families
-                        .iter()
-                        .filter(|f| f.forwarding_preserved)
-                        .map(|f| f.family)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let (keep, drop): (Vec<Family>, Vec<Family>) = p
-                .stale_families
-                .iter()
-                .partition(|f| preserved.contains(f) && n.families.contains(f));
+            let (keep, drop) = families_kept_stale(&n, &p.stale_families);
             p.stale_families = keep;
             p.stale_until =
                 (!p.stale_families.is_empty()).then(|| now + self.config.stale_routes_time);
