@@ -33,23 +33,9 @@ pub const LEARNED_ROUTES_FILE: &str = "learned-routes.json";
 /// The file's format version; bumped on incompatible changes.
 pub const LEARNED_ROUTES_VERSION: u32 = 1;
 
-/// One route a VRF learned over BGP: a candidate for its prefix, under the
-/// route distinguisher of the node that advertised it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LearnedRoute {
-    /// The tenant whose VRF imported it.
-    pub tenant: u32,
-    /// The advertiser's route distinguisher (RFC 4364 §4.1).
-    pub rd: RouteDistinguisher,
-    /// The destination.
-    pub prefix: IpNet,
-    /// The BGP next hop: the advertiser's tunnel address.
-    pub next_hop: IpAddr,
-    /// The label it bound to its VRF.
-    pub label: Label,
-    /// How packets to it are encapsulated.
-    pub encap: Encapsulation,
-}
+/// One route a VRF learned over BGP (the library's type: the VRFs' route
+/// table restores it).
+pub use pisek_overlay::bgp::import::LearnedRoute;
 
 /// Why the file could not be used. The agent logs it and starts with empty
 /// VRFs: learned routes are soft state.
