@@ -41,11 +41,11 @@ use anyhow::Context;
 use futures_util::future::BoxFuture;
 use ipnet::IpNet;
 use pisek_overlay::bgp::fsm::GracefulRestartConfig;
-pub use pisek_overlay::bgp::import::{VrfChange, VrfRoutes};
 use pisek_overlay::bgp::gr::StaleSweep;
+pub use pisek_overlay::bgp::import::{VrfChange, VrfRoutes};
 use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
-use pisek_overlay::bgp::speaker::{PeerConfig, SpeakerConfig};
+use pisek_overlay::bgp::speaker::{NeighborConfig, SpeakerConfig};
 use pisek_overlay::packet::Label;
 use restart::LearnedRoutesWriter;
 use std::net::{IpAddr, Ipv4Addr};
@@ -87,7 +87,7 @@ pub fn router_id(config: &Config) -> anyhow::Result<Ipv4Addr> {
 /// The host routes of the stray addresses of the complete attachments in
 /// `state`: advertised from the start after a restart, like the node
 /// prefixes, so they are in the first UPDATEs ahead of End-of-RIB.
-pub fn stray_routes(config: &Config, state: &AgentState) -> Vec<(TenantId, IpNet)> {
+pub fn stray_routes(config: &Config, state: &AgentState) -> Vec<(u32, IpNet)> {
     state
         .endpoints
         .iter()
@@ -120,8 +120,8 @@ pub fn workload_addresses(state: &AgentState) -> Vec<(u32, IpAddr)> {
 /// told so (Restart State and Forwarding State bits, RFC 4724 §3).
 pub fn bgp_config(
     config: &Config,
-    labels: &[(TenantId, Label)],
-    strays: &[(TenantId, IpNet)],
+    labels: &[(u32, Label)],
+    strays: &[(u32, IpNet)],
     restarting: bool,
 ) -> anyhow::Result<BgpConfig> {
     let router_id = router_id(config)?;
@@ -140,7 +140,7 @@ pub fn bgp_config(
         };
         let number = u16::try_from(tenant.id).context("tenant id above 65535")?;
         vrfs.push(VrfConfig {
-            tenant: tenant.id,
+            tenant: TenantId(tenant.id),
             // Type 1, router-id:tenant (DESIGN.md "The control plane").
             rd: RouteDistinguisher::from_ipv4(router_id, number),
             import: targets(&tenant.import_route_targets)?,
@@ -155,10 +155,10 @@ pub fn bgp_config(
             let prefix = IpNet::new(prefix.ip(), prefix.prefix())
                 .context("tenant prefix")?
                 .trunc();
-            routes.push((tenant.id, prefix, label));
+            routes.push((TenantId(tenant.id), prefix, label));
         }
         for (_, host) in strays.iter().filter(|(t, _)| *t == tenant.id) {
-            routes.push((tenant.id, *host, label));
+            routes.push((TenantId(tenant.id), *host, label));
         }
     }
     Ok(BgpConfig {
@@ -192,7 +192,7 @@ pub fn bgp_config(
             .neighbors
             .iter()
             .map(|n| {
-                let peer = PeerConfig {
+                let peer = NeighborConfig {
                     address: n.address,
                     rr_client: reflector,
                     passive: n.passive,
@@ -214,8 +214,8 @@ pub const FAMILIES: [Family; 2] = [Family::VPNV4, Family::VPNV6];
 /// VRFs); they go once every neighbor has sent End-of-RIB.
 pub async fn start(
     config: Arc<Config>,
-    labels: &[(TenantId, Label)],
-    strays: &[(TenantId, IpNet)],
+    labels: &[(u32, Label)],
+    strays: &[(u32, IpNet)],
     restarting: bool,
     vrouter: CommandSender,
     vrf_routes: VrfRoutes,
@@ -309,7 +309,7 @@ async fn install_routes(
                 let Some(change) = change else {
                     continue;
                 };
-                tracing::info!(tenant, %prefix, next_hop = ?change.next_hop, "VRF route");
+                tracing::info!(tenant = tenant.0, %prefix, next_hop = ?change.next_hop, "VRF route");
                 if vrouter.send(route_command(change)).is_err() {
                     return;
                 }
@@ -348,7 +348,7 @@ fn sweep_stale(
     tracing::info!(%family, changes = changes.len(), "{why}: stale routes swept");
     for change in changes {
         let (tenant, prefix) = (change.tenant, change.prefix);
-        tracing::info!(tenant, %prefix, next_hop = ?change.next_hop, "VRF route");
+        tracing::info!(tenant = tenant.0, %prefix, next_hop = ?change.next_hop, "VRF route");
         if vrouter.send(route_command(change)).is_err() {
             return false;
         }
@@ -359,7 +359,7 @@ fn sweep_stale(
 /// The forwarder's command for a change of a VRF's next hop.
 fn route_command(change: VrfChange) -> Command {
     Command::Route {
-        tenant: pisek_overlay::vrf::TenantId(change.tenant),
+        tenant: change.tenant,
         prefix: change.prefix,
         next_hop: change.next_hop,
     }
@@ -372,7 +372,7 @@ fn route_command(change: VrfChange) -> Command {
 pub struct WorkloadRouting {
     forwarder: CommandSender,
     bgp: Option<BgpHandle>,
-    labels: Vec<(TenantId, Label)>,
+    labels: Vec<(u32, Label)>,
     vrf_routes: Arc<Mutex<VrfRoutes>>,
 }
 
@@ -380,7 +380,7 @@ impl WorkloadRouting {
     /// Over the forwarder and, when this node runs a speaker, `routing`.
     pub fn new(
         config: &Config,
-        labels: &[(TenantId, Label)],
+        labels: &[(u32, Label)],
         forwarder: CommandSender,
         routing: Option<&Routing>,
     ) -> WorkloadRouting {
@@ -395,7 +395,7 @@ impl WorkloadRouting {
         }
     }
 
-    fn label(&self, tenant: TenantId) -> Option<Label> {
+    fn label(&self, tenant: u32) -> Option<Label> {
         self.labels
             .iter()
             .find(|(t, _)| *t == tenant)
@@ -405,7 +405,7 @@ impl WorkloadRouting {
     /// Anti-spoofing entries and stray host routes in the VRF, in one
     /// burst the forwarder applies together.
     fn send_to_forwarder(&self, w: &WorkloadAddresses, present: bool) -> anyhow::Result<()> {
-        let tenant = pisek_overlay::vrf::TenantId(w.tenant_id);
+        let tenant = TenantId(w.tenant_id);
         let gone = || anyhow::anyhow!("the forwarder thread is not running");
         let mut routes = self
             .vrf_routes
@@ -413,9 +413,9 @@ impl WorkloadRouting {
             .map_err(|_| anyhow::anyhow!("the VRF route table is poisoned"))?;
         for address in &w.stray {
             let change = if present {
-                routes.add_local(w.tenant_id, *address)
+                routes.add_local(tenant, *address)
             } else {
-                routes.remove_local(w.tenant_id, *address)
+                routes.remove_local(tenant, *address)
             };
             if let Some(change) = change {
                 self.forwarder
@@ -443,7 +443,7 @@ impl WorkloadObserver for WorkloadRouting {
             // Advertised once the VRF can deliver it.
             if let (Some(bgp), Some(label)) = (&self.bgp, self.label(w.tenant_id)) {
                 for address in &w.stray {
-                    bgp.advertise(w.tenant_id, IpNet::from(*address), label)
+                    bgp.advertise(TenantId(w.tenant_id), IpNet::from(*address), label)
                         .await
                         .with_context(|| format!("advertising {address}"))?;
                 }
@@ -459,7 +459,10 @@ impl WorkloadObserver for WorkloadRouting {
             let mut withdrawn = Ok(());
             if let (Some(bgp), Some(_)) = (&self.bgp, self.label(w.tenant_id)) {
                 for address in &w.stray {
-                    if let Err(e) = bgp.withdraw(w.tenant_id, IpNet::from(*address)).await {
+                    if let Err(e) = bgp
+                        .withdraw(TenantId(w.tenant_id), IpNet::from(*address))
+                        .await
+                    {
                         withdrawn = Err(e.context(format!("withdrawing {address}")));
                     }
                 }
@@ -529,7 +532,7 @@ mod tests {
 
     fn event(rd_host: u8, prefix: &str, next_hop: Option<ImportedRoute>) -> RouteEvent {
         RouteEvent {
-            tenant: 1,
+            tenant: TenantId(1),
             prefix: VpnPrefix {
                 rd: RouteDistinguisher([0, 1, 10, 255, 0, rd_host, 0, 1]),
                 prefix: prefix.parse().expect("prefix"),

@@ -181,6 +181,7 @@ mod tests {
     use crate::bgp::{ImportedRoute, RouteEvent, SpeakerEvent};
     use crate::vrouter::{Command, CommandSender};
     use ipnet::IpNet;
+    use pisek_overlay::TenantId;
     use pisek_overlay::bgp::gr::EndOfRibTracker;
     use pisek_overlay::bgp::packet::{PathAttributes, RouteDistinguisher, VpnPrefix};
     use pisek_overlay::packet::{Encapsulation, Label};
@@ -189,7 +190,7 @@ mod tests {
 
     fn kept(prefix: &str) -> LearnedRoute {
         LearnedRoute {
-            tenant: 1,
+            tenant: TenantId(1),
             rd: RouteDistinguisher([0, 1, 10, 255, 0, 12, 0, 1]),
             prefix: prefix.parse().expect("prefix"),
             next_hop: "10.255.0.12".parse().expect("address"),
@@ -200,7 +201,7 @@ mod tests {
 
     fn relearned(prefix: &str) -> SpeakerEvent {
         SpeakerEvent::Route(RouteEvent {
-            tenant: 1,
+            tenant: TenantId(1),
             prefix: VpnPrefix {
                 rd: RouteDistinguisher([0, 1, 10, 255, 0, 12, 0, 1]),
                 prefix: prefix.parse().expect("prefix"),

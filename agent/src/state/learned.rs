@@ -21,6 +21,7 @@
 
 use super::atomic;
 use ipnet::IpNet;
+use pisek_overlay::TenantId;
 use pisek_overlay::bgp::packet::RouteDistinguisher;
 use pisek_overlay::packet::{Encapsulation, Label};
 use serde::{Deserialize, Serialize};
@@ -160,7 +161,7 @@ enum EncapRecord {
 impl From<&LearnedRoute> for Record {
     fn from(r: &LearnedRoute) -> Record {
         Record {
-            tenant: r.tenant,
+            tenant: r.tenant.0,
             rd: r.rd.to_string(),
             prefix: r.prefix.to_string(),
             next_hop: r.next_hop,
@@ -183,7 +184,7 @@ impl Record {
         // A VRF label: 20 bits, not reserved (RFC 3032 §2.1).
         let label = Label::for_vrf(self.label).map_err(|e| format!("label: {e}"))?;
         Ok(LearnedRoute {
-            tenant: self.tenant,
+            tenant: TenantId(self.tenant),
             rd,
             prefix: prefix.trunc(),
             next_hop: self.next_hop,
@@ -220,7 +221,7 @@ mod tests {
 
     fn route(tenant: u32, prefix: &str, next_hop: &str, label: u32) -> LearnedRoute {
         LearnedRoute {
-            tenant,
+            tenant: TenantId(tenant),
             rd: RouteDistinguisher::from_ipv4("10.255.0.12".parse().expect("address"), 1),
             prefix: prefix.parse().expect("prefix"),
             next_hop: next_hop.parse().expect("address"),

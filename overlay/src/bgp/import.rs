@@ -177,7 +177,7 @@ impl VrfRoutes {
         if self.local.contains(key) {
             // The tenant's TUN: the kernel's tenant table has the host
             // route to the workload's veth.
-            return Some(NextHop::Local(InterfaceId(key.0)));
+            return Some(NextHop::Local(InterfaceId(key.0.0)));
         }
         self.learned
             .get(key)
@@ -272,7 +272,7 @@ mod tests {
 
     fn event(rd_host: u8, prefix: &str, next_hop: Option<ImportedRoute>) -> RouteEvent {
         RouteEvent {
-            tenant: 1,
+            tenant: TenantId(1),
             prefix: VpnPrefix {
                 rd: RouteDistinguisher([0, 1, 10, 255, 0, rd_host, 0, 1]),
                 prefix: prefix.parse().expect("prefix"),
@@ -297,7 +297,7 @@ mod tests {
         let change = routes.learned(event(12, "10.1.9.5/32", Some(route("10.255.0.12", 17))));
         assert_eq!(change.map(|c| c.next_hop), Some(tunnel("10.255.0.12", 17)));
         // It moved here: local from now on, whatever BGP says.
-        let change = routes.add_local(1, stray).expect("a change");
+        let change = routes.add_local(TenantId(1), stray).expect("a change");
         assert_eq!(change.prefix.to_string(), "10.1.9.5/32");
         assert_eq!(change.next_hop, Some(NextHop::Local(InterfaceId(1))));
         assert_eq!(
@@ -306,7 +306,7 @@ mod tests {
             "a learned route does not replace a local one"
         );
         // Detached here: the learned route with the lowest next hop takes over.
-        let change = routes.remove_local(1, stray).expect("a change");
+        let change = routes.remove_local(TenantId(1), stray).expect("a change");
         assert_eq!(change.next_hop, tunnel("10.255.0.12", 17));
         // Our own advertisement coming back is never installed as a tunnel.
         routes.learned(event(12, "10.1.9.5/32", None));
@@ -321,7 +321,7 @@ mod tests {
     /// IPv6) and a stray /32 of gw2 that was detached meanwhile.
     fn kept_routes() -> Vec<LearnedRoute> {
         let kept = |prefix: &str| LearnedRoute {
-            tenant: 1,
+            tenant: TenantId(1),
             rd: RouteDistinguisher([0, 1, 10, 255, 0, 12, 0, 1]),
             prefix: prefix.parse().expect("prefix"),
             next_hop: "10.255.0.12".parse().expect("address"),
@@ -419,12 +419,12 @@ mod tests {
     fn local_host_route_without_learned_ones_goes_with_the_workload() {
         let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"));
         let v6: IpAddr = "fd00:9::5".parse().expect("address");
-        let added = routes.add_local(2, v6).expect("a change");
+        let added = routes.add_local(TenantId(2), v6).expect("a change");
         assert_eq!(added.prefix.to_string(), "fd00:9::5/128");
-        assert_eq!(routes.add_local(2, v6), None, "idempotent");
-        let removed = routes.remove_local(2, v6).expect("a change");
+        assert_eq!(routes.add_local(TenantId(2), v6), None, "idempotent");
+        let removed = routes.remove_local(TenantId(2), v6).expect("a change");
         assert_eq!(removed.next_hop, None);
-        assert_eq!(routes.remove_local(2, v6), None, "idempotent");
+        assert_eq!(routes.remove_local(TenantId(2), v6), None, "idempotent");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{PeerId, Speaker, source_of};
+use super::{NeighborId, Speaker, source_of};
 use crate::bgp::packet::message::encode_end_of_rib;
 use crate::bgp::packet::{PathAttributes, UpdateEncoder, VpnNlri, VpnPrefix};
 use crate::bgp::rib::{LOCAL, Path, Source};
@@ -31,7 +31,7 @@ impl Speaker {
                 continue;
             }
             let may_get = new_source
-                .is_some_and(|s| s == LOCAL || (reflector && s != source_of(PeerId(i as u16))));
+                .is_some_and(|s| s == LOCAL || (reflector && s != source_of(NeighborId(i as u16))));
             if may_get || p.sent.contains(&prefix) {
                 p.pending.insert(prefix);
                 let allowed = p.last_flush.map_or(now, |t| (t + mrai).max(now));
@@ -141,7 +141,7 @@ impl Speaker {
             encode_end_of_rib(family, &mut bytes);
         }
         if !bytes.is_empty() {
-            self.send(PeerId(i as u16), conn, bytes, now);
+            self.send(NeighborId(i as u16), conn, bytes, now);
             self.peers[i].last_flush = Some(now);
         }
     }

@@ -38,12 +38,13 @@ mod tests;
 mod update;
 
 use export::ReflectedCache;
-use neighbor::{Connection, Peer};
+use neighbor::{Connection, Neighbor};
 use update::imported;
 
-/// A configured peer, by position (0-based) in the speaker.
+/// A configured neighbor (BGP peer, RFC 4271 §1.1), by position (0-based)
+/// in the speaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub u16);
+pub struct NeighborId(pub u16);
 
 /// A TCP connection, numbered by the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,9 +85,9 @@ pub struct SpeakerConfig {
     pub families: Vec<Family>,
 }
 
-/// One configured neighbour.
+/// One configured neighbor.
 #[derive(Debug, Clone)]
-pub struct PeerConfig {
+pub struct NeighborConfig {
     /// The peer's address (connections from elsewhere are refused).
     pub address: IpAddr,
     /// The peer is a route reflection client of ours (RFC 4456).
@@ -102,7 +103,7 @@ pub enum Output {
     /// [`Speaker::connected`] or [`Speaker::connect_failed`].
     Connect {
         /// The peer.
-        peer: PeerId,
+        peer: NeighborId,
         /// Its address.
         address: IpAddr,
     },
@@ -123,7 +124,7 @@ pub enum Output {
     /// A peer's session changed state.
     SessionState {
         /// The peer.
-        peer: PeerId,
+        peer: NeighborId,
         /// The new state.
         state: State,
     },
@@ -131,7 +132,7 @@ pub enum Output {
     /// not re-learned since its restart are gone.
     EndOfRib {
         /// The peer.
-        peer: PeerId,
+        peer: NeighborId,
         /// The family.
         family: Family,
     },
@@ -159,9 +160,9 @@ pub struct ImportedRoute {
     pub attributes: Arc<PathAttributes>,
 }
 
-/// A peer's status for the operator.
+/// A neighbor's status for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
+pub struct NeighborStatus {
     /// The peer's address.
     pub address: IpAddr,
     /// Session state.
@@ -188,7 +189,7 @@ pub enum SpeakerError {
 /// The BGP speaker. See the module documentation.
 pub struct Speaker {
     config: SpeakerConfig,
-    peers: Vec<Peer>,
+    peers: Vec<Neighbor>,
     conns: HashMap<ConnId, Connection>,
     rib: Rib,
     policy: Policy,
@@ -230,8 +231,13 @@ impl Speaker {
     }
 
     /// Adds a peer and starts its session.
-    pub fn add_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, SpeakerError> {
-        let id = PeerId(u16::try_from(self.peers.len()).map_err(|_| SpeakerError::TooManyPeers)?);
+    pub fn add_peer(
+        &mut self,
+        config: NeighborConfig,
+        now: Instant,
+    ) -> Result<NeighborId, SpeakerError> {
+        let id =
+            NeighborId(u16::try_from(self.peers.len()).map_err(|_| SpeakerError::TooManyPeers)?);
         if id.0 == u16::MAX {
             return Err(SpeakerError::TooManyPeers);
         }
@@ -250,7 +256,7 @@ impl Speaker {
             connect_retry: self.config.connect_retry,
             connect_retry_max: self.config.connect_retry_max,
         };
-        self.peers.push(Peer {
+        self.peers.push(Neighbor {
             fsm: Fsm::new(&session),
             config,
             session,
@@ -274,23 +280,23 @@ impl Speaker {
     }
 
     /// The peer configured with this address.
-    pub fn peer_by_address(&self, address: IpAddr) -> Option<PeerId> {
+    pub fn peer_by_address(&self, address: IpAddr) -> Option<NeighborId> {
         self.peers
             .iter()
             .position(|p| p.config.address == address)
-            .map(|i| PeerId(i as u16))
+            .map(|i| NeighborId(i as u16))
     }
 
     /// Status of every peer.
-    pub fn peer_status(&self) -> Vec<PeerStatus> {
+    pub fn peer_status(&self) -> Vec<NeighborStatus> {
         self.peers
             .iter()
             .enumerate()
-            .map(|(i, p)| PeerStatus {
+            .map(|(i, p)| NeighborStatus {
                 address: p.config.address,
                 state: p.fsm.state(),
                 router_id: p.router_id,
-                routes_received: self.rib.count_from(source_of(PeerId(i as u16))),
+                routes_received: self.rib.count_from(source_of(NeighborId(i as u16))),
                 stale: p.stale_until.is_some(),
             })
             .collect()
@@ -382,7 +388,7 @@ impl Speaker {
     }
 
     /// Asks a peer to send its routes again (RFC 2918), if it supports it.
-    pub fn request_refresh(&mut self, peer: PeerId, now: Instant) {
+    pub fn request_refresh(&mut self, peer: NeighborId, now: Instant) {
         let Some(p) = self.peers.get(usize::from(peer.0)) else {
             return;
         };
@@ -405,7 +411,7 @@ impl Speaker {
     /// drop our routes).
     pub fn shutdown(&mut self, now: Instant) {
         for i in 0..self.peers.len() {
-            let id = PeerId(i as u16);
+            let id = NeighborId(i as u16);
             let conn = self.peers[i].conn;
             self.fsm_event(id, conn, Event::ManualStop, now);
         }
@@ -439,7 +445,7 @@ impl Speaker {
     /// Runs every timer due at `now`.
     pub fn poll_timers(&mut self, now: Instant) {
         for i in 0..self.peers.len() {
-            let id = PeerId(i as u16);
+            let id = NeighborId(i as u16);
             while let Some(ev) = self.peers[i].fsm.due_timer(now) {
                 let conn = self.peers[i].conn;
                 self.fsm_event(id, conn, ev, now);
@@ -518,6 +524,6 @@ fn config_restarting(config: &SpeakerConfig) -> bool {
     config.graceful_restart.is_some_and(|gr| gr.restarting)
 }
 
-fn source_of(peer: PeerId) -> Source {
+fn source_of(peer: NeighborId) -> Source {
     peer.0 + 1
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use super::{ConnId, Output, PeerConfig, PeerId, Speaker, source_of};
+use super::{ConnId, NeighborConfig, NeighborId, Output, Speaker, source_of};
 use crate::bgp::fsm::{Action, DownReason, Event, Fsm, Negotiated, SessionConfig, State};
 use crate::bgp::gr::families_kept_stale;
 use crate::bgp::packet::message::frame_len;
@@ -14,8 +14,8 @@ use crate::bgp::packet::{Family, Message, SessionContext, VpnPrefix};
 
 /// One configured neighbor: its session, the racing connection of a
 /// collision, its Adj-RIB-Out and its graceful-restart bookkeeping.
-pub(super) struct Peer {
-    pub(super) config: PeerConfig,
+pub(super) struct Neighbor {
+    pub(super) config: NeighborConfig,
     pub(super) session: SessionConfig,
     pub(super) fsm: Fsm,
     pub(super) conn: Option<ConnId>,
@@ -46,14 +46,14 @@ pub(super) struct Peer {
 
 /// Framing state of one connection.
 pub(super) struct Connection {
-    pub(super) peer: PeerId,
+    pub(super) peer: NeighborId,
     /// Bytes of an incomplete message.
     pub(super) partial: Vec<u8>,
 }
 
 impl Speaker {
     /// The driver's connection to `peer` is up (`outgoing`: we opened it).
-    pub fn connected(&mut self, peer: PeerId, conn: ConnId, outgoing: bool, now: Instant) {
+    pub fn connected(&mut self, peer: NeighborId, conn: ConnId, outgoing: bool, now: Instant) {
         let i = usize::from(peer.0);
         if i >= self.peers.len() {
             self.outputs.push_back(Output::Close { conn });
@@ -113,7 +113,7 @@ impl Speaker {
     }
 
     /// The driver could not connect to `peer`.
-    pub fn connect_failed(&mut self, peer: PeerId, now: Instant) {
+    pub fn connect_failed(&mut self, peer: NeighborId, now: Instant) {
         if let Some(p) = self.peers.get(usize::from(peer.0)) {
             if p.conn.is_none() {
                 self.fsm_event(peer, None, Event::TcpConnectionFails, now);
@@ -176,7 +176,7 @@ impl Speaker {
         self.flush_due(now);
     }
 
-    pub(super) fn context_of(&self, peer: PeerId, conn: ConnId) -> SessionContext {
+    pub(super) fn context_of(&self, peer: NeighborId, conn: ConnId) -> SessionContext {
         let p = &self.peers[usize::from(peer.0)];
         let fsm = match &p.rival {
             Some((f, c)) if *c == conn => f,
@@ -194,7 +194,7 @@ impl Speaker {
     /// and carries out its actions.
     pub(super) fn fsm_event(
         &mut self,
-        peer: PeerId,
+        peer: NeighborId,
         conn: Option<ConnId>,
         event: Event,
         now: Instant,
@@ -256,7 +256,7 @@ impl Speaker {
 
     /// RFC 4271 §6.8: when two connections to one peer both know the peer's
     /// BGP Identifier, keep the one opened by the side with the higher id.
-    pub(super) fn resolve_collision(&mut self, peer: PeerId, now: Instant) {
+    pub(super) fn resolve_collision(&mut self, peer: NeighborId, now: Instant) {
         let i = usize::from(peer.0);
         let p = &self.peers[i];
         let Some((rival, rival_conn)) = &p.rival else {
@@ -285,7 +285,7 @@ impl Speaker {
 
     pub(super) fn carry_out(
         &mut self,
-        peer: PeerId,
+        peer: NeighborId,
         conn: Option<ConnId>,
         action: Action,
         now: Instant,
@@ -328,7 +328,7 @@ impl Speaker {
         }
     }
 
-    pub(super) fn send(&mut self, peer: PeerId, conn: ConnId, bytes: Vec<u8>, now: Instant) {
+    pub(super) fn send(&mut self, peer: NeighborId, conn: ConnId, bytes: Vec<u8>, now: Instant) {
         let p = &mut self.peers[usize::from(peer.0)];
         if p.conn == Some(conn) {
             p.fsm.message_sent(now);
@@ -336,7 +336,7 @@ impl Speaker {
         self.outputs.push_back(Output::Send { conn, bytes });
     }
 
-    pub(super) fn session_up(&mut self, peer: PeerId, n: Negotiated, now: Instant) {
+    pub(super) fn session_up(&mut self, peer: NeighborId, n: Negotiated, now: Instant) {
         let i = usize::from(peer.0);
         let source = source_of(peer);
         let p = &mut self.peers[i];
@@ -381,7 +381,7 @@ impl Speaker {
         self.check_deferral(now);
     }
 
-    pub(super) fn session_down(&mut self, peer: PeerId, reason: DownReason, now: Instant) {
+    pub(super) fn session_down(&mut self, peer: NeighborId, reason: DownReason, now: Instant) {
         let i = usize::from(peer.0);
         let source = source_of(peer);
         let p = &mut self.peers[i];

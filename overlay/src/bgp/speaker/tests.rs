@@ -16,7 +16,7 @@ struct Lab {
     /// Connections each side has seen established messages on.
     sent_bytes: Vec<usize>,
     /// End-of-RIB markers each speaker received: (from peer, family).
-    eors: Vec<Vec<(PeerId, Family)>>,
+    eors: Vec<Vec<(NeighborId, Family)>>,
     /// Speakers no connection can reach (a host still down).
     cut: HashSet<usize>,
 }
@@ -48,7 +48,7 @@ fn config(i: usize) -> SpeakerConfig {
 fn tenant_vrf(i: usize) -> VrfConfig {
     let rt: RouteTarget = "65000:100".parse().unwrap();
     VrfConfig {
-        tenant: 1,
+        tenant: TenantId(1),
         rd: super::super::packet::RouteDistinguisher::from_ipv4(
             Ipv4Addr::new(10, 0, 0, i as u8 + 1),
             1,
@@ -75,7 +75,7 @@ impl Lab {
             s.set_vrf(tenant_vrf(i));
             for &(j, rr_client, passive) in peers[i] {
                 s.add_peer(
-                    PeerConfig {
+                    NeighborConfig {
                         address: addr(j),
                         rr_client,
                         passive,
@@ -178,7 +178,12 @@ impl Lab {
     fn advertise(&mut self, i: usize, prefix: &str, label: u32) {
         let now = self.now;
         self.speakers[i]
-            .advertise(1, prefix.parse().unwrap(), Label::new(label).unwrap(), now)
+            .advertise(
+                TenantId(1),
+                prefix.parse().unwrap(),
+                Label::new(label).unwrap(),
+                now,
+            )
             .unwrap();
         self.run();
     }
@@ -238,7 +243,7 @@ fn two_speakers_exchange_vpn_routes_in_memory() {
     assert_eq!(v6.route.as_ref().unwrap().next_hop, addr(0));
 
     lab.speakers[0]
-        .withdraw(1, "10.1.0.0/24".parse().unwrap(), lab.now)
+        .withdraw(TenantId(1), "10.1.0.0/24".parse().unwrap(), lab.now)
         .unwrap();
     lab.run();
     lab.take_withdrawal(1);
@@ -319,7 +324,7 @@ fn reflected_route_that_loops_back_is_ignored() {
     let now = Instant::now();
     let peer = s
         .add_peer(
-            PeerConfig {
+            NeighborConfig {
                 address: addr(1),
                 rr_client: false,
                 passive: true,
@@ -380,14 +385,14 @@ fn helper_keeps_routes_stale_until_end_of_rib() {
     let mut s = Speaker::new(restarted);
     s.set_vrf(tenant_vrf(0));
     s.advertise(
-        1,
+        TenantId(1),
         "10.1.0.0/24".parse().unwrap(),
         Label::new(100).unwrap(),
         lab.now,
     )
     .unwrap();
     s.add_peer(
-        PeerConfig {
+        NeighborConfig {
             address: addr(1),
             rr_client: false,
             passive: false,
@@ -468,7 +473,7 @@ fn route_refresh_resends_everything() {
     lab.take_events(1);
     let before = lab.sent_bytes[0];
     let now = lab.now;
-    lab.speakers[1].request_refresh(PeerId(0), now);
+    lab.speakers[1].request_refresh(NeighborId(0), now);
     lab.run();
     assert!(
         lab.sent_bytes[0] > before,
@@ -483,7 +488,7 @@ fn a_new_vrf_reports_routes_it_imports() {
     lab.advertise(0, "10.1.0.0/24", 100);
     lab.take_events(1);
     let mut vrf = tenant_vrf(1);
-    vrf.tenant = 7;
+    vrf.tenant = TenantId(7);
     lab.speakers[1].set_vrf(vrf);
     lab.run();
     let events = lab.take_events(1);
@@ -523,7 +528,7 @@ fn restarted_reflector_with_one_client_back() -> Lab {
     let mut rr = Speaker::new(reflector(true));
     rr.set_vrf(tenant_vrf(0));
     rr.advertise(
-        1,
+        TenantId(1),
         "10.0.0.0/24".parse().unwrap(),
         Label::new(50).unwrap(),
         lab.now,
@@ -531,7 +536,7 @@ fn restarted_reflector_with_one_client_back() -> Lab {
     .unwrap();
     for &(j, rr_client, passive) in clients {
         rr.add_peer(
-            PeerConfig {
+            NeighborConfig {
                 address: addr(j),
                 rr_client,
                 passive,

@@ -6,12 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{ImportedRoute, Output, PeerId, RouteEvent, Speaker, source_of};
+use super::{ImportedRoute, NeighborId, Output, RouteEvent, Speaker, source_of};
 use crate::bgp::packet::{Update, VpnNlri};
 use crate::bgp::rib::{BestChange, LOCAL, Path};
 
 impl Speaker {
-    pub(super) fn apply_update(&mut self, peer: PeerId, update: Box<Update>, now: Instant) {
+    pub(super) fn apply_update(&mut self, peer: NeighborId, update: Box<Update>, now: Instant) {
         let i = usize::from(peer.0);
         let source = source_of(peer);
         let info = self.source_info();
