@@ -407,7 +407,7 @@ fn run(receiver: Receiver, n: usize, updates: &[u8], dir: &Path) -> anyhow::Resu
 /// The Pisek receiver: a speaker listening on RECEIVER, importing the
 /// routes into one tenant, printing "learned N" when N route events arrived.
 fn pisek_child(n: usize) -> anyhow::Result<()> {
-    use pisek_agent::bgp::BgpConfig;
+    use pisek_agent::control::driver::BgpConfig;
     use pisek_overlay::bgp::policy::VrfConfig;
     use pisek_overlay::bgp::speaker::{NeighborConfig, SpeakerConfig};
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -448,7 +448,7 @@ fn pisek_child(n: usize) -> anyhow::Result<()> {
             }],
             routes: Vec::new(),
         };
-        let bgp = pisek_agent::bgp::spawn(config).await?;
+        let bgp = pisek_agent::control::driver::spawn(config).await?;
         let mut events = bgp.handle.subscribe().await?;
         let mut seen = 0usize;
         while let Some(_event) = events.recv().await {

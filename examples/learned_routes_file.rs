@@ -7,7 +7,7 @@
 //!
 //! `cargo run --release --example learned_routes_file -- [ROUTES]` (default 100000).
 
-use pisek_agent::routing::VrfRoutes;
+use pisek_agent::control::VrfRoutes;
 use pisek_agent::state::{
     LearnedRoute, atomic, encode_learned_routes, learned_routes_path, load_learned_routes,
     save_learned_routes,

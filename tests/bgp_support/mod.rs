@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use pisek::lab::{GobgpdConfig, GobgpdNeighbor, spawn_gobgpd};
-use pisek_agent::bgp::{Bgp, BgpConfig, BgpHandle, RouteEvent};
+use pisek_agent::control::driver::{Bgp, BgpConfig, BgpHandle, RouteEvent};
 use pisek_overlay::bgp::fsm::GracefulRestartConfig;
 use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
@@ -201,7 +201,7 @@ impl Pisek {
             .build()
             .expect("runtime");
         let (bgp, events) = rt.block_on(async {
-            let bgp = pisek_agent::bgp::spawn(config)
+            let bgp = pisek_agent::control::driver::spawn(config)
                 .await
                 .expect("start speaker");
             let events = bgp

@@ -29,11 +29,10 @@
 //! a start that adopts the data plane, swept once every neighbor has sent
 //! End-of-RIB (RFC 4724 §4.1).
 
-pub mod restart;
-
+use super::driver::{self as bgp, BgpConfig, BgpHandle, SpeakerEvent};
+use super::restart::{self, LearnedRoutesWriter};
 use crate::api::BgpSessionInfo;
 use crate::attach::{WorkloadAddresses, WorkloadObserver};
-use crate::bgp::{self, BgpConfig, BgpHandle, SpeakerEvent};
 use crate::config::Config;
 use crate::state::{AgentState, EndpointPhase};
 use crate::vrouter::{Command, CommandSender};
@@ -47,7 +46,6 @@ use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
 use pisek_overlay::bgp::speaker::{NeighborConfig, SpeakerConfig};
 use pisek_overlay::packet::Label;
-use restart::LearnedRoutesWriter;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -254,7 +252,7 @@ pub async fn start(
 
 /// Route events → VRF next hops, until the speaker stops; after a restart,
 /// End-of-RIB markers (or the restart time) → the stale routes' sweep.
-async fn install_routes(
+pub(super) async fn install_routes(
     mut events: tokio::sync::mpsc::UnboundedReceiver<SpeakerEvent>,
     vrf_routes: Arc<Mutex<VrfRoutes>>,
     vrouter: CommandSender,
@@ -515,7 +513,7 @@ async fn track_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::{ImportedRoute, RouteEvent};
+    use crate::control::driver::{ImportedRoute, RouteEvent};
     use crate::ipam::WorkloadKey;
     use crate::state::EndpointRecord;
     use pisek_overlay::bgp::packet::{PathAttributes, VpnPrefix};

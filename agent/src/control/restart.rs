@@ -15,10 +15,10 @@
 //!  SIGTERM ─▶ LearnedRoutesWriter::flush ─▶ learned-routes.json
 //! ```
 
-use super::VrfRoutes;
 use crate::config::Config;
 use crate::state::{self, LearnedRoute};
 use pisek_overlay::bgp::gr::StaleSweep;
+use pisek_overlay::bgp::import::VrfRoutes;
 use pisek_overlay::bgp::packet::Family;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -178,7 +178,8 @@ async fn write_if_changed(dir: &Path, vrf_routes: &Mutex<VrfRoutes>, written: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::{ImportedRoute, RouteEvent, SpeakerEvent};
+    use crate::control::driver::{ImportedRoute, RouteEvent, SpeakerEvent};
+    use crate::control::routing::{FAMILIES, install_routes};
     use crate::vrouter::{Command, CommandSender};
     use ipnet::IpNet;
     use pisek_overlay::TenantId;
@@ -239,13 +240,10 @@ mod tests {
                 CommandSender::channel().expect("channel");
             let writer = LearnedRoutesWriter::spawn(dir.clone(), Arc::clone(&vrf_routes));
             let sweep = StaleSweep {
-                tracker: EndOfRibTracker::new(
-                    &[EDGE.parse().expect("address")],
-                    &super::super::FAMILIES,
-                ),
+                tracker: EndOfRibTracker::new(&[EDGE.parse().expect("address")], &FAMILIES),
                 deadline: deadline.into_std(),
             };
-            let task = tokio::spawn(super::super::install_routes(
+            let task = tokio::spawn(install_routes(
                 received,
                 Arc::clone(&vrf_routes),
                 sender,
