@@ -407,9 +407,9 @@ fn run(receiver: Receiver, n: usize, updates: &[u8], dir: &Path) -> anyhow::Resu
 /// The Pisek receiver: a speaker listening on RECEIVER, importing the
 /// routes into one tenant, printing "learned N" when N route events arrived.
 fn pisek_child(n: usize) -> anyhow::Result<()> {
-    use pisek_agent::bgp::BgpConfig;
+    use pisek_agent::control::driver::BgpConfig;
     use pisek_overlay::bgp::policy::VrfConfig;
-    use pisek_overlay::bgp::speaker::{PeerConfig, SpeakerConfig};
+    use pisek_overlay::bgp::speaker::{NeighborConfig, SpeakerConfig};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -433,7 +433,7 @@ fn pisek_child(n: usize) -> anyhow::Result<()> {
             local_address: IpAddr::V4(RECEIVER),
             listen_port: Some(179),
             peers: vec![(
-                PeerConfig {
+                NeighborConfig {
                     address: IpAddr::V4(SENDER),
                     rr_client: false,
                     passive: true,
@@ -441,14 +441,14 @@ fn pisek_child(n: usize) -> anyhow::Result<()> {
                 179,
             )],
             vrfs: vec![VrfConfig {
-                tenant: 1,
+                tenant: pisek_overlay::TenantId(1),
                 rd: "65000:9".parse()?,
                 import: vec!["65000:100".parse()?],
                 export: Vec::new(),
             }],
             routes: Vec::new(),
         };
-        let bgp = pisek_agent::bgp::spawn(config).await?;
+        let bgp = pisek_agent::control::driver::spawn(config).await?;
         let mut events = bgp.handle.subscribe().await?;
         let mut seen = 0usize;
         while let Some(_event) = events.recv().await {

@@ -7,11 +7,12 @@
 //!
 //! `cargo run --release --example learned_routes_file -- [ROUTES]` (default 100000).
 
-use pisek_agent::routing::VrfRoutes;
+use pisek_agent::control::VrfRoutes;
 use pisek_agent::state::{
     LearnedRoute, atomic, encode_learned_routes, learned_routes_path, load_learned_routes,
     save_learned_routes,
 };
+use pisek_overlay::TenantId;
 use pisek_overlay::bgp::packet::RouteDistinguisher;
 use pisek_overlay::packet::{Encapsulation, Label};
 use std::net::Ipv4Addr;
@@ -36,7 +37,7 @@ fn main() -> anyhow::Result<()> {
                 ipnet::IpNet::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)).into(), 24)?
             };
             Ok(LearnedRoute {
-                tenant: 1 + i % 2,
+                tenant: TenantId(1 + i % 2),
                 rd: RouteDistinguisher::from_ipv4(advertiser, (1 + i % 2) as u16),
                 prefix,
                 next_hop: advertiser.into(),

@@ -4,18 +4,19 @@
 //! - [`dataplane`]: TUN devices, the batched underlay UDP socket and the
 //!   WireGuard forwarding loop.
 //! - [`keyfile`]: the node's WireGuard static key on disk (0600).
-//! - [`bgp`]: the BGP speaker's driver (TCP sessions, timers) around `pisek_overlay::bgp`.
+//! - [`control`]: the control plane: the BGP speaker's driver (TCP sessions,
+//!   timers) around `pisek_overlay::bgp`, learned routes into the VRFs, the
+//!   workloads' routes, the learned routes kept across a restart.
 //! - [`metrics`]: the Prometheus endpoint on a loopback port.
 
 pub mod api;
 pub mod attach;
-pub mod bgp;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod ipam;
 pub mod keyfile;
 pub mod metrics;
 pub mod netlink;
-pub mod routing;
 pub mod state;
 pub mod vrouter;

@@ -8,6 +8,7 @@
 //! - [`vrf`]: per-tenant routing tables with longest-prefix match (a
 //!   `prefix_trie` routing table compiled into a poptrie forwarding table),
 //!   next hops, and the incoming label table.
+//! - [`TenantId`]: a tenant's id, shared by the VRFs and BGP.
 //! - [`drop`]: why a packet was dropped, with counters.
 //! - [`wg`]: WireGuard peers on boringtun's noise state machine, crypto-key
 //!   routing with edge failover.
@@ -26,5 +27,8 @@ pub mod bgp;
 pub mod drop;
 pub mod forward;
 pub mod packet;
+mod tenant;
 pub mod vrf;
 pub mod wg;
+
+pub use tenant::TenantId;

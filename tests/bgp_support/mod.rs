@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use pisek::lab::{GobgpdConfig, GobgpdNeighbor, spawn_gobgpd};
-use pisek_agent::bgp::{Bgp, BgpConfig, BgpHandle, RouteEvent};
+use pisek_agent::control::driver::{Bgp, BgpConfig, BgpHandle, RouteEvent};
 use pisek_overlay::bgp::fsm::GracefulRestartConfig;
 use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
-use pisek_overlay::bgp::policy::VrfConfig;
-use pisek_overlay::bgp::speaker::{PeerConfig, SpeakerConfig};
+use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
+use pisek_overlay::bgp::speaker::{NeighborConfig, SpeakerConfig};
 use tokio::runtime::Runtime;
 
 pub const AS: u32 = 65000;
@@ -56,7 +56,7 @@ pub fn rd(s: &str) -> RouteDistinguisher {
 /// A tenant with one import and export target.
 pub fn vrf(tenant: u32, rd_text: &str, target: &str) -> VrfConfig {
     VrfConfig {
-        tenant,
+        tenant: TenantId(tenant),
         rd: rd(rd_text),
         import: vec![rt(target)],
         export: vec![rt(target)],
@@ -107,7 +107,7 @@ impl Pisek {
                 .iter()
                 .map(|a| {
                     (
-                        PeerConfig {
+                        NeighborConfig {
                             address: *a,
                             rr_client: false,
                             passive: false,
@@ -138,7 +138,7 @@ impl Pisek {
                 .iter()
                 .map(|a| {
                     (
-                        PeerConfig {
+                        NeighborConfig {
                             address: *a,
                             rr_client: true,
                             passive: false,
@@ -172,7 +172,7 @@ impl Pisek {
             local_address: IpAddr::V4(local),
             listen_port: Some(179),
             peers: vec![(
-                PeerConfig {
+                NeighborConfig {
                     address: peer,
                     rr_client: false,
                     passive: false,
@@ -184,7 +184,7 @@ impl Pisek {
                 .iter()
                 .map(|(p, l)| {
                     (
-                        1,
+                        TenantId(1),
                         p.parse().expect("prefix"),
                         pisek_overlay::packet::Label::new(*l).expect("label"),
                     )
@@ -201,10 +201,14 @@ impl Pisek {
             .build()
             .expect("runtime");
         let (bgp, events) = rt.block_on(async {
-            let bgp = pisek_agent::bgp::spawn(config)
+            let bgp = pisek_agent::control::driver::spawn(config)
                 .await
                 .expect("start speaker");
-            let events = bgp.handle.subscribe_tenant(1).await.expect("subscribe");
+            let events = bgp
+                .handle
+                .subscribe_tenant(TenantId(1))
+                .await
+                .expect("subscribe");
             (bgp, events)
         });
         Pisek { rt, bgp, events }
@@ -217,10 +221,11 @@ impl Pisek {
     pub fn advertise(&self, tenant: u32, prefix: &str, label: u32) {
         let label = pisek_overlay::packet::Label::new(label).expect("label");
         self.rt
-            .block_on(
-                self.handle()
-                    .advertise(tenant, prefix.parse().expect("prefix"), label),
-            )
+            .block_on(self.handle().advertise(
+                TenantId(tenant),
+                prefix.parse().expect("prefix"),
+                label,
+            ))
             .expect("advertise");
     }
 
@@ -228,7 +233,7 @@ impl Pisek {
         self.rt
             .block_on(
                 self.handle()
-                    .withdraw(tenant, prefix.parse().expect("prefix")),
+                    .withdraw(TenantId(tenant), prefix.parse().expect("prefix")),
             )
             .expect("withdraw");
     }

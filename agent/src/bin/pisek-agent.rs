@@ -21,7 +21,7 @@ use pisek_agent::config::{Config, LogFormat};
 use pisek_agent::metrics::{self, ForwarderCounters, MetricsSources};
 use pisek_agent::netlink::{Netlink, sysctl};
 use pisek_agent::state::StateStore;
-use pisek_agent::{routing, vrouter};
+use pisek_agent::{control as routing, vrouter};
 use std::process::ExitCode;
 use std::sync::Arc;
 

@@ -21,6 +21,7 @@
 
 use super::atomic;
 use ipnet::IpNet;
+use pisek_overlay::TenantId;
 use pisek_overlay::bgp::packet::RouteDistinguisher;
 use pisek_overlay::packet::{Encapsulation, Label};
 use serde::{Deserialize, Serialize};
@@ -33,23 +34,9 @@ pub const LEARNED_ROUTES_FILE: &str = "learned-routes.json";
 /// The file's format version; bumped on incompatible changes.
 pub const LEARNED_ROUTES_VERSION: u32 = 1;
 
-/// One route a VRF learned over BGP: a candidate for its prefix, under the
-/// route distinguisher of the node that advertised it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LearnedRoute {
-    /// The tenant whose VRF imported it.
-    pub tenant: u32,
-    /// The advertiser's route distinguisher (RFC 4364 §4.1).
-    pub rd: RouteDistinguisher,
-    /// The destination.
-    pub prefix: IpNet,
-    /// The BGP next hop: the advertiser's tunnel address.
-    pub next_hop: IpAddr,
-    /// The label it bound to its VRF.
-    pub label: Label,
-    /// How packets to it are encapsulated.
-    pub encap: Encapsulation,
-}
+/// One route a VRF learned over BGP (the library's type: the VRFs' route
+/// table restores it).
+pub use pisek_overlay::bgp::import::LearnedRoute;
 
 /// Why the file could not be used. The agent logs it and starts with empty
 /// VRFs: learned routes are soft state.
@@ -174,7 +161,7 @@ enum EncapRecord {
 impl From<&LearnedRoute> for Record {
     fn from(r: &LearnedRoute) -> Record {
         Record {
-            tenant: r.tenant,
+            tenant: r.tenant.0,
             rd: r.rd.to_string(),
             prefix: r.prefix.to_string(),
             next_hop: r.next_hop,
@@ -197,7 +184,7 @@ impl Record {
         // A VRF label: 20 bits, not reserved (RFC 3032 §2.1).
         let label = Label::for_vrf(self.label).map_err(|e| format!("label: {e}"))?;
         Ok(LearnedRoute {
-            tenant: self.tenant,
+            tenant: TenantId(self.tenant),
             rd,
             prefix: prefix.trunc(),
             next_hop: self.next_hop,
@@ -234,7 +221,7 @@ mod tests {
 
     fn route(tenant: u32, prefix: &str, next_hop: &str, label: u32) -> LearnedRoute {
         LearnedRoute {
-            tenant,
+            tenant: TenantId(tenant),
             rd: RouteDistinguisher::from_ipv4("10.255.0.12".parse().expect("address"), 1),
             prefix: prefix.parse().expect("prefix"),
             next_hop: next_hop.parse().expect("address"),

@@ -68,7 +68,7 @@ pub fn pipeline_config(config: &Config) -> PipelineConfig {
 pub async fn start(
     config: &Config,
     labels: &[(u32, Label)],
-    learned: &[(u32, IpNet, NextHop)],
+    learned: &[(TenantId, IpNet, NextHop)],
     workloads: &[(u32, IpAddr)],
     host: &Netlink,
 ) -> anyhow::Result<Forwarder> {
@@ -88,11 +88,13 @@ pub async fn start(
         }
     }
     for (tenant, prefix, next_hop) in learned {
-        match vrfs.get_mut(TenantId(*tenant)) {
+        match vrfs.get_mut(*tenant) {
             Some(vrf) => {
                 vrf.insert(*prefix, *next_hop);
             }
-            None => tracing::warn!(tenant, %prefix, "kept route for a tenant no longer configured"),
+            None => {
+                tracing::warn!(tenant = tenant.0, %prefix, "kept route for a tenant no longer configured")
+            }
         }
     }
     vrfs.commit_changed();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use pisek_overlay::bgp::packet::message::frame_len;
 use pisek_overlay::bgp::packet::{Capability, Family, Message, Open, SessionContext};
-use pisek_overlay::bgp::speaker::{ConnId, PeerConfig, Speaker, SpeakerConfig};
+use pisek_overlay::bgp::speaker::{ConnId, NeighborConfig, Speaker, SpeakerConfig};
 
 fn speaker() -> Speaker {
     Speaker::new(SpeakerConfig {
@@ -84,7 +84,7 @@ fuzz_target!(|input: &[u8]| {
         mode => {
             let mut s = speaker();
             let peer = s
-                .add_peer(PeerConfig { address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), rr_client: true, passive: true }, now)
+                .add_peer(NeighborConfig { address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), rr_client: true, passive: true }, now)
                 .expect("one peer");
             s.connected(peer, ConnId(1), false, now);
             if mode == 1 {

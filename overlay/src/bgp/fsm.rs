@@ -308,6 +308,7 @@ impl Fsm {
     }
 
     /// Feeds one event; actions go to `out`.
+    // check-size: one protocol match
     pub fn handle(
         &mut self,
         event: Event,

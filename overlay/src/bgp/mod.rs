@@ -6,12 +6,17 @@
 //! - [`fsm`]: the session state machine of RFC 4271 §8, one per connection.
 //! - [`rib`]: Adj-RIB-In, Loc-RIB with best-path selection, interned attributes.
 //! - [`policy`]: route-target import and export per VRF.
+//! - [`import`]: VPN routes into VRFs, one next hop per tenant and prefix.
+//! - [`gr`]: graceful restart (RFC 4724): End-of-RIB tracking, the stale
+//!   sweep, the selection deferral.
 //! - [`speaker`]: all of it composed: `handle(input, now) -> outputs`.
 //!
 //! No I/O, no clock: the agent's driver feeds bytes, connection events and
 //! the time in, and carries bytes and route changes out.
 
 pub mod fsm;
+pub mod gr;
+pub mod import;
 pub mod packet;
 pub mod policy;
 pub mod rib;

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use super::packet::{PathAttributes, RouteDistinguisher, RouteTarget};
 
-/// The tenant (VRF) a route belongs to, as the agent numbers them.
-pub type TenantId = u32;
+pub use crate::tenant::TenantId;
 
 /// One VRF's BGP settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +78,7 @@ mod tests {
     fn vrf(tenant: TenantId, import: &[&str]) -> VrfConfig {
         VrfConfig {
             tenant,
-            rd: RouteDistinguisher::from_as2(65000, tenant),
+            rd: RouteDistinguisher::from_as2(65000, tenant.0),
             import: import.iter().map(|s| s.parse().unwrap()).collect(),
             export: Vec::new(),
         }
@@ -88,8 +87,8 @@ mod tests {
     #[test]
     fn a_route_is_imported_only_where_a_target_matches() {
         let mut p = Policy::default();
-        p.set_vrf(vrf(1, &["65000:1"]));
-        p.set_vrf(vrf(2, &["65000:2", "65000:99"]));
+        p.set_vrf(vrf(TenantId(1), &["65000:1"]));
+        p.set_vrf(vrf(TenantId(2), &["65000:2", "65000:99"]));
         let rt = |s: &str| s.parse::<RouteTarget>().unwrap().0;
         let attrs = PathAttributes {
             ext_communities: vec![rt("65000:99")],

@@ -17,6 +17,7 @@ mod fib;
 mod labels;
 mod next_hop;
 
+pub use crate::tenant::TenantId;
 pub use labels::LabelTable;
 pub use next_hop::{InterfaceId, NextHop};
 
@@ -25,19 +26,8 @@ use fib::{Entry, NO_ROUTE, Poptrie};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::collections::HashMap;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
-
-/// A tenant (virtual network), named by its configured numeric id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(pub u32);
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// Why a VRF or label change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]

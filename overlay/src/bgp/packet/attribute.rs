@@ -226,106 +226,132 @@ pub fn parse_attributes(
             apply_error_action(type_code, e, &mut out);
             continue;
         }
-        let length_error = || DecodeError::AttributeLength {
-            type_code,
-            attribute: whole.to_vec(),
-        };
-        let a = &mut out.attributes;
-        match type_code {
-            ty::ORIGIN => match value {
-                [0] => a.origin = Origin::Igp,
-                [1] => a.origin = Origin::Egp,
-                [2] => a.origin = Origin::Incomplete,
-                [v] => out.withdraw(DecodeError::InvalidOrigin(*v)),
-                _ => out.withdraw(length_error()),
-            },
-            ty::AS_PATH => match parse_as_path(value, ctx.four_octet_as) {
-                Some(path) => a.as_path = path,
-                None => out.withdraw(DecodeError::MalformedAsPath),
-            },
-            ty::NEXT_HOP => match <[u8; 4]>::try_from(value) {
-                // The plain NEXT_HOP only serves IPv4 unicast NLRI, which we do
-                // not use; VPN routes take theirs from MP_REACH_NLRI.
-                Ok(_) => {}
-                Err(_) => out.withdraw(length_error()),
-            },
-            ty::MED => match <[u8; 4]>::try_from(value) {
-                Ok(v) => a.med = Some(u32::from_be_bytes(v)),
-                Err(_) => out.withdraw(length_error()),
-            },
-            ty::LOCAL_PREF => match <[u8; 4]>::try_from(value) {
-                Ok(v) => a.local_pref = Some(u32::from_be_bytes(v)),
-                Err(_) => out.withdraw(length_error()),
-            },
-            // RFC 7606 §7.6, §7.7: a broken aggregate marker is just dropped.
-            ty::ATOMIC_AGGREGATE => a.atomic_aggregate = value.is_empty(),
-            ty::AGGREGATOR => {
-                let as_len = if ctx.four_octet_as { 4 } else { 2 };
-                if value.len() == as_len + 4 {
-                    let asn = if as_len == 4 {
-                        u32::from_be_bytes([value[0], value[1], value[2], value[3]])
-                    } else {
-                        u32::from(u16::from_be_bytes([value[0], value[1]]))
-                    };
-                    let ip = Ipv4Addr::new(
-                        value[as_len],
-                        value[as_len + 1],
-                        value[as_len + 2],
-                        value[as_len + 3],
-                    );
-                    a.aggregator = Some((asn, ip));
-                }
-            }
-            ty::COMMUNITIES => {
-                if value.len() % 4 == 0 {
-                    a.communities = value
-                        .chunks_exact(4)
-                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                } else {
-                    out.withdraw(length_error());
-                }
-            }
-            ty::EXTENDED_COMMUNITIES => {
-                if value.len() % 8 == 0 {
-                    a.ext_communities = value
-                        .chunks_exact(8)
-                        .map(|c| {
-                            let mut b = [0u8; 8];
-                            b.copy_from_slice(c);
-                            b
-                        })
-                        .collect();
-                } else {
-                    out.withdraw(length_error());
-                }
-            }
-            ty::ORIGINATOR_ID => match <[u8; 4]>::try_from(value) {
-                Ok(v) => a.originator_id = Some(Ipv4Addr::from(v)),
-                Err(_) => out.withdraw(length_error()),
-            },
-            ty::CLUSTER_LIST => {
-                if value.len() % 4 == 0 {
-                    a.cluster_list = value
-                        .chunks_exact(4)
-                        .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
-                        .collect();
-                } else {
-                    out.withdraw(length_error());
-                }
-            }
-            ty::MP_REACH_NLRI => parse_mp_reach(value, &mut out)?,
-            ty::MP_UNREACH_NLRI => parse_mp_unreach(value, &mut out)?,
-            // AS4_PATH / AS4_AGGREGATOR: only meaningful between 2-octet
-            // speakers; passed on untouched (RFC 6793 §4.2.2).
-            _ => out.attributes.other.push(RawAttribute {
-                flags: flags & !flag::EXTENDED_LENGTH,
-                type_code,
-                value: value.to_vec(),
-            }),
-        }
+        parse_known_attribute(type_code, flags, whole, header, ctx, &mut out)?;
     }
     Ok(out)
+}
+
+/// Decodes one attribute of a type we know, whose flags are right, into
+/// `out`: a malformed value makes the UPDATE treat-as-withdraw or is
+/// dropped (RFC 7606 §7); `Err` only for damage that resets the session
+/// (in MP_REACH_NLRI / MP_UNREACH_NLRI, §7.11).
+fn parse_known_attribute(
+    type_code: u8,
+    flags: u8,
+    whole: &[u8],
+    header: usize,
+    ctx: &SessionContext,
+    out: &mut ParsedAttributes,
+) -> Result<(), DecodeError> {
+    let value = &whole[header..];
+    let length_error = || DecodeError::AttributeLength {
+        type_code,
+        attribute: whole.to_vec(),
+    };
+    let a = &mut out.attributes;
+    match type_code {
+        ty::ORIGIN => match value {
+            [0] => a.origin = Origin::Igp,
+            [1] => a.origin = Origin::Egp,
+            [2] => a.origin = Origin::Incomplete,
+            [v] => out.withdraw(DecodeError::InvalidOrigin(*v)),
+            _ => out.withdraw(length_error()),
+        },
+        ty::AS_PATH => match parse_as_path(value, ctx.four_octet_as) {
+            Some(path) => a.as_path = path,
+            None => out.withdraw(DecodeError::MalformedAsPath),
+        },
+        ty::NEXT_HOP => match <[u8; 4]>::try_from(value) {
+            // The plain NEXT_HOP only serves IPv4 unicast NLRI, which we do
+            // not use; VPN routes take theirs from MP_REACH_NLRI.
+            Ok(_) => {}
+            Err(_) => out.withdraw(length_error()),
+        },
+        ty::MED => match <[u8; 4]>::try_from(value) {
+            Ok(v) => a.med = Some(u32::from_be_bytes(v)),
+            Err(_) => out.withdraw(length_error()),
+        },
+        ty::LOCAL_PREF => match <[u8; 4]>::try_from(value) {
+            Ok(v) => a.local_pref = Some(u32::from_be_bytes(v)),
+            Err(_) => out.withdraw(length_error()),
+        },
+        // RFC 7606 §7.6, §7.7: a broken aggregate marker is just dropped.
+        ty::ATOMIC_AGGREGATE => a.atomic_aggregate = value.is_empty(),
+        ty::AGGREGATOR => {
+            if let Some(aggregator) = parse_aggregator(value, ctx.four_octet_as) {
+                a.aggregator = Some(aggregator);
+            }
+        }
+        ty::COMMUNITIES => {
+            if value.len() % 4 == 0 {
+                a.communities = value
+                    .chunks_exact(4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+            } else {
+                out.withdraw(length_error());
+            }
+        }
+        ty::EXTENDED_COMMUNITIES => {
+            if value.len() % 8 == 0 {
+                a.ext_communities = value
+                    .chunks_exact(8)
+                    .map(|c| {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(c);
+                        b
+                    })
+                    .collect();
+            } else {
+                out.withdraw(length_error());
+            }
+        }
+        ty::ORIGINATOR_ID => match <[u8; 4]>::try_from(value) {
+            Ok(v) => a.originator_id = Some(Ipv4Addr::from(v)),
+            Err(_) => out.withdraw(length_error()),
+        },
+        ty::CLUSTER_LIST => {
+            if value.len() % 4 == 0 {
+                a.cluster_list = value
+                    .chunks_exact(4)
+                    .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+                    .collect();
+            } else {
+                out.withdraw(length_error());
+            }
+        }
+        ty::MP_REACH_NLRI => parse_mp_reach(value, out)?,
+        ty::MP_UNREACH_NLRI => parse_mp_unreach(value, out)?,
+        // AS4_PATH / AS4_AGGREGATOR: only meaningful between 2-octet
+        // speakers; passed on untouched (RFC 6793 §4.2.2).
+        _ => out.attributes.other.push(RawAttribute {
+            flags: flags & !flag::EXTENDED_LENGTH,
+            type_code,
+            value: value.to_vec(),
+        }),
+    }
+    Ok(())
+}
+
+/// AGGREGATOR's (AS, address), or None when its length is wrong for the
+/// session's AS size (RFC 7606 §7.7: the attribute is then dropped).
+fn parse_aggregator(value: &[u8], four_octet_as: bool) -> Option<(u32, Ipv4Addr)> {
+    let as_len = if four_octet_as { 4 } else { 2 };
+    if value.len() != as_len + 4 {
+        return None;
+    }
+    let asn = if as_len == 4 {
+        u32::from_be_bytes([value[0], value[1], value[2], value[3]])
+    } else {
+        u32::from(u16::from_be_bytes([value[0], value[1]]))
+    };
+    let ip = Ipv4Addr::new(
+        value[as_len],
+        value[as_len + 1],
+        value[as_len + 2],
+        value[as_len + 3],
+    );
+    Some((asn, ip))
 }
 
 /// Splits the first attribute off `buf`: (flags, type, header length, the

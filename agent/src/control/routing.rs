@@ -13,43 +13,39 @@
 //!    (also Command::Workload, then a Barrier; BgpHandle::advertise / withdraw)
 //!  session task: every second, sessions() → the API's BGP session list
 //! ```
-//! Two nodes may advertise the same prefix in one tenant (each under its own
-//! route distinguisher, RFC 4364 §4.1): the VRF holds one next hop per
-//! prefix, so the candidate with the lowest (next hop, RD) wins. Every node
-//! makes the same choice, and it only changes when that route goes away.
+//! Which next hop a VRF holds for a prefix (the lowest (next hop, RD) of
+//! the learned candidates, fresh before stale, a local stray host route
+//! over any learned one) is [`pisek_overlay::bgp::import::VrfRoutes`]'s
+//! bookkeeping; this module turns its changes into vrouter commands.
 //!
 //! A workload address outside every prefix of its tenant on this node (a
 //! *stray* address: a pod that moved and kept its IP, a service with a
 //! fixed IP) is not covered by the node's aggregate, so it gets a host route
 //! (/32, /128) of its own: local in the VRF, advertised with the VRF's label
-//! (DESIGN.md, "Advertised routes"). A local host route wins over learned
-//! ones for the same prefix: the workload is here, whatever an older
-//! advertisement from its previous node says.
+//! (DESIGN.md, "Advertised routes").
 //!
 //! Across a restart the learned routes are kept ([`restart`]): written to
 //! the state directory while the agent runs, loaded stale into the VRFs by
 //! a start that adopts the data plane, swept once every neighbor has sent
 //! End-of-RIB (RFC 4724 §4.1).
 
-pub mod restart;
-
+use super::driver::{self as bgp, BgpConfig, BgpHandle, SpeakerEvent};
+use super::restart::{self, LearnedRoutesWriter};
 use crate::api::BgpSessionInfo;
 use crate::attach::{WorkloadAddresses, WorkloadObserver};
-use crate::bgp::{self, BgpConfig, BgpHandle, RouteEvent, SpeakerEvent};
 use crate::config::Config;
-use crate::state::{AgentState, EndpointPhase, LearnedRoute};
+use crate::state::{AgentState, EndpointPhase};
 use crate::vrouter::{Command, CommandSender};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use ipnet::IpNet;
 use pisek_overlay::bgp::fsm::GracefulRestartConfig;
+use pisek_overlay::bgp::gr::StaleSweep;
+pub use pisek_overlay::bgp::import::{VrfChange, VrfRoutes};
 use pisek_overlay::bgp::packet::{Family, RouteDistinguisher, RouteTarget};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
-use pisek_overlay::bgp::speaker::{PeerConfig, SpeakerConfig};
-use pisek_overlay::packet::{Encapsulation, Label};
-use pisek_overlay::vrf::{InterfaceId, NextHop};
-use restart::{LearnedRoutesWriter, StaleSweep};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use pisek_overlay::bgp::speaker::{NeighborConfig, SpeakerConfig};
+use pisek_overlay::packet::Label;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,7 +85,7 @@ pub fn router_id(config: &Config) -> anyhow::Result<Ipv4Addr> {
 /// The host routes of the stray addresses of the complete attachments in
 /// `state`: advertised from the start after a restart, like the node
 /// prefixes, so they are in the first UPDATEs ahead of End-of-RIB.
-pub fn stray_routes(config: &Config, state: &AgentState) -> Vec<(TenantId, IpNet)> {
+pub fn stray_routes(config: &Config, state: &AgentState) -> Vec<(u32, IpNet)> {
     state
         .endpoints
         .iter()
@@ -122,8 +118,8 @@ pub fn workload_addresses(state: &AgentState) -> Vec<(u32, IpAddr)> {
 /// told so (Restart State and Forwarding State bits, RFC 4724 §3).
 pub fn bgp_config(
     config: &Config,
-    labels: &[(TenantId, Label)],
-    strays: &[(TenantId, IpNet)],
+    labels: &[(u32, Label)],
+    strays: &[(u32, IpNet)],
     restarting: bool,
 ) -> anyhow::Result<BgpConfig> {
     let router_id = router_id(config)?;
@@ -142,7 +138,7 @@ pub fn bgp_config(
         };
         let number = u16::try_from(tenant.id).context("tenant id above 65535")?;
         vrfs.push(VrfConfig {
-            tenant: tenant.id,
+            tenant: TenantId(tenant.id),
             // Type 1, router-id:tenant (DESIGN.md "The control plane").
             rd: RouteDistinguisher::from_ipv4(router_id, number),
             import: targets(&tenant.import_route_targets)?,
@@ -157,10 +153,10 @@ pub fn bgp_config(
             let prefix = IpNet::new(prefix.ip(), prefix.prefix())
                 .context("tenant prefix")?
                 .trunc();
-            routes.push((tenant.id, prefix, label));
+            routes.push((TenantId(tenant.id), prefix, label));
         }
         for (_, host) in strays.iter().filter(|(t, _)| *t == tenant.id) {
-            routes.push((tenant.id, *host, label));
+            routes.push((TenantId(tenant.id), *host, label));
         }
     }
     Ok(BgpConfig {
@@ -194,7 +190,7 @@ pub fn bgp_config(
             .neighbors
             .iter()
             .map(|n| {
-                let peer = PeerConfig {
+                let peer = NeighborConfig {
                     address: n.address,
                     rr_client: reflector,
                     passive: n.passive,
@@ -216,8 +212,8 @@ pub const FAMILIES: [Family; 2] = [Family::VPNV4, Family::VPNV6];
 /// VRFs); they go once every neighbor has sent End-of-RIB.
 pub async fn start(
     config: Arc<Config>,
-    labels: &[(TenantId, Label)],
-    strays: &[(TenantId, IpNet)],
+    labels: &[(u32, Label)],
+    strays: &[(u32, IpNet)],
     restarting: bool,
     vrouter: CommandSender,
     vrf_routes: VrfRoutes,
@@ -229,7 +225,7 @@ pub async fn start(
     let events = handle.subscribe_events().await?;
     let sweep = vrf_routes
         .has_stale()
-        .then(|| StaleSweep::new(&config, &FAMILIES));
+        .then(|| restart::stale_sweep(&config, &FAMILIES));
     let vrf_routes = Arc::new(Mutex::new(vrf_routes));
     let learned_routes =
         LearnedRoutesWriter::spawn(config.state.dir.clone(), Arc::clone(&vrf_routes));
@@ -254,217 +250,9 @@ pub async fn start(
     })
 }
 
-/// A learned route for one tenant and prefix, from one advertiser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Candidate {
-    next_hop: IpAddr,
-    label: Label,
-    encap: Encapsulation,
-    /// Restored from the previous run and not re-learned yet (RFC 4724
-    /// §4.1): forwarded on, and swept after End-of-RIB.
-    stale: bool,
-}
-
-/// The routes known for one tenant and prefix, by route distinguisher.
-type Candidates = BTreeMap<[u8; 8], Candidate>;
-
-/// A change of the next hop a VRF holds for a prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VrfChange {
-    /// The tenant.
-    pub tenant: TenantId,
-    /// The destination.
-    pub prefix: IpNet,
-    /// The new next hop; `None`: the route goes.
-    pub next_hop: Option<NextHop>,
-}
-
-impl VrfChange {
-    /// The forwarder's command for it.
-    pub fn command(self) -> Command {
-        Command::Route {
-            tenant: pisek_overlay::vrf::TenantId(self.tenant),
-            prefix: self.prefix,
-            next_hop: self.next_hop,
-        }
-    }
-}
-
-/// The one next hop per (tenant, prefix) that the VRFs hold beyond the
-/// node prefixes: chosen among the routes BGP learned, unless a local
-/// stray host route claims the prefix. Pure bookkeeping: each change
-/// returns the [`VrfChange`] to send, if the installed next hop changed.
-#[derive(Debug)]
-pub struct VrfRoutes {
-    own_address: IpAddr,
-    learned: HashMap<(TenantId, IpNet), Candidates>,
-    local: HashSet<(TenantId, IpNet)>,
-    /// Bumped on every change of the learned routes: the writer compares
-    /// it with what it wrote last.
-    generation: u64,
-}
-
-impl VrfRoutes {
-    /// Empty, for a node whose tunnel address is `own_address`.
-    pub fn new(own_address: IpAddr) -> VrfRoutes {
-        VrfRoutes {
-            own_address,
-            learned: HashMap::new(),
-            local: HashSet::new(),
-            generation: 0,
-        }
-    }
-
-    /// Loads the routes the previous run learned, as stale candidates
-    /// (RFC 4724 §4.1): they are forwarded on until BGP re-learns them
-    /// (then they are fresh) or [`VrfRoutes::sweep_stale`] removes them.
-    /// Our own routes are skipped. Returns the next hops to install.
-    pub fn restore(&mut self, routes: &[LearnedRoute]) -> Vec<VrfChange> {
-        let mut changes = Vec::new();
-        let own_address = self.own_address;
-        for r in routes.iter().filter(|r| r.next_hop != own_address) {
-            let candidate = Candidate {
-                next_hop: r.next_hop,
-                label: r.label,
-                encap: r.encap,
-                stale: true,
-            };
-            let change = self.change((r.tenant, r.prefix), |s| {
-                s.learned
-                    .entry((r.tenant, r.prefix))
-                    .or_default()
-                    .entry(r.rd.0)
-                    .or_insert(candidate);
-            });
-            changes.extend(change);
-        }
-        self.generation += 1;
-        changes
-    }
-
-    /// Removes the stale candidates of `family` (None: of every family) and
-    /// returns the next-hop changes: what the peers did not resend.
-    pub fn sweep_stale(&mut self, family: Option<Family>) -> Vec<VrfChange> {
-        let keys: Vec<(TenantId, IpNet)> = self
-            .learned
-            .iter()
-            .filter(|(k, c)| {
-                family.is_none_or(|f| Family::vpn_of(&k.1) == f) && c.values().any(|c| c.stale)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        let mut changes = Vec::new();
-        for key in keys {
-            let change = self.change(key, |s| {
-                if let Some(candidates) = s.learned.get_mut(&key) {
-                    candidates.retain(|_, c| !c.stale);
-                    if candidates.is_empty() {
-                        s.learned.remove(&key);
-                    }
-                }
-            });
-            changes.extend(change);
-        }
-        self.generation += 1;
-        changes
-    }
-
-    /// Some learned route is still stale.
-    pub fn has_stale(&self) -> bool {
-        self.learned.values().flatten().any(|(_, c)| c.stale)
-    }
-
-    /// Every learned route (fresh and stale), for the state directory.
-    pub fn learned_routes(&self) -> Vec<LearnedRoute> {
-        self.learned
-            .iter()
-            .flat_map(|((tenant, prefix), candidates)| {
-                candidates.iter().map(move |(rd, c)| LearnedRoute {
-                    tenant: *tenant,
-                    rd: RouteDistinguisher(*rd),
-                    prefix: *prefix,
-                    next_hop: c.next_hop,
-                    label: c.label,
-                    encap: c.encap,
-                })
-            })
-            .collect()
-    }
-
-    /// Changes with every change of the learned routes.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    fn installed(&self, key: &(TenantId, IpNet)) -> Option<NextHop> {
-        if self.local.contains(key) {
-            // The tenant's TUN: the kernel's tenant table has the host
-            // route to the workload's veth.
-            return Some(NextHop::Local(InterfaceId(key.0)));
-        }
-        self.learned
-            .get(key)
-            .and_then(|c| chosen(c, self.own_address))
-    }
-
-    fn change(
-        &mut self,
-        key: (TenantId, IpNet),
-        edit: impl FnOnce(&mut Self),
-    ) -> Option<VrfChange> {
-        let before = self.installed(&key);
-        edit(self);
-        let after = self.installed(&key);
-        (before != after).then_some(VrfChange {
-            tenant: key.0,
-            prefix: key.1,
-            next_hop: after,
-        })
-    }
-
-    /// A best-path change from BGP. A route re-learned after a restart
-    /// replaces its stale copy; a withdrawal removes it, stale or not.
-    pub fn learned(&mut self, event: RouteEvent) -> Option<VrfChange> {
-        let key = (event.tenant, event.prefix.prefix);
-        self.generation += 1;
-        self.change(key, |s| {
-            let candidates = s.learned.entry(key).or_default();
-            match event.route {
-                Some(route) => candidates.insert(
-                    event.prefix.rd.0,
-                    Candidate {
-                        next_hop: route.next_hop,
-                        label: route.label,
-                        encap: Encapsulation::MplsOverUdp,
-                        stale: false,
-                    },
-                ),
-                None => candidates.remove(&event.prefix.rd.0),
-            };
-            if candidates.is_empty() {
-                s.learned.remove(&key);
-            }
-        })
-    }
-
-    /// A stray address of a local workload: its host route is local.
-    pub fn add_local(&mut self, tenant: TenantId, address: IpAddr) -> Option<VrfChange> {
-        self.change((tenant, IpNet::from(address)), |s| {
-            s.local.insert((tenant, IpNet::from(address)));
-        })
-    }
-
-    /// The stray address went away: a learned route for it, if any, takes over.
-    pub fn remove_local(&mut self, tenant: TenantId, address: IpAddr) -> Option<VrfChange> {
-        self.change((tenant, IpNet::from(address)), |s| {
-            s.local.remove(&(tenant, IpNet::from(address)));
-        })
-    }
-}
-
 /// Route events → VRF next hops, until the speaker stops; after a restart,
 /// End-of-RIB markers (or the restart time) → the stale routes' sweep.
-async fn install_routes(
+pub(super) async fn install_routes(
     mut events: tokio::sync::mpsc::UnboundedReceiver<SpeakerEvent>,
     vrf_routes: Arc<Mutex<VrfRoutes>>,
     vrouter: CommandSender,
@@ -485,7 +273,9 @@ async fn install_routes(
         }
     }
     loop {
-        let deadline = sweep.as_ref().map(|s| s.deadline);
+        let deadline = sweep
+            .as_ref()
+            .map(|s| tokio::time::Instant::from_std(s.deadline));
         let restart_time_over = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -517,8 +307,8 @@ async fn install_routes(
                 let Some(change) = change else {
                     continue;
                 };
-                tracing::info!(tenant, %prefix, next_hop = ?change.next_hop, "VRF route");
-                if vrouter.send(change.command()).is_err() {
+                tracing::info!(tenant = tenant.0, %prefix, next_hop = ?change.next_hop, "VRF route");
+                if vrouter.send(route_command(change)).is_err() {
                     return;
                 }
             }
@@ -556,28 +346,21 @@ fn sweep_stale(
     tracing::info!(%family, changes = changes.len(), "{why}: stale routes swept");
     for change in changes {
         let (tenant, prefix) = (change.tenant, change.prefix);
-        tracing::info!(tenant, %prefix, next_hop = ?change.next_hop, "VRF route");
-        if vrouter.send(change.command()).is_err() {
+        tracing::info!(tenant = tenant.0, %prefix, next_hop = ?change.next_hop, "VRF route");
+        if vrouter.send(route_command(change)).is_err() {
             return false;
         }
     }
     true
 }
 
-/// The next hop installed for a prefix: a fresh candidate before a stale
-/// one (a route re-learned since the restart says where the prefix is now;
-/// a kept one only where it was), then the lowest (next hop, RD), skipping
-/// our own routes (they are local in the VRF).
-fn chosen(candidates: &Candidates, own_address: IpAddr) -> Option<NextHop> {
-    candidates
-        .iter()
-        .filter(|(_, r)| r.next_hop != own_address)
-        .min_by_key(|(rd, r)| (r.stale, r.next_hop, **rd))
-        .map(|(_, r)| NextHop::Tunnel {
-            endpoint: r.next_hop,
-            label: r.label,
-            encap: r.encap,
-        })
+/// The forwarder's command for a change of a VRF's next hop.
+fn route_command(change: VrfChange) -> Command {
+    Command::Route {
+        tenant: change.tenant,
+        prefix: change.prefix,
+        next_hop: change.next_hop,
+    }
 }
 
 /// What the forwarder and BGP learn of each attach and detach
@@ -587,7 +370,7 @@ fn chosen(candidates: &Candidates, own_address: IpAddr) -> Option<NextHop> {
 pub struct WorkloadRouting {
     forwarder: CommandSender,
     bgp: Option<BgpHandle>,
-    labels: Vec<(TenantId, Label)>,
+    labels: Vec<(u32, Label)>,
     vrf_routes: Arc<Mutex<VrfRoutes>>,
 }
 
@@ -595,7 +378,7 @@ impl WorkloadRouting {
     /// Over the forwarder and, when this node runs a speaker, `routing`.
     pub fn new(
         config: &Config,
-        labels: &[(TenantId, Label)],
+        labels: &[(u32, Label)],
         forwarder: CommandSender,
         routing: Option<&Routing>,
     ) -> WorkloadRouting {
@@ -610,7 +393,7 @@ impl WorkloadRouting {
         }
     }
 
-    fn label(&self, tenant: TenantId) -> Option<Label> {
+    fn label(&self, tenant: u32) -> Option<Label> {
         self.labels
             .iter()
             .find(|(t, _)| *t == tenant)
@@ -620,7 +403,7 @@ impl WorkloadRouting {
     /// Anti-spoofing entries and stray host routes in the VRF, in one
     /// burst the forwarder applies together.
     fn send_to_forwarder(&self, w: &WorkloadAddresses, present: bool) -> anyhow::Result<()> {
-        let tenant = pisek_overlay::vrf::TenantId(w.tenant_id);
+        let tenant = TenantId(w.tenant_id);
         let gone = || anyhow::anyhow!("the forwarder thread is not running");
         let mut routes = self
             .vrf_routes
@@ -628,12 +411,14 @@ impl WorkloadRouting {
             .map_err(|_| anyhow::anyhow!("the VRF route table is poisoned"))?;
         for address in &w.stray {
             let change = if present {
-                routes.add_local(w.tenant_id, *address)
+                routes.add_local(tenant, *address)
             } else {
-                routes.remove_local(w.tenant_id, *address)
+                routes.remove_local(tenant, *address)
             };
             if let Some(change) = change {
-                self.forwarder.send(change.command()).map_err(|_| gone())?;
+                self.forwarder
+                    .send(route_command(change))
+                    .map_err(|_| gone())?;
             }
         }
         for address in &w.addresses {
@@ -656,7 +441,7 @@ impl WorkloadObserver for WorkloadRouting {
             // Advertised once the VRF can deliver it.
             if let (Some(bgp), Some(label)) = (&self.bgp, self.label(w.tenant_id)) {
                 for address in &w.stray {
-                    bgp.advertise(w.tenant_id, IpNet::from(*address), label)
+                    bgp.advertise(TenantId(w.tenant_id), IpNet::from(*address), label)
                         .await
                         .with_context(|| format!("advertising {address}"))?;
                 }
@@ -672,7 +457,10 @@ impl WorkloadObserver for WorkloadRouting {
             let mut withdrawn = Ok(());
             if let (Some(bgp), Some(_)) = (&self.bgp, self.label(w.tenant_id)) {
                 for address in &w.stray {
-                    if let Err(e) = bgp.withdraw(w.tenant_id, IpNet::from(*address)).await {
+                    if let Err(e) = bgp
+                        .withdraw(TenantId(w.tenant_id), IpNet::from(*address))
+                        .await
+                    {
                         withdrawn = Err(e.context(format!("withdrawing {address}")));
                     }
                 }
@@ -725,10 +513,12 @@ async fn track_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::ImportedRoute;
+    use crate::control::driver::{ImportedRoute, RouteEvent};
     use crate::ipam::WorkloadKey;
     use crate::state::EndpointRecord;
     use pisek_overlay::bgp::packet::{PathAttributes, VpnPrefix};
+    use pisek_overlay::packet::Encapsulation;
+    use pisek_overlay::vrf::NextHop;
 
     fn route(next_hop: &str, label: u32) -> ImportedRoute {
         ImportedRoute {
@@ -740,7 +530,7 @@ mod tests {
 
     fn event(rd_host: u8, prefix: &str, next_hop: Option<ImportedRoute>) -> RouteEvent {
         RouteEvent {
-            tenant: 1,
+            tenant: TenantId(1),
             prefix: VpnPrefix {
                 rd: RouteDistinguisher([0, 1, 10, 255, 0, rd_host, 0, 1]),
                 prefix: prefix.parse().expect("prefix"),
@@ -755,132 +545,6 @@ mod tests {
             label: Label::new(label).expect("label"),
             encap: Encapsulation::MplsOverUdp,
         })
-    }
-
-    #[test]
-    fn a_local_stray_host_route_wins_over_a_learned_one_and_hands_back_on_removal() {
-        let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"));
-        let stray: IpAddr = "10.1.9.5".parse().expect("address");
-        // The pod's previous node still advertises it.
-        let change = routes.learned(event(12, "10.1.9.5/32", Some(route("10.255.0.12", 17))));
-        assert_eq!(change.map(|c| c.next_hop), Some(tunnel("10.255.0.12", 17)));
-        // It moved here: local from now on, whatever BGP says.
-        let change = routes.add_local(1, stray).expect("a change");
-        assert_eq!(change.prefix.to_string(), "10.1.9.5/32");
-        assert_eq!(change.next_hop, Some(NextHop::Local(InterfaceId(1))));
-        assert_eq!(
-            routes.learned(event(13, "10.1.9.5/32", Some(route("10.255.0.13", 18)))),
-            None,
-            "a learned route does not replace a local one"
-        );
-        // Detached here: the learned route with the lowest next hop takes over.
-        let change = routes.remove_local(1, stray).expect("a change");
-        assert_eq!(change.next_hop, tunnel("10.255.0.12", 17));
-        // Our own advertisement coming back is never installed as a tunnel.
-        routes.learned(event(12, "10.1.9.5/32", None));
-        routes.learned(event(13, "10.1.9.5/32", None));
-        assert_eq!(
-            routes.learned(event(11, "10.1.9.5/32", Some(route("10.255.0.11", 16)))),
-            None
-        );
-    }
-
-    /// What gw1 learned before its restart: gw2's prefixes (IPv4 and
-    /// IPv6) and a stray /32 of gw2 that was detached meanwhile.
-    fn kept_routes() -> Vec<LearnedRoute> {
-        let kept = |prefix: &str| LearnedRoute {
-            tenant: 1,
-            rd: RouteDistinguisher([0, 1, 10, 255, 0, 12, 0, 1]),
-            prefix: prefix.parse().expect("prefix"),
-            next_hop: "10.255.0.12".parse().expect("address"),
-            label: Label::new(17).expect("label"),
-            encap: Encapsulation::MplsOverUdp,
-        };
-        vec![
-            kept("10.1.2.0/24"),
-            kept("10.1.9.5/32"),
-            kept("fd00:10:1:2::/64"),
-        ]
-    }
-
-    #[test]
-    fn restored_routes_forward_until_the_sweep_removes_what_was_not_relearned() {
-        let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"));
-        let mut kept = kept_routes();
-        // Our own route coming back from the file is never installed.
-        kept.push(LearnedRoute {
-            next_hop: "10.255.0.11".parse().expect("address"),
-            prefix: "10.1.1.0/24".parse().expect("prefix"),
-            ..kept[0]
-        });
-        let installed = routes.restore(&kept);
-        assert_eq!(installed.len(), 3, "{installed:?}");
-        assert!(
-            installed
-                .iter()
-                .all(|c| c.next_hop == tunnel("10.255.0.12", 17))
-        );
-        assert!(routes.has_stale());
-
-        // BGP resends the /24 (same RD): fresh now, no change in the VRF.
-        assert_eq!(
-            routes.learned(event(12, "10.1.2.0/24", Some(route("10.255.0.12", 17)))),
-            None
-        );
-        // VPNv4's End-of-RIB from every neighbor: the /32 nobody resent goes,
-        // the IPv6 route waits for VPNv6's marker.
-        let swept = routes.sweep_stale(Some(Family::VPNV4));
-        assert_eq!(swept.len(), 1, "{swept:?}");
-        assert_eq!(swept[0].prefix.to_string(), "10.1.9.5/32");
-        assert_eq!(swept[0].next_hop, None);
-        assert!(routes.has_stale(), "the IPv6 route is still stale");
-        let swept = routes.sweep_stale(None);
-        assert_eq!(swept.len(), 1);
-        assert_eq!(swept[0].prefix.to_string(), "fd00:10:1:2::/64");
-        assert!(!routes.has_stale());
-        // What is left is what BGP re-learned.
-        let left: Vec<String> = routes
-            .learned_routes()
-            .iter()
-            .map(|r| r.prefix.to_string())
-            .collect();
-        assert_eq!(left, ["10.1.2.0/24"]);
-        assert!(
-            routes.sweep_stale(None).is_empty(),
-            "a second sweep is a no-op"
-        );
-    }
-
-    #[test]
-    fn a_withdrawal_while_stale_removes_the_route_at_once() {
-        let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"));
-        routes.restore(&kept_routes());
-        let change = routes
-            .learned(event(12, "10.1.2.0/24", None))
-            .expect("a change");
-        assert_eq!(change.next_hop, None);
-        // Re-learned, then withdrawn: gone, no stale copy comes back.
-        routes.learned(event(12, "10.1.9.5/32", Some(route("10.255.0.12", 17))));
-        let change = routes
-            .learned(event(12, "10.1.9.5/32", None))
-            .expect("a change");
-        assert_eq!(change.next_hop, None);
-        // A fresh route under another RD wins over the stale one at once
-        // (the prefix moved while this agent was away); the sweep then
-        // only forgets the stale candidate.
-        let v6 = routes
-            .learned(event(
-                13,
-                "fd00:10:1:2::/64",
-                Some(route("10.255.0.13", 18)),
-            ))
-            .expect("a change");
-        assert_eq!(
-            v6.next_hop,
-            tunnel("10.255.0.13", 18),
-            "fresh beats the stale 10.255.0.12 candidate"
-        );
-        assert_eq!(routes.sweep_stale(None), Vec::new());
     }
 
     #[test]
@@ -919,18 +583,6 @@ mod tests {
         learned.sort_by_key(|r| (r.prefix, r.rd.0));
         assert_eq!(kept, learned);
         assert!(after.has_stale());
-    }
-
-    #[test]
-    fn local_host_route_without_learned_ones_goes_with_the_workload() {
-        let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"));
-        let v6: IpAddr = "fd00:9::5".parse().expect("address");
-        let added = routes.add_local(2, v6).expect("a change");
-        assert_eq!(added.prefix.to_string(), "fd00:9::5/128");
-        assert_eq!(routes.add_local(2, v6), None, "idempotent");
-        let removed = routes.remove_local(2, v6).expect("a change");
-        assert_eq!(removed.next_hop, None);
-        assert_eq!(routes.remove_local(2, v6), None, "idempotent");
     }
 
     #[test]
@@ -1005,33 +657,5 @@ prefixes = ["10.1.1.0/24"]
         assert!(!client.peers[0].0.passive);
         let listening = bgp_config(&config(true), &[], &[], false).expect("config");
         assert_eq!(listening.listen_port, Some(bgp::BGP_PORT));
-    }
-
-    #[test]
-    fn the_same_prefix_under_two_rds_picks_the_lowest_next_hop_and_skips_our_own() {
-        let own: IpAddr = "10.255.0.2".parse().expect("address");
-        let route = |next_hop: &str, label: u32| Candidate {
-            next_hop: next_hop.parse().expect("address"),
-            label: Label::new(label).expect("label"),
-            encap: Encapsulation::MplsOverUdp,
-            stale: false,
-        };
-        let mut c = Candidates::new();
-        c.insert([0, 1, 10, 255, 0, 3, 0, 1], route("10.255.0.3", 100));
-        c.insert([0, 1, 10, 255, 0, 2, 0, 1], route("10.255.0.2", 200));
-        c.insert([0, 1, 10, 255, 0, 4, 0, 1], route("10.255.0.4", 300));
-        let Some(NextHop::Tunnel {
-            endpoint, label, ..
-        }) = chosen(&c, own)
-        else {
-            panic!("a tunnel next hop");
-        };
-        assert_eq!(
-            (endpoint.to_string(), label.value()),
-            ("10.255.0.3".into(), 100)
-        );
-        c.clear();
-        c.insert([0, 1, 10, 255, 0, 2, 0, 1], route("10.255.0.2", 200));
-        assert_eq!(chosen(&c, own), None);
     }
 }

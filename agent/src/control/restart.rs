@@ -15,11 +15,11 @@
 //!  SIGTERM ─▶ LearnedRoutesWriter::flush ─▶ learned-routes.json
 //! ```
 
-use super::VrfRoutes;
 use crate::config::Config;
 use crate::state::{self, LearnedRoute};
+use pisek_overlay::bgp::gr::StaleSweep;
+use pisek_overlay::bgp::import::VrfRoutes;
 use pisek_overlay::bgp::packet::Family;
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -60,65 +60,17 @@ pub fn restored_routes(config: &Config, restarting: bool) -> Vec<LearnedRoute> {
     }
 }
 
-/// Which neighbors still owe End-of-RIB for which family after a restart.
-/// Pure bookkeeping: the install task feeds it the markers and sweeps a
-/// family's stale routes once every neighbor has sent its marker
-/// (RFC 4724 §4.1: "from all its peers").
-#[derive(Debug, Clone)]
-pub struct EndOfRibTracker {
-    pending: BTreeSet<(IpAddr, Family)>,
-}
-
-impl EndOfRibTracker {
-    /// Waiting for every `family` from every neighbor.
-    pub fn new(neighbors: &[IpAddr], families: &[Family]) -> EndOfRibTracker {
-        EndOfRibTracker {
-            pending: neighbors
-                .iter()
-                .flat_map(|n| families.iter().map(move |f| (*n, *f)))
-                .collect(),
-        }
-    }
-
-    /// A neighbor's End-of-RIB. Returns the family when this marker was
-    /// the last one it waited for.
-    pub fn end_of_rib(&mut self, neighbor: IpAddr, family: Family) -> Option<Family> {
-        if !self.pending.remove(&(neighbor, family)) {
-            return None;
-        }
-        self.is_complete(family).then_some(family)
-    }
-
-    /// Every neighbor has sent `family`'s End-of-RIB (or there is none).
-    pub fn is_complete(&self, family: Family) -> bool {
-        !self.pending.iter().any(|(_, f)| *f == family)
-    }
-
-    /// Nothing is owed any more.
-    pub fn is_done(&self) -> bool {
-        self.pending.is_empty()
-    }
-}
-
-/// The restart in progress: what is still owed, and the bound.
-#[derive(Debug)]
-pub struct StaleSweep {
-    /// End-of-RIB markers still owed.
-    pub tracker: EndOfRibTracker,
-    /// When every route still stale goes, markers or not: the restart time
-    /// the agent announced (RFC 4724 §4.1 bounds the wait).
-    pub deadline: Instant,
-}
-
-impl StaleSweep {
-    /// For this node's neighbors and families, bounded by its restart time.
-    pub fn new(config: &Config, families: &[Family]) -> StaleSweep {
-        let neighbors: Vec<IpAddr> = config.bgp.neighbors.iter().map(|n| n.address).collect();
-        StaleSweep {
-            tracker: EndOfRibTracker::new(&neighbors, families),
-            deadline: Instant::now() + Duration::from_secs(u64::from(config.bgp.restart_time_secs)),
-        }
-    }
+/// The sweep of the routes restored stale: End-of-RIB from each of this
+/// node's neighbors for each of `families`, bounded by the restart time
+/// it announces (RFC 4724 §4.1), counted from now.
+pub fn stale_sweep(config: &Config, families: &[Family]) -> StaleSweep {
+    let neighbors: Vec<IpAddr> = config.bgp.neighbors.iter().map(|n| n.address).collect();
+    let restart_time = Duration::from_secs(u64::from(config.bgp.restart_time_secs));
+    StaleSweep::new(
+        &neighbors,
+        families,
+        Instant::now().into_std() + restart_time,
+    )
 }
 
 /// The handle on the task that writes the learned routes.
@@ -226,34 +178,12 @@ async fn write_if_changed(dir: &Path, vrf_routes: &Mutex<VrfRoutes>, written: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_family_is_complete_once_every_neighbor_sent_its_end_of_rib() {
-        let edge1: IpAddr = "10.255.0.1".parse().expect("address");
-        let edge2: IpAddr = "10.255.0.2".parse().expect("address");
-        let mut t = EndOfRibTracker::new(&[edge1, edge2], &[Family::VPNV4, Family::VPNV6]);
-        assert_eq!(t.end_of_rib(edge1, Family::VPNV4), None, "edge2 owes it");
-        assert_eq!(
-            t.end_of_rib(edge1, Family::VPNV4),
-            None,
-            "a repeat is no news"
-        );
-        assert_eq!(t.end_of_rib(edge2, Family::VPNV6), None, "edge1 owes VPNv6");
-        assert_eq!(
-            t.end_of_rib(edge2, Family::VPNV4),
-            Some(Family::VPNV4),
-            "both sent VPNv4"
-        );
-        assert!(!t.is_done());
-        let stranger: IpAddr = "10.255.0.9".parse().expect("address");
-        assert_eq!(t.end_of_rib(stranger, Family::VPNV6), None);
-        assert_eq!(t.end_of_rib(edge1, Family::VPNV6), Some(Family::VPNV6));
-        assert!(t.is_done());
-    }
-
-    use crate::bgp::{ImportedRoute, RouteEvent, SpeakerEvent};
+    use crate::control::driver::{ImportedRoute, RouteEvent, SpeakerEvent};
+    use crate::control::routing::{FAMILIES, install_routes};
     use crate::vrouter::{Command, CommandSender};
     use ipnet::IpNet;
+    use pisek_overlay::TenantId;
+    use pisek_overlay::bgp::gr::EndOfRibTracker;
     use pisek_overlay::bgp::packet::{PathAttributes, RouteDistinguisher, VpnPrefix};
     use pisek_overlay::packet::{Encapsulation, Label};
 
@@ -261,7 +191,7 @@ mod tests {
 
     fn kept(prefix: &str) -> LearnedRoute {
         LearnedRoute {
-            tenant: 1,
+            tenant: TenantId(1),
             rd: RouteDistinguisher([0, 1, 10, 255, 0, 12, 0, 1]),
             prefix: prefix.parse().expect("prefix"),
             next_hop: "10.255.0.12".parse().expect("address"),
@@ -272,7 +202,7 @@ mod tests {
 
     fn relearned(prefix: &str) -> SpeakerEvent {
         SpeakerEvent::Route(RouteEvent {
-            tenant: 1,
+            tenant: TenantId(1),
             prefix: VpnPrefix {
                 rd: RouteDistinguisher([0, 1, 10, 255, 0, 12, 0, 1]),
                 prefix: prefix.parse().expect("prefix"),
@@ -310,13 +240,10 @@ mod tests {
                 CommandSender::channel().expect("channel");
             let writer = LearnedRoutesWriter::spawn(dir.clone(), Arc::clone(&vrf_routes));
             let sweep = StaleSweep {
-                tracker: EndOfRibTracker::new(
-                    &[EDGE.parse().expect("address")],
-                    &super::super::FAMILIES,
-                ),
-                deadline,
+                tracker: EndOfRibTracker::new(&[EDGE.parse().expect("address")], &FAMILIES),
+                deadline: deadline.into_std(),
             };
-            let task = tokio::spawn(super::super::install_routes(
+            let task = tokio::spawn(install_routes(
                 received,
                 Arc::clone(&vrf_routes),
                 sender,
@@ -458,12 +385,5 @@ mod tests {
             ["10.1.2.0/24", "10.1.7.0/24"],
             "stale and fresh routes alike"
         );
-    }
-
-    #[test]
-    fn without_neighbors_nothing_is_owed() {
-        let t = EndOfRibTracker::new(&[], &[Family::VPNV4]);
-        assert!(t.is_complete(Family::VPNV4));
-        assert!(t.is_done());
     }
 }

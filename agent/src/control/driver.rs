@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use pisek_overlay::bgp::packet::{Family, VpnPrefix};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
 use pisek_overlay::bgp::speaker::{
-    ConnId, Output, PeerConfig, PeerId, PeerStatus, Speaker, SpeakerConfig,
+    ConnId, NeighborConfig, NeighborId, NeighborStatus, Output, Speaker, SpeakerConfig,
 };
 pub use pisek_overlay::bgp::speaker::{ImportedRoute, RouteEvent};
 use pisek_overlay::packet::Label;
@@ -47,7 +47,7 @@ pub struct BgpConfig {
     /// Port to listen on (179; tests use others). None: do not listen.
     pub listen_port: Option<u16>,
     /// Neighbours and the port each listens on.
-    pub peers: Vec<(PeerConfig, u16)>,
+    pub peers: Vec<(NeighborConfig, u16)>,
     /// VRFs at start.
     pub vrfs: Vec<VrfConfig>,
     /// Routes to advertise from the start (tenant, prefix, label), before any
@@ -82,15 +82,15 @@ enum Subscriber {
 
 enum Command {
     Accepted(TcpStream, SocketAddr),
-    Connected(PeerId, u64, TcpStream),
-    ConnectFailed(PeerId, u64),
+    Connected(NeighborId, u64, TcpStream),
+    ConnectFailed(NeighborId, u64),
     Bytes(ConnId, Vec<u8>),
     Closed(ConnId),
     Advertise(TenantId, IpNet, Label, oneshot::Sender<anyhow::Result<()>>),
     Withdraw(TenantId, IpNet, oneshot::Sender<anyhow::Result<()>>),
     SetVrf(VrfConfig),
     Subscribe(Subscriber),
-    Sessions(oneshot::Sender<Vec<PeerStatus>>),
+    Sessions(oneshot::Sender<Vec<NeighborStatus>>),
     RouteCount(oneshot::Sender<usize>),
     Advertised(oneshot::Sender<Vec<(VpnPrefix, TenantId, Label)>>),
     Refresh,
@@ -189,7 +189,7 @@ impl BgpHandle {
     }
 
     /// Every peer's session state and route count.
-    pub async fn sessions(&self) -> anyhow::Result<Vec<PeerStatus>> {
+    pub async fn sessions(&self) -> anyhow::Result<Vec<NeighborStatus>> {
         self.call(Command::Sessions).await
     }
 
@@ -286,7 +286,7 @@ struct Driver {
     tx: mpsc::Sender<Command>,
     conns: HashMap<ConnId, ConnTasks>,
     /// Outgoing connection attempts in flight, by attempt number.
-    connecting: HashMap<PeerId, (u64, JoinHandle<()>)>,
+    connecting: HashMap<NeighborId, (u64, JoinHandle<()>)>,
     next_id: u64,
     /// Who hears route changes and End-of-RIB markers.
     subscribers: Vec<Subscriber>,
@@ -415,7 +415,7 @@ impl Driver {
             }
             Command::Refresh => {
                 for i in 0..self.config.peers.len() {
-                    self.speaker.request_refresh(PeerId(i as u16), now);
+                    self.speaker.request_refresh(NeighborId(i as u16), now);
                 }
             }
             Command::Stop { notify_peers } => {
@@ -529,7 +529,7 @@ impl Driver {
         }
     }
 
-    fn connect(&mut self, peer: PeerId, address: IpAddr) {
+    fn connect(&mut self, peer: NeighborId, address: IpAddr) {
         let port = self
             .config
             .peers

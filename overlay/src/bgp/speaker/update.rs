@@ -1,0 +1,133 @@
+//! Received UPDATEs into the RIB (RFC 4456 §8 loop check, RFC 7606
+//! treat-as-withdraw, End-of-RIB), and best-path changes out to the
+//! tenants that import them.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{ImportedRoute, NeighborId, Output, RouteEvent, Speaker, source_of};
+use crate::bgp::packet::{Update, VpnNlri};
+use crate::bgp::rib::{BestChange, LOCAL, Path};
+
+impl Speaker {
+    pub(super) fn apply_update(&mut self, peer: NeighborId, update: Box<Update>, now: Instant) {
+        let i = usize::from(peer.0);
+        let source = source_of(peer);
+        let info = self.source_info();
+        let Some(n) = self.peers[i].up.as_ref() else {
+            return;
+        };
+        let families = n.families.clone();
+        if let Some(family) = update.end_of_rib {
+            if self.peers[i].stale_families.contains(&family) {
+                self.peers[i].stale_families.retain(|f| *f != family);
+                if self.peers[i].stale_families.is_empty() {
+                    self.peers[i].stale_until = None;
+                }
+                for c in self.rib.remove_stale(source, Some(family), &info) {
+                    self.best_changed(c, now);
+                }
+            }
+            if !self.peers[i].eor_received.contains(&family) {
+                self.peers[i].eor_received.push(family);
+            }
+            self.outputs.push_back(Output::EndOfRib { peer, family });
+            self.check_deferral(now);
+            return;
+        }
+        for w in &update.withdrawn {
+            if let Some(c) = self.rib.withdraw(&w.prefix, source, &info) {
+                self.best_changed(c, now);
+            }
+        }
+        if update.announced.is_empty() {
+            return;
+        }
+        let attrs = &update.attributes;
+        // RFC 4456 §8: a route we originated or already reflected is a loop.
+        let looped = attrs.originator_id == Some(self.config.router_id)
+            || self
+                .config
+                .cluster_id
+                .is_some_and(|id| attrs.cluster_list.contains(&id));
+        if update.treat_as_withdraw.is_some() || looped || attrs.next_hop.is_none() {
+            for a in &update.announced {
+                if let Some(c) = self.rib.withdraw(&a.prefix, source, &info) {
+                    self.best_changed(c, now);
+                }
+            }
+            return;
+        }
+        let Update {
+            announced,
+            attributes,
+            ..
+        } = *update;
+        let shared = self.rib.intern(attributes);
+        for VpnNlri { prefix, label } in announced {
+            if !families.contains(&prefix.family()) {
+                continue;
+            }
+            let path = Path {
+                attrs: shared.clone(),
+                label,
+                source,
+                stale: false,
+            };
+            if let Some(c) = self.rib.update(prefix, path, &info) {
+                self.best_changed(c, now);
+            }
+        }
+    }
+
+    /// Reports a best-path change to the tenants and queues it for peers.
+    pub(super) fn best_changed(&mut self, change: BestChange, now: Instant) {
+        let BestChange { prefix, old, new } = change;
+        // Route events: learned routes only (the agent knows its own).
+        let learned = |p: &Option<Path>| p.as_ref().filter(|p| p.source != LOCAL).cloned();
+        let (old_l, new_l) = (learned(&old), learned(&new));
+        let same_route = match (&old_l, &new_l) {
+            (Some(a), Some(b)) => a.label == b.label && Arc::ptr_eq(&a.attrs, &b.attrs),
+            _ => false,
+        };
+        if !same_route {
+            let new_tenants = new_l
+                .as_ref()
+                .map(|p| self.policy.importers(&p.attrs))
+                .unwrap_or_default();
+            if let Some(o) = &old_l {
+                for t in self.policy.importers(&o.attrs) {
+                    if !new_tenants.contains(&t) {
+                        self.outputs.push_back(Output::Route(RouteEvent {
+                            tenant: t,
+                            prefix,
+                            route: None,
+                        }));
+                    }
+                }
+            }
+            if let Some(nw) = &new_l {
+                for t in new_tenants {
+                    self.outputs.push_back(Output::Route(RouteEvent {
+                        tenant: t,
+                        prefix,
+                        route: Some(imported(nw)),
+                    }));
+                }
+            }
+        }
+        self.queue_for_peers(prefix, new.as_ref().map(|p| p.source), now);
+    }
+}
+
+pub(super) fn imported(p: &Path) -> ImportedRoute {
+    ImportedRoute {
+        next_hop: p
+            .attrs
+            .next_hop
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        label: p.label,
+        attributes: p.attrs.clone(),
+    }
+}
