@@ -2,7 +2,7 @@
 //!
 //! Start-up: load and validate the config, open the state directory,
 //! allocate the tenants' VRF labels, finish or undo attachments a crash
-//! interrupted, then start the data plane (`vrouter`: persistent TUNs,
+//! interrupted, then start the data plane (`dataplane`: persistent TUNs,
 //! tenant routing, the forwarder thread), the BGP speaker (`routing`), tell
 //! the data plane and BGP of the adopted workloads, and serve the attach API.
 //!
@@ -21,7 +21,7 @@ use pisek_agent::config::{Config, LogFormat};
 use pisek_agent::metrics::{self, ForwarderCounters, MetricsSources};
 use pisek_agent::netlink::{Netlink, sysctl};
 use pisek_agent::state::StateStore;
-use pisek_agent::{routing, vrouter};
+use pisek_agent::{dataplane, routing};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -108,7 +108,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // The fabric TUN outlives the process: finding it means this is a
     // restart and the kernel side of the data plane kept working.
     let restarting = host
-        .link_by_name(vrouter::FABRIC_TUN)
+        .link_by_name(dataplane::FABRIC_TUN)
         .await
         .context("looking for pisek0")?
         .is_some();
@@ -131,7 +131,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "forwarding on with the learned routes of the previous run, stale until End-of-RIB"
         );
     }
-    let mut forwarder = vrouter::start(&config, &labels, &kept, &workloads, &host)
+    let mut forwarder = dataplane::start(&config, &labels, &kept, &workloads, &host)
         .await
         .context("starting the data plane")?;
     let routing = if config.bgp.speaker {
@@ -177,7 +177,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .publish_all()
         .await
         .context("telling the data plane of the adopted workloads")?;
-    let view: Arc<dyn DataplaneView> = Arc::new(vrouter::LiveView::new(
+    let view: Arc<dyn DataplaneView> = Arc::new(dataplane::LiveView::new(
         Arc::clone(&config),
         forwarder.snapshot(),
         Arc::clone(&sessions),

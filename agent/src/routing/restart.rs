@@ -252,7 +252,7 @@ mod tests {
     }
 
     use crate::bgp::{ImportedRoute, RouteEvent, SpeakerEvent};
-    use crate::vrouter::{Command, CommandSender};
+    use crate::dataplane::{Command, CommandSender};
     use ipnet::IpNet;
     use pisek_overlay::bgp::packet::{PathAttributes, RouteDistinguisher, VpnPrefix};
     use pisek_overlay::packet::{Encapsulation, Label};
