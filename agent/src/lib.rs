@@ -2,7 +2,8 @@
 //! the underlay socket, netlink and the attach API.
 //!
 //! - [`dataplane`]: TUN devices, the batched underlay UDP socket and the
-//!   WireGuard forwarding loop.
+//!   forwarder thread around `pisek_overlay::forward::Pipeline` (every
+//!   `unsafe` block of the agent is in its `sys.rs`).
 //! - [`keyfile`]: the node's WireGuard static key on disk (0600).
 //! - [`control`]: the control plane: the BGP speaker's driver (TCP sessions,
 //!   timers) around `pisek_overlay::bgp`, learned routes into the VRFs, the
@@ -19,4 +20,3 @@ pub mod keyfile;
 pub mod metrics;
 pub mod netlink;
 pub mod state;
-pub mod vrouter;

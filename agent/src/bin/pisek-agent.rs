@@ -2,7 +2,7 @@
 //!
 //! Start-up: load and validate the config, open the state directory,
 //! allocate the tenants' VRF labels, finish or undo attachments a crash
-//! interrupted, then start the data plane (`vrouter`: persistent TUNs,
+//! interrupted, then start the data plane (`dataplane`: persistent TUNs,
 //! tenant routing, the forwarder thread), the BGP speaker (`routing`), tell
 //! the data plane and BGP of the adopted workloads, and serve the attach API.
 //!
@@ -21,7 +21,8 @@ use pisek_agent::config::{Config, LogFormat};
 use pisek_agent::metrics::{self, ForwarderCounters, MetricsSources};
 use pisek_agent::netlink::{Netlink, sysctl};
 use pisek_agent::state::StateStore;
-use pisek_agent::{control as routing, vrouter};
+use pisek_agent::{control as routing, dataplane};
+use pisek_overlay::vrf::NextHop;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -87,19 +88,11 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// The daemon, phase by phase: state, the data plane, BGP, the adopted
+/// attachments, then the API until a signal.
 async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let mut store = StateStore::open(&config.state.dir).context("opening the state directory")?;
-    // Every tenant gets its VRF label now, so it is on disk before any route
-    // carrying it is advertised.
-    store
-        .update(|s| -> Result<(), anyhow::Error> {
-            for t in &config.tenants {
-                s.labels.label_for(t.id)?;
-            }
-            Ok(())
-        })
-        .context("allocating VRF labels")?;
+    let store = open_state(&config)?;
     let labels: Vec<_> = store.state().labels.iter().collect();
     let strays = routing::stray_routes(&config, store.state());
     let workloads = routing::workload_addresses(store.state());
@@ -108,30 +101,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // The fabric TUN outlives the process: finding it means this is a
     // restart and the kernel side of the data plane kept working.
     let restarting = host
-        .link_by_name(vrouter::FABRIC_TUN)
+        .link_by_name(dataplane::FABRIC_TUN)
         .await
         .context("looking for pisek0")?
         .is_some();
     // The previous run's learned routes, stale, in the VRFs before the
     // forwarder's first packet (RFC 4724 §4.1).
     let mut vrf_routes = routing::VrfRoutes::new(config.tunnel.address);
-    let kept: Vec<_> = if config.bgp.speaker {
-        let restored = routing::restart::restored_routes(&config, restarting);
-        vrf_routes
-            .restore(&restored)
-            .into_iter()
-            .filter_map(|c| Some((c.tenant, c.prefix, c.next_hop?)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if restarting && config.bgp.speaker {
-        tracing::info!(
-            routes = kept.len(),
-            "forwarding on with the learned routes of the previous run, stale until End-of-RIB"
-        );
-    }
-    let mut forwarder = vrouter::start(&config, &labels, &kept, &workloads, &host)
+    let kept = kept_routes(&config, restarting, &mut vrf_routes);
+    let mut forwarder = dataplane::start(&config, &labels, &kept, &workloads, &host)
         .await
         .context("starting the data plane")?;
     let routing = if config.bgp.speaker {
@@ -165,19 +143,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .with_observer(Arc::new(workload_routing)),
     );
-    let undone = attachments
-        .recover()
-        .await
-        .context("removing attachments a crash interrupted")?;
-    if !undone.is_empty() {
-        tracing::warn!(count = undone.len(), "removed half-made attachments");
-    }
-    let adopted = attachments.list().await.len();
-    attachments
-        .publish_all()
-        .await
-        .context("telling the data plane of the adopted workloads")?;
-    let view: Arc<dyn DataplaneView> = Arc::new(vrouter::LiveView::new(
+    let adopted = adopt_attachments(&attachments).await?;
+    let view: Arc<dyn DataplaneView> = Arc::new(dataplane::LiveView::new(
         Arc::clone(&config),
         forwarder.snapshot(),
         Arc::clone(&sessions),
@@ -195,6 +162,82 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("serving metrics on {}", config.metrics.listen))?;
+    serve_until_signal(&config, attachments, view, adopted).await?;
+    if let Some(routing) = routing {
+        routing.stop_for_restart().await;
+    }
+    forwarder.stop().context("stopping the forwarder")?;
+    Ok(())
+}
+
+/// Opens the state directory and gives every tenant its VRF label now, so
+/// it is on disk before any route carrying it is advertised.
+fn open_state(config: &Config) -> anyhow::Result<StateStore> {
+    let mut store = StateStore::open(&config.state.dir).context("opening the state directory")?;
+    store
+        .update(|s| -> Result<(), anyhow::Error> {
+            for t in &config.tenants {
+                s.labels.label_for(t.id)?;
+            }
+            Ok(())
+        })
+        .context("allocating VRF labels")?;
+    Ok(store)
+}
+
+/// The routes the forwarder starts with: on a restart of a BGP speaker, the
+/// previous run's learned routes (restored into `vrf_routes` as stale);
+/// none otherwise.
+fn kept_routes(
+    config: &Config,
+    restarting: bool,
+    vrf_routes: &mut routing::VrfRoutes,
+) -> Vec<(pisek_overlay::TenantId, ipnet::IpNet, NextHop)> {
+    let kept: Vec<_> = if config.bgp.speaker {
+        let restored = routing::restart::restored_routes(config, restarting);
+        vrf_routes
+            .restore(&restored)
+            .into_iter()
+            .filter_map(|c| Some((c.tenant, c.prefix, c.next_hop?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if restarting && config.bgp.speaker {
+        tracing::info!(
+            routes = kept.len(),
+            "forwarding on with the learned routes of the previous run, stale until End-of-RIB"
+        );
+    }
+    kept
+}
+
+/// Removes what a crash left half-made and tells the data plane and BGP of
+/// every attachment adopted from the state; returns how many there are.
+async fn adopt_attachments(attachments: &Attachments) -> anyhow::Result<usize> {
+    let undone = attachments
+        .recover()
+        .await
+        .context("removing attachments a crash interrupted")?;
+    if !undone.is_empty() {
+        tracing::warn!(count = undone.len(), "removed half-made attachments");
+    }
+    let adopted = attachments.list().await.len();
+    attachments
+        .publish_all()
+        .await
+        .context("telling the data plane of the adopted workloads")?;
+    Ok(adopted)
+}
+
+/// Serves the attach API until SIGTERM or SIGINT (or the API fails), then
+/// removes the API socket. Interfaces and routes stay.
+async fn serve_until_signal(
+    config: &Arc<Config>,
+    attachments: Arc<Attachments>,
+    view: Arc<dyn DataplaneView>,
+    adopted: usize,
+) -> anyhow::Result<()> {
     let listener = bind_socket(&config.api.socket)
         .with_context(|| format!("binding the API socket {}", config.api.socket.display()))?;
     tracing::info!(
@@ -203,7 +246,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         endpoints = adopted,
         "agent ready"
     );
-    let server = ApiServer::new(Arc::clone(&config), attachments, view);
+    let server = ApiServer::new(Arc::clone(config), attachments, view);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = server.serve(listener) => r.context("serving the API")?,
@@ -211,9 +254,5 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting, interfaces and routes stay"),
     }
     let _ = std::fs::remove_file(&config.api.socket);
-    if let Some(routing) = routing {
-        routing.stop_for_restart().await;
-    }
-    forwarder.stop().context("stopping the forwarder")?;
     Ok(())
 }

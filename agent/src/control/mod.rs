@@ -14,7 +14,7 @@
 //!                      │ SpeakerEvent (unbounded): Route, EndOfRib
 //!                      ▼
 //!  route task (routing.rs: install_routes) ─▶ VrfRoutes (bgp::import)
-//!       │ VrfChange → vrouter Command::Route ◀── WorkloadRouting (attach/detach:
+//!       │ VrfChange → dataplane Command::Route ◀── WorkloadRouting (attach/detach:
 //!       │ End-of-RIB / restart time → StaleSweep (bgp::gr) → sweep     stray host routes,
 //!       ▼                                                              advertise/withdraw)
 //!  writer task (restart.rs: LearnedRoutesWriter, debounced) ─▶ learned-routes.json

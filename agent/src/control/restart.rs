@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!  start (pisek0 found) ─▶ restored_routes ─▶ VrfRoutes::restore (stale)
-//!                                              ─▶ vrouter::start (in the VRFs
+//!                                              ─▶ dataplane::start (in the VRFs
 //!                                                 before the first packet)
 //!  speaker ─SpeakerEvent─▶ install task: Route ─▶ VrfRoutes::learned (fresh)
 //!                                        EndOfRib ─▶ EndOfRibTracker ─▶ sweep a family
@@ -180,7 +180,7 @@ mod tests {
     use super::*;
     use crate::control::driver::{ImportedRoute, RouteEvent, SpeakerEvent};
     use crate::control::routing::{FAMILIES, install_routes};
-    use crate::vrouter::{Command, CommandSender};
+    use crate::dataplane::{Command, CommandSender};
     use ipnet::IpNet;
     use pisek_overlay::TenantId;
     use pisek_overlay::bgp::gr::EndOfRibTracker;

@@ -9,14 +9,14 @@
 //!              ▼ RouteEvent (best path per tenant and RD)
 //!  route task: VrfRoutes::learned ─┐
 //!  attach/detach: WorkloadRouting  ├─▶ VrfRoutes (one next hop per tenant
-//!    ::attached / ::detached ──────┘    and prefix) ─▶ vrouter Command::Route
+//!    ::attached / ::detached ──────┘    and prefix) ─▶ dataplane Command::Route
 //!    (also Command::Workload, then a Barrier; BgpHandle::advertise / withdraw)
 //!  session task: every second, sessions() → the API's BGP session list
 //! ```
 //! Which next hop a VRF holds for a prefix (the lowest (next hop, RD) of
 //! the learned candidates, fresh before stale, a local stray host route
 //! over any learned one) is [`pisek_overlay::bgp::import::VrfRoutes`]'s
-//! bookkeeping; this module turns its changes into vrouter commands.
+//! bookkeeping; this module turns its changes into data-plane commands.
 //!
 //! A workload address outside every prefix of its tenant on this node (a
 //! *stray* address: a pod that moved and kept its IP, a service with a
@@ -35,7 +35,7 @@ use crate::api::BgpSessionInfo;
 use crate::attach::{WorkloadAddresses, WorkloadObserver};
 use crate::config::Config;
 use crate::state::{AgentState, EndpointPhase};
-use crate::vrouter::{Command, CommandSender};
+use crate::dataplane::{Command, CommandSender};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use ipnet::IpNet;

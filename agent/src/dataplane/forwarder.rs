@@ -1,395 +1,522 @@
-//! The WireGuard forwarding loop: TUN ⇄ `WgInterface` ⇄ underlay UDP, on
-//! one thread with `poll`.
+//! The forwarder thread: TUN and UDP batches through the `Pipeline`.
 //!
 //! Each turn: commands → timers (every [`TICK`]) → poll → underlay batch
-//! (recvmmsg → decrypt → TUN writes, replies batched) → TUN packets (read →
-//! encrypt → batched) → one sendmmsg per batch.
+//! (recvmmsg → `ingress_batch` → TUN writes, datagrams out) → each TUN
+//! (reads → `egress_batch` / `egress_fabric_batch` → sendmmsg, TUN writes).
+//!
+//! Commands come through a [`CommandSender`] (`commands.rs`), which also
+//! wakes the poll, so a command takes effect within one turn, not at the
+//! next tick. Every 500 ms (and after commands) the thread publishes a
+//! [`Snapshot`] (`snapshot.rs`) for the API and the metrics.
 
+use super::commands::{Command, CommandSender};
+use super::devices::{Devices, TENANT_TUN_OFFLOAD};
+use super::poll::PollSet;
+use super::snapshot::{PeerSnapshot, Snapshot};
+use super::underlay::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
+use pisek_overlay::drop::{DropCounters, DropReason};
+use pisek_overlay::forward::{ForwardOutput, Interface, PacketBatch, Pipeline};
+use pisek_overlay::vrf::TenantId;
+use pisek_overlay::wg::PeerHealth;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tun_rs::{IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 
-use pisek_overlay::wg::{PeerId, PeerStatus, WgDropCounters, WgInterface, WgOutput};
-use tun_rs::{ExpandBuffer, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
-
-use super::udp::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
-
-/// How often the WireGuard timers run. boringtun rounds its timers to this
-/// kind of granularity; wireguard-go's are similar.
+/// How often the pipeline's timers run (WireGuard handshakes, keepalives,
+/// failover; docs/dataplane.md asks for 100-250 ms).
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Room for the largest datagram we carry (an Ethernet jumbo frame).
-const SLOT_LEN: usize = 9216;
+/// How often the snapshot for the API is refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
-/// The largest packet a TUN device with offload hands over or takes: a
-/// TSO/GRO super-packet of up to 64 KiB behind its virtio-net header.
+/// Room for the largest underlay datagram (an Ethernet jumbo frame).
+const DATAGRAM_SLOT: usize = 9216;
+
+/// Packets read from one TUN before the others get their turn (one
+/// offload read splits into at most 64 KiB / tenant MTU packets).
+const TUN_BATCH: usize = IDEAL_BATCH_SIZE;
+
+/// The largest read from an offload TUN: a super-packet behind its header.
 const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
 
-/// What the owner of a running forwarder can ask of it.
-pub enum ForwarderCommand {
-    /// Forget every session so that each peer rekeys on its next packet.
-    ExpireSessions,
-    /// Send back a snapshot of peers and drops.
-    Status(Sender<InterfaceStatus>),
+/// The running forwarder thread.
+pub struct Forwarder {
+    commands: CommandSender,
+    snapshot: Arc<Mutex<Snapshot>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
 }
 
-/// A snapshot of the interface for display.
-#[derive(Debug, Clone)]
-pub struct InterfaceStatus {
-    /// Every peer.
-    pub peers: Vec<PeerStatus>,
-    /// Drops that belong to no peer.
-    pub drops: WgDropCounters,
-    /// TUN write batches the device refused.
-    pub tun_write_errors: u64,
-}
-
-/// The forwarder's [`Output`] over its own fields, borrowed apart from
-/// `self.wg` so both can be used at once.
-macro_rules! output {
-    ($fwd:ident) => {
-        Output {
-            udp: &$fwd.udp,
-            tx: &mut $fwd.to_underlay,
-            tun: &$fwd.tun,
-            to_tun: &mut $fwd.to_tun,
-        }
-    };
-}
-
-/// A WireGuard interface wired to a TUN device and an underlay socket.
-pub struct WgForwarder {
-    wg: WgInterface,
-    tun: SyncDevice,
-    udp: UdpBatchSocket,
-    from_underlay: DatagramBatch,
-    to_underlay: DatagramBatch,
-    from_tun: TunReadBatch,
-    to_tun: TunWriteBatch,
-}
-
-/// Packets read from the TUN device: with offload one read returns a
-/// super-packet that tun-rs splits into MTU-sized packets (GSO in software,
-/// as wireguard-go does); without, one packet per read.
-struct TunReadBatch {
-    super_packet: Vec<u8>,
-    bufs: Vec<Vec<u8>>,
-    sizes: Vec<usize>,
-}
-
-/// Decrypted packets on their way to the TUN device: with offload, tun-rs
-/// coalesces consecutive TCP/UDP segments of a flow (GRO) into one write.
-/// Each buffer keeps room for the virtio-net header in front and for a
-/// coalesced super-packet behind, so coalescing never allocates.
-struct TunWriteBatch {
-    bufs: Vec<TunPacketBuf>,
-    count: usize,
-    gro: GROTable,
-    errors: u64,
-}
-
-/// A packet buffer whose bytes are initialised once: its length is a
-/// number, so reusing it costs no memset (a `Vec` truncated and resized
-/// would zero up to 64 KiB per packet).
-struct TunPacketBuf {
-    bytes: Vec<u8>,
-    len: usize,
-}
-
-impl AsRef<[u8]> for TunPacketBuf {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-impl AsMut<[u8]> for TunPacketBuf {
-    fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes[..self.len]
-    }
-}
-
-impl ExpandBuffer for TunPacketBuf {
-    fn buf_capacity(&self) -> usize {
-        self.bytes.len()
-    }
-
-    fn buf_resize(&mut self, new_len: usize, value: u8) {
-        if new_len > self.bytes.len() {
-            self.bytes.resize(new_len, value);
-        }
-        if new_len > self.len {
-            self.bytes[self.len..new_len].fill(value);
-        }
-        self.len = new_len;
-    }
-
-    fn buf_extend_from_slice(&mut self, src: &[u8]) {
-        let end = self.len + src.len();
-        if end > self.bytes.len() {
-            self.bytes.resize(end, 0);
-        }
-        self.bytes[self.len..end].copy_from_slice(src);
-        self.len = end;
-    }
-}
-
-impl TunWriteBatch {
-    fn new() -> TunWriteBatch {
-        TunWriteBatch {
-            bufs: (0..BATCH_SIZE)
-                .map(|_| TunPacketBuf {
-                    bytes: vec![0; TUN_SUPER_PACKET],
-                    len: 0,
-                })
-                .collect(),
-            count: 0,
-            gro: GROTable::new(),
-            errors: 0,
-        }
-    }
-
-    /// The payload area of the next buffer (behind the header room).
-    fn next(&mut self, tun: &SyncDevice) -> &mut [u8] {
-        if self.count == self.bufs.len() {
-            self.flush(tun);
-        }
-        &mut self.bufs[self.count].bytes[VIRTIO_NET_HDR_LEN..]
-    }
-
-    fn commit(&mut self, len: usize) {
-        self.bufs[self.count].len = VIRTIO_NET_HDR_LEN + len;
-        self.count += 1;
-    }
-
-    fn flush(&mut self, tun: &SyncDevice) {
-        if self.count == 0 {
-            return;
-        }
-        let bufs = &mut self.bufs[..self.count];
-        if tun
-            .send_multiple(&mut self.gro, bufs, VIRTIO_NET_HDR_LEN)
-            .is_err()
-        {
-            self.errors += 1;
-        }
-        self.count = 0;
-    }
-}
-
-impl WgForwarder {
-    /// Joins `wg` to `tun` and `udp`; allocates every buffer now.
-    pub fn new(wg: WgInterface, tun: SyncDevice, udp: UdpBatchSocket) -> WgForwarder {
-        WgForwarder {
-            wg,
-            tun,
+impl Forwarder {
+    /// Starts the thread that owns `pipeline`, the TUNs and the socket.
+    pub fn spawn(
+        pipeline: Pipeline,
+        devices: Devices,
+        udp: UdpBatchSocket,
+    ) -> io::Result<Forwarder> {
+        let (commands, receiver) = std::sync::mpsc::channel();
+        let (wake, woken) = UnixDatagram::pair()?;
+        wake.set_nonblocking(true)?;
+        woken.set_nonblocking(true)?;
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut state = Loop::new(
+            pipeline,
+            devices,
             udp,
-            from_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
-            to_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
-            from_tun: TunReadBatch {
-                super_packet: vec![0; TUN_SUPER_PACKET],
-                bufs: vec![vec![0; SLOT_LEN]; IDEAL_BATCH_SIZE],
-                sizes: vec![0; IDEAL_BATCH_SIZE],
-            },
-            to_tun: TunWriteBatch::new(),
+            (receiver, woken),
+            Arc::clone(&snapshot),
+        );
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("pisek-forwarder".into())
+            .spawn(move || {
+                let result = state.run(&thread_stop);
+                if let Ok(mut s) = state.snapshot.lock() {
+                    s.running = false;
+                }
+                result
+            })?;
+        Ok(Forwarder {
+            commands: CommandSender::new(commands, wake),
+            snapshot,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where control-plane changes go.
+    pub fn commands(&self) -> CommandSender {
+        self.commands.clone()
+    }
+
+    /// The latest snapshot, shared.
+    pub fn snapshot(&self) -> Arc<Mutex<Snapshot>> {
+        Arc::clone(&self.snapshot)
+    }
+
+    /// Stops the thread and waits for it. Devices stay (persistent TUNs).
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the forwarder thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The thread's state: every buffer is allocated here, once.
+struct Loop {
+    pipeline: Pipeline,
+    fabric: SyncDevice,
+    tenants: Vec<(TenantId, SyncDevice)>,
+    tenant_index: HashMap<TenantId, usize>,
+    udp: UdpBatchSocket,
+    commands: Receiver<Command>,
+    /// Readable when a command was sent: part of the poll set.
+    woken: UnixDatagram,
+    snapshot: Arc<Mutex<Snapshot>>,
+    /// recvmmsg lands here ...
+    received: DatagramBatch,
+    /// ... and is handed to the pipeline from here.
+    ingress: PacketBatch,
+    egress: PacketBatch,
+    out: ForwardOutput,
+    /// sendmmsg batch.
+    to_send: DatagramBatch,
+    /// Offload reads from tenant TUNs: the super-packet and its segments.
+    super_packet: Vec<u8>,
+    segments: Vec<Vec<u8>>,
+    segment_sizes: Vec<usize>,
+    /// A packet for an offload TUN behind its (empty) virtio-net header.
+    tun_write: Vec<u8>,
+    /// What the forwarder itself drops, around the pipeline.
+    device_drops: DeviceDrops,
+}
+
+/// Drops the forwarder makes itself, outside the pipeline: TUN writes
+/// that fail (a full queue loses the packet, as a full NIC ring would) and
+/// offload reads tun-rs cannot split. Published together with the
+/// pipeline's own counters.
+#[derive(Debug, Default)]
+struct DeviceDrops {
+    node: DropCounters,
+    /// Per tenant TUN, indexed like `Loop::tenants`.
+    tenants: Vec<DropCounters>,
+}
+
+impl DeviceDrops {
+    /// Counts a drop for the node, and for the tenant of TUN `tenant`.
+    fn record(&mut self, reason: DropReason, tenant: Option<usize>) {
+        self.node.record(reason);
+        if let Some(counters) = tenant.and_then(|i| self.tenants.get_mut(i)) {
+            counters.record(reason);
+        }
+    }
+}
+
+impl Loop {
+    fn new(
+        pipeline: Pipeline,
+        devices: Devices,
+        udp: UdpBatchSocket,
+        (commands, woken): (Receiver<Command>, UnixDatagram),
+        snapshot: Arc<Mutex<Snapshot>>,
+    ) -> Loop {
+        let ingress = pipeline.ingress_input(BATCH_SIZE);
+        let egress = pipeline.egress_input(TUN_BATCH);
+        // Handshakes and ICMP errors take output slots too.
+        let out = ForwardOutput::new(BATCH_SIZE + 16, &pipeline.config().mtu);
+        let device_drops = DeviceDrops {
+            node: DropCounters::new(),
+            tenants: vec![DropCounters::new(); devices.tenants.len()],
+        };
+        let tenant_index = devices
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, (t, _))| (*t, i))
+            .collect();
+        Loop {
+            pipeline,
+            fabric: devices.fabric,
+            tenants: devices.tenants,
+            tenant_index,
+            udp,
+            commands,
+            woken,
+            snapshot,
+            received: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
+            ingress,
+            egress,
+            out,
+            to_send: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
+            super_packet: vec![0; TUN_SUPER_PACKET],
+            segments: vec![vec![0; TUN_SUPER_PACKET]; IDEAL_BATCH_SIZE],
+            segment_sizes: vec![0; IDEAL_BATCH_SIZE],
+            tun_write: vec![0; TUN_SUPER_PACKET],
+            device_drops,
         }
     }
 
-    /// The WireGuard interface (for status and configuration).
-    pub fn interface(&mut self) -> &mut WgInterface {
-        &mut self.wg
-    }
-
-    /// Runs until `stop` is set, serving `commands` between batches.
-    pub fn run(
-        &mut self,
-        stop: &AtomicBool,
-        commands: &Receiver<ForwarderCommand>,
-    ) -> io::Result<()> {
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut next_tick = Instant::now();
+        let mut next_publish = Instant::now();
+        let mut ready = PollSet::new(
+            std::iter::once(self.udp.as_raw_fd())
+                .chain(std::iter::once(self.fabric.as_raw_fd()))
+                .chain(self.tenants.iter().map(|(_, t)| t.as_raw_fd()))
+                .chain(std::iter::once(self.woken.as_raw_fd())),
+        );
         while !stop.load(Ordering::Relaxed) {
-            while let Ok(cmd) = commands.try_recv() {
-                self.command(cmd);
-            }
+            let changed = self.apply_commands();
             let now = Instant::now();
             if now >= next_tick {
-                let mut out = output!(self);
-                self.wg.update_timers(now, &mut out);
+                self.pipeline.tick(now, &mut self.out);
                 self.flush()?;
                 next_tick = now + TICK;
             }
-            let (underlay_ready, tun_ready) = self.poll(next_tick)?;
-            if underlay_ready {
-                self.decrypt_underlay_batch()?;
+            if changed || now >= next_publish {
+                self.publish();
+                next_publish = now + PUBLISH_EVERY;
             }
-            if tun_ready {
-                self.encrypt_tun_packets()?;
+            ready.wait(next_tick)?;
+            if ready.is_ready(0) {
+                self.underlay_batches()?;
+            }
+            if ready.is_ready(1) {
+                self.tun_batch(None)?;
+            }
+            for i in 0..self.tenants.len() {
+                if ready.is_ready(2 + i) {
+                    self.tun_batch(Some(i))?;
+                }
+            }
+            if ready.is_ready(2 + self.tenants.len()) {
+                // The commands themselves are read at the top of the loop.
+                let mut drain = [0u8; 64];
+                while self.woken.recv(&mut drain).is_ok() {}
             }
         }
         Ok(())
     }
 
-    fn command(&mut self, cmd: ForwarderCommand) {
-        match cmd {
-            ForwarderCommand::ExpireSessions => {
-                let ids: Vec<PeerId> = self.wg.peers().map(|p| p.id).collect();
-                for id in ids {
-                    let _ = self.wg.expire_sessions(id);
+    /// Applies every queued command; commits the VRFs once after a burst.
+    fn apply_commands(&mut self) -> bool {
+        let mut changed = false;
+        let mut barriers = Vec::new();
+        while let Ok(command) = self.commands.try_recv() {
+            changed = true;
+            match command {
+                Command::Barrier(done) => barriers.push(done),
+                Command::Route {
+                    tenant,
+                    prefix,
+                    next_hop,
+                } => {
+                    let Some(vrf) = self.pipeline.vrfs_mut().get_mut(tenant) else {
+                        tracing::warn!(%tenant, %prefix, "route for a tenant without VRF");
+                        continue;
+                    };
+                    match next_hop {
+                        Some(nh) => {
+                            vrf.insert(prefix, nh);
+                        }
+                        None => {
+                            vrf.remove(&prefix);
+                        }
+                    }
+                }
+                Command::Workload {
+                    tenant,
+                    address,
+                    present: true,
+                } => {
+                    if let Err(e) = self.pipeline.add_workload(tenant, address) {
+                        tracing::warn!(%address, "workload not recorded: {e}");
+                    }
+                }
+                Command::Workload {
+                    tenant,
+                    address,
+                    present: false,
+                } => {
+                    self.pipeline.remove_workload(tenant, address);
                 }
             }
-            ForwarderCommand::Status(reply) => {
-                let _ = reply.send(InterfaceStatus {
-                    peers: self.wg.peers().collect(),
-                    drops: self.wg.drops().clone(),
-                    tun_write_errors: self.to_tun.errors,
-                });
-            }
         }
+        if changed {
+            self.pipeline.vrfs_mut().commit_changed();
+        }
+        for done in barriers {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = done.send(());
+        }
+        changed
     }
 
-    /// Waits for either side, at most until `deadline`.
-    fn poll(&self, deadline: Instant) -> io::Result<(bool, bool)> {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.udp.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.tun.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let timeout_ms = timeout.as_millis().clamp(0, 1000) as libc::c_int;
-        // SAFETY: two live pollfds.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                return Ok((false, false));
-            }
-            return Err(err);
-        }
-        Ok((fds[0].revents != 0, fds[1].revents != 0))
-    }
-
-    /// recvmmsg → decrypt → TUN, until the socket is drained (bounded, so
-    /// the TUN side gets its turn).
-    fn decrypt_underlay_batch(&mut self) -> io::Result<()> {
+    /// recvmmsg → ingress, until the socket is drained (bounded so the TUNs
+    /// get their turn).
+    fn underlay_batches(&mut self) -> io::Result<()> {
         for _ in 0..4 {
-            let n = self.udp.recv_batch(&mut self.from_underlay)?;
+            let n = self.udp.recv_batch(&mut self.received)?;
             if n == 0 {
                 break;
             }
-            let now = Instant::now();
-            let mut out = output!(self);
+            self.ingress.clear();
             for i in 0..n {
-                let (datagram, from) = self.from_underlay.get(i);
-                // Drops are counted inside the interface.
-                let _ = self.wg.receive(datagram, from, now, &mut out);
+                let (datagram, from) = self.received.get(i);
+                self.ingress.push_datagram(datagram, from);
             }
-            self.to_tun.flush(&self.tun);
+            self.pipeline
+                .ingress_batch(&self.ingress, Instant::now(), &mut self.out);
             self.flush()?;
-            if n < self.from_underlay.capacity() {
+            if n < self.received.capacity() {
                 break;
             }
         }
         Ok(())
     }
 
-    /// TUN reads → encrypt → sendmmsg, a batch at a time.
-    fn encrypt_tun_packets(&mut self) -> io::Result<()> {
-        let now = Instant::now();
-        for _ in 0..BATCH_SIZE {
-            let read = &mut self.from_tun;
-            let n = match self.tun.recv_multiple(
-                &mut read.super_packet,
-                &mut read.bufs,
-                &mut read.sizes,
-                0,
-            ) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A super-packet tun-rs cannot split: drop it, carry on.
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput || e.raw_os_error().is_none() => {
-                    continue;
+    /// Reads up to a batch from one TUN (`None`: the fabric) and forwards it.
+    fn tun_batch(&mut self, tenant: Option<usize>) -> io::Result<()> {
+        self.egress.clear();
+        let device = match tenant {
+            None => &self.fabric,
+            Some(i) => &self.tenants[i].1,
+        };
+        match tenant {
+            Some(_) if TENANT_TUN_OFFLOAD => self.read_offload(tenant)?,
+            _ => {
+                while let Some(slot) = self.egress.free_slot() {
+                    match device.recv(slot) {
+                        Ok(len) => {
+                            self.egress.commit(len, None);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e) => return Err(e),
-            };
-            let mut out = output!(self);
-            for i in 0..n {
-                let packet = &self.from_tun.bufs[i][..self.from_tun.sizes[i]];
-                let _ = self.wg.send(packet, now, &mut out);
+            }
+        }
+        if self.egress.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        match tenant {
+            None => self
+                .pipeline
+                .egress_fabric_batch(&self.egress, now, &mut self.out),
+            Some(i) => {
+                let id = self.tenants[i].0;
+                self.pipeline
+                    .egress_batch(id, &mut self.egress, now, &mut self.out);
             }
         }
         self.flush()
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.to_underlay.is_empty() {
-            self.udp.send_batch(&mut self.to_underlay)?;
+    /// Reads super-packets from an offload TUN, split into packets, into the
+    /// egress batch (one copy each: tun-rs splits into its own buffers).
+    fn read_offload(&mut self, tenant: Option<usize>) -> io::Result<()> {
+        let Some(i) = tenant else { return Ok(()) };
+        let device = &self.tenants[i].1;
+        // A read yields at most 64 KiB / MTU segments; stop while one more
+        // could overflow the batch.
+        while self.egress.capacity() - self.egress.len() >= 64 {
+            let n = match device.recv_multiple(
+                &mut self.super_packet,
+                &mut self.segments,
+                &mut self.segment_sizes,
+                0,
+            ) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A super-packet tun-rs cannot split: dropped, go on.
+                Err(e) if e.raw_os_error().is_none() || e.kind() == io::ErrorKind::InvalidInput => {
+                    self.device_drops.record(DropReason::Malformed, Some(i));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (segment, &len) in self.segments.iter().zip(&self.segment_sizes).take(n) {
+                let Some(slot) = self.egress.free_slot() else {
+                    break;
+                };
+                let len = len.min(slot.len());
+                slot[..len].copy_from_slice(&segment[..len]);
+                self.egress.commit(len, None);
+            }
         }
         Ok(())
     }
-}
 
-/// The forwarder's buffers as the interface sees them: datagrams go into
-/// the send batch, decrypted packets into the TUN write batch (each flushed
-/// when full and after every underlay batch).
-struct Output<'a> {
-    udp: &'a UdpBatchSocket,
-    tx: &'a mut DatagramBatch,
-    tun: &'a SyncDevice,
-    to_tun: &'a mut TunWriteBatch,
-}
-
-impl WgOutput for Output<'_> {
-    fn datagram_buffer(&mut self) -> &mut [u8] {
-        if self.tx.is_full() {
-            // A send error here is the same loss as a full socket buffer.
-            let _ = self.udp.send_batch(self.tx);
+    /// Sends the output's datagrams (sendmmsg) and writes its packets to
+    /// their TUNs, then empties it.
+    fn flush(&mut self) -> io::Result<()> {
+        for (datagram, endpoint) in self.out.underlay.datagrams() {
+            if self.to_send.is_full() {
+                self.udp.send_batch(&mut self.to_send)?;
+            }
+            let slot = self.to_send.next_slot();
+            let len = datagram.len().min(slot.len());
+            slot[..len].copy_from_slice(&datagram[..len]);
+            self.to_send.commit(len, endpoint);
         }
-        self.tx.next_slot()
+        if !self.to_send.is_empty() {
+            self.udp.send_batch(&mut self.to_send)?;
+        }
+        // Deliveries come in runs for one tenant: look the TUN up once a run.
+        let mut last: Option<(TenantId, Option<usize>)> = None;
+        for (packet, interface) in self.out.local.deliveries() {
+            let (device, tenant) = match interface {
+                Interface::Fabric => (Some(&self.fabric), None),
+                Interface::Tenant(t) => {
+                    let index = match last {
+                        Some((lt, index)) if lt == t => index,
+                        _ => {
+                            let index = self.tenant_index.get(&t).copied();
+                            last = Some((t, index));
+                            index
+                        }
+                    };
+                    (index.map(|i| &self.tenants[i].1), index)
+                }
+            };
+            let written = match (device, interface) {
+                (Some(d), Interface::Tenant(_)) if TENANT_TUN_OFFLOAD => {
+                    // An all-zero virtio-net header: one plain packet. The
+                    // header bytes are zeroed at allocation and never written.
+                    let total = VIRTIO_NET_HDR_LEN + packet.len();
+                    if total <= self.tun_write.len() {
+                        self.tun_write[VIRTIO_NET_HDR_LEN..total].copy_from_slice(packet);
+                        d.send(&self.tun_write[..total]).is_ok()
+                    } else {
+                        false
+                    }
+                }
+                (Some(d), _) => d.send(packet).is_ok(),
+                (None, _) => false,
+            };
+            // A full TUN queue loses the packet like a full NIC ring would.
+            if !written {
+                let reason = if device.is_some() {
+                    DropReason::QueueFull
+                } else {
+                    DropReason::UnknownTenant
+                };
+                self.device_drops.record(reason, tenant);
+            }
+        }
+        self.out.clear();
+        Ok(())
     }
 
-    fn send_datagram(&mut self, len: usize, endpoint: std::net::SocketAddr) {
-        self.tx.commit(len, endpoint);
-    }
-
-    fn tunnel_buffer(&mut self) -> &mut [u8] {
-        self.to_tun.next(self.tun)
-    }
-
-    fn deliver_to_tunnel(&mut self, len: usize, _peer: PeerId) {
-        self.to_tun.commit(len);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reused_tun_buffer_shows_only_its_length_and_grows_like_a_vec() {
-        let mut b = TunPacketBuf {
-            bytes: vec![7; 8],
-            len: 0,
+    fn publish(&self) {
+        let now = Instant::now();
+        let wg = self.pipeline.wireguard();
+        let snapshot = Snapshot {
+            running: true,
+            peers: wg
+                .peers()
+                .map(|p| PeerSnapshot {
+                    public_key: *p.public_key.as_bytes(),
+                    endpoint: p.endpoint,
+                    last_handshake_secs: p
+                        .metrics
+                        .last_handshake
+                        .map(|t| now.saturating_duration_since(t).as_secs()),
+                    up: p.health == PeerHealth::Up,
+                    rx_bytes: p.metrics.rx_bytes,
+                    tx_bytes: p.metrics.tx_bytes,
+                    rx_packets: p.metrics.rx_packets,
+                    tx_packets: p.metrics.tx_packets,
+                    handshakes: p.metrics.handshakes,
+                    endpoint_changes: p.metrics.endpoint_changes,
+                    drops: p.metrics.drops,
+                })
+                .collect(),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| {
+                    let packets = self.pipeline.drops().get(*r);
+                    (*r, packets.wrapping_add(self.device_drops.node.get(*r)))
+                })
+                .collect(),
+            routes: self
+                .pipeline
+                .vrfs()
+                .iter()
+                .flat_map(|v| v.routes().map(move |(p, nh)| (v.tenant(), p, *nh)))
+                .collect(),
+            tenants: self
+                .tenants
+                .iter()
+                .filter_map(|(t, _)| Some((*t, self.pipeline.tenant_counters(*t)?)))
+                .collect(),
+            tenant_drops: self
+                .tenants
+                .iter()
+                .zip(&self.device_drops.tenants)
+                .filter_map(|((t, _), own)| {
+                    let mut drops = self.pipeline.tenant_drops(*t)?.clone();
+                    drops.merge(own);
+                    Some((*t, drops))
+                })
+                .collect(),
         };
-        assert!(b.as_ref().is_empty());
-        b.buf_resize(3, 1);
-        assert_eq!(b.as_ref(), &[1, 1, 1]);
-        b.buf_extend_from_slice(&[2, 3]);
-        assert_eq!(b.as_ref(), &[1, 1, 1, 2, 3]);
-        b.buf_resize(2, 0);
-        assert_eq!(b.as_ref(), &[1, 1]);
-        // Past the initial bytes it grows.
-        b.buf_extend_from_slice(&[9; 10]);
-        assert_eq!(b.as_ref().len(), 12);
-        assert_eq!(b.buf_capacity(), 12);
-        assert_eq!(&b.as_ref()[2..], &[9; 10]);
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = snapshot;
+        }
     }
 }

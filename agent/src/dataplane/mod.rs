@@ -1,24 +1,59 @@
-//! The data plane's I/O: TUN devices, the batched underlay UDP socket, and
-//! the WireGuard forwarding loop that joins them through
-//! `pisek_overlay::wg`.
+//! The agent's data plane: TUN devices, the batched underlay UDP socket,
+//! and the forwarder thread that runs `pisek_overlay::forward::Pipeline`
+//! between them.
 //!
 //! ```text
-//!            ┌──────────── one thread: WgForwarder::run ─────────────┐
-//!  TUN read ─┤ packet → WgInterface::send → DatagramBatch ─ sendmmsg ├─→ UDP
-//!  TUN write←┤ packet ← WgInterface::receive ← DatagramBatch ← recvmmsg├─← UDP
-//!            │ every 100 ms: WgInterface::update_timers               │
-//!            │ commands (mpsc): expire sessions, status snapshot      │
-//!            └────────────────────────────────────────────────────────┘
+//!  pisek-t<N> (TUN, per tenant) ─┐                        ┌─ UDP socket (underlay, WireGuard)
+//!  pisek0     (TUN, fabric)     ─┤  forwarder thread       │
+//!                                ├─▶ poll ─▶ Pipeline ─────┤  egress: TUN batch → VRF → MPLSoUDP → WireGuard → sendmmsg
+//!                                │   (owns every fd,       │  ingress: recvmmsg → WireGuard → label → VRF → TUN write
+//!                                │    the Pipeline, timers)│  every 100 ms: Pipeline::tick (handshakes, keepalives, failover)
+//!                                └──────────▲──────────────┘
+//!          Command (CommandSender):         │               Snapshot (Arc<Mutex>), every 500 ms
+//!   routing task (BGP RouteEvent → Route) ──┤               ──▶ LiveView (DataplaneView) ──▶ API / pisekctl
+//!   attach / detach (routing::WorkloadRouting:
+//!     Workload, stray Route, then Barrier) ─┘
 //! ```
-//! The TUN device runs with offload (IFF_VNET_HDR): a read returns a TSO
-//! super-packet that tun-rs splits into MTU-sized packets, and decrypted
-//! segments of one flow are coalesced (GRO) into one write. Buffers are
-//! allocated once when the forwarder starts; the packet path allocates
-//! nothing.
+//! One thread owns the pipeline, so nothing on the packet path takes a lock;
+//! control-plane changes arrive as commands (an mpsc channel plus a wake-up
+//! datagram in the poll set) and are applied between batches. The thread
+//! publishes a snapshot; the API and the metrics read only that.
+//!
+//! Attach and detach are authoritative for anti-spoofing: their commands
+//! are applied (a `Barrier` is answered) before the API answers, so the
+//! first packet of a freshly attached workload is not dropped as spoofed.
+//! On start the agent replays the adopted attachments the same way
+//! (`Attachments::publish_all`). The TUNs are persistent (TUNSETPERSIST):
+//! when the agent stops they stay, with the kernel routes and rules that
+//! point at them, and the next start attaches to them by name.
+//!
+//! Files, in the order a packet meets them:
+//! - `start.rs`: the pipeline from the config, then devices, socket, thread;
+//! - `devices.rs`: the persistent TUNs and the tenant routing into them;
+//! - `tun.rs`: opening a plain TUN, and TUN read/write batches (offload);
+//! - `underlay.rs`: the UDP socket with recvmmsg / sendmmsg and UDP GSO;
+//! - `poll.rs`: waiting on every descriptor of a thread at once;
+//! - `forwarder.rs`: the forwarder thread's loop;
+//! - `commands.rs`: what the control plane sends the thread;
+//! - `snapshot.rs`, `view.rs`: what the thread shows, and the API's view of it;
+//! - `sys.rs`: every `unsafe` block of the agent, behind safe functions.
 
-pub mod forwarder;
+mod commands;
+mod devices;
+mod forwarder;
+mod poll;
+mod snapshot;
+mod start;
+mod sys;
 pub mod tun;
-pub mod udp;
+mod underlay;
+mod view;
 
-pub use forwarder::{ForwarderCommand, InterfaceStatus, WgForwarder};
-pub use udp::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
+pub use commands::{Command, CommandSender, ForwarderStopped};
+pub use devices::{Devices, FABRIC_TUN, open_devices};
+pub use forwarder::Forwarder;
+pub use poll::PollSet;
+pub use snapshot::{PeerSnapshot, Snapshot};
+pub use start::{pipeline_config, start};
+pub use underlay::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
+pub use view::LiveView;

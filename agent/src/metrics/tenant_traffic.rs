@@ -5,7 +5,7 @@
 
 use super::TenantTraffic;
 use crate::config::Config;
-use crate::vrouter::Snapshot;
+use crate::dataplane::Snapshot;
 use std::sync::{Arc, Mutex};
 
 /// Where a scrape reads per-tenant traffic.

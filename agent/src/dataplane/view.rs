@@ -2,7 +2,7 @@
 //! ([`DataplaneView`]): read from the forwarder's snapshot and the routing
 //! task's session list, never from the packet path itself.
 
-use super::forwarder::Snapshot;
+use super::snapshot::Snapshot;
 use crate::api::{BgpSessionInfo, DataplaneView, DropCounter, PeerInfo, RouteInfo};
 use crate::config::Config;
 use crate::keyfile;

@@ -12,6 +12,8 @@
 //! interface's drops; `rekey` forgets every session, so the next packet
 //! starts a new handshake (for tests that must not wait two minutes).
 
+mod forwarder;
+
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,9 +23,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use forwarder::{ForwarderCommand, InterfaceStatus, WgForwarder};
 use ipnet::IpNet;
+use pisek_agent::dataplane::UdpBatchSocket;
 use pisek_agent::dataplane::tun::open_tun;
-use pisek_agent::dataplane::{ForwarderCommand, InterfaceStatus, UdpBatchSocket, WgForwarder};
 use pisek_agent::keyfile;
 use pisek_overlay::wg::{PeerConfig, WgInterface, WgSettings};
 

@@ -1,39 +1,12 @@
-//! The vRouter runtime: the agent's data plane around
-//! `pisek_overlay::forward::Pipeline`.
-//!
-//! ```text
-//!  pisek-t<N> (TUN, per tenant) ─┐                        ┌─ UDP socket (underlay, WireGuard)
-//!  pisek0     (TUN, fabric)     ─┤  forwarder thread       │
-//!                                ├─▶ poll ─▶ Pipeline ─────┤  egress: TUN batch → VRF → MPLSoUDP → WireGuard → sendmmsg
-//!                                │   (owns every fd,       │  ingress: recvmmsg → WireGuard → label → VRF → TUN write
-//!                                │    the Pipeline, timers)│  every 100 ms: Pipeline::tick (handshakes, keepalives, failover)
-//!                                └──────────▲──────────────┘
-//!          Command (CommandSender):         │               Snapshot (Arc<Mutex>), every 500 ms
-//!   routing task (BGP RouteEvent → Route) ──┤               ──▶ LiveView (DataplaneView) ──▶ API / pisekctl
-//!   attach / detach (routing::WorkloadRouting:
-//!     Workload, stray Route, then Barrier) ─┘
-//! ```
-//! Attach and detach are authoritative for anti-spoofing: their commands
-//! are applied (a `Barrier` is answered) before the API answers, so the
-//! first packet of a freshly attached workload is not dropped as spoofed.
-//! On start the agent replays the adopted attachments the same way
-//! (`Attachments::publish_all`).
-//! One thread owns the pipeline, so nothing on the packet path takes a lock;
-//! control-plane changes arrive as commands and are applied between
-//! batches. The TUNs are persistent (TUNSETPERSIST): when the agent stops
-//! they stay, with the kernel routes and rules that point at them, and the
-//! next start attaches to them by name (`devices.rs`).
+//! Starting the data plane: the forwarding pipeline built from the config
+//! (VRFs with their labels, the node prefixes, learned routes kept through
+//! a restart, adopted workloads, WireGuard peers and crypto-key routes),
+//! the devices, the underlay socket, and the forwarder thread.
 
-mod devices;
-mod forwarder;
-mod view;
-
-pub use devices::{Devices, FABRIC_TUN, open_devices};
-pub use forwarder::{Command, CommandSender, Forwarder, ForwarderStopped, PeerSnapshot, Snapshot};
-pub use view::LiveView;
-
+use super::devices::open_devices;
+use super::forwarder::Forwarder;
+use super::underlay::UdpBatchSocket;
 use crate::config::{Config, Role};
-use crate::dataplane::UdpBatchSocket;
 use crate::keyfile;
 use crate::netlink::Netlink;
 use anyhow::Context;
