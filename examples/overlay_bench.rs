@@ -15,7 +15,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use pisek::lab::{Binaries, Lab, Workload, build_agent, on_signal, profile_dir};
+use pisek_lab::{Binaries, Lab, Workload, build_agent, on_signal, profile_dir};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -143,7 +143,7 @@ fn overlay(lab: &Lab, args: &Args, stop: &AtomicBool) -> anyhow::Result<Row> {
             .context("starting iperf3 -s")?,
     );
     // A short warm-up, which also waits for the server to listen.
-    pisek::lab::poll(
+    pisek_lab::poll(
         "iperf3 warm-up through the overlay",
         Duration::from_secs(15),
         || {

@@ -1,7 +1,9 @@
 //! The two-gateway lab: an edge, two gateways and their workloads in
 //! network namespaces, each node running a real `pisek-agent`. Used by
 //! `examples/two_gateways.rs` (to show it) and `tests/two_gateways.rs` (to
-//! prove it), so both see the same topology.
+//! prove it), so both see the same topology. The topology itself (underlay,
+//! configs, workloads) is in `topology.rs`; what a test reads from a running
+//! lab (pings, counters, metrics) in `probes.rs`.
 //!
 //! ```text
 //!                      ┌──────── <tag>-wan (router) ────────┐
@@ -24,13 +26,21 @@
 //! Dropping the [`Lab`] stops the agents and deletes every namespace and
 //! the temporary directory.
 
+mod probes;
+mod topology;
+
+use crate::binaries::Binaries;
+use crate::gobgpd::{GobgpdConfig, GobgpdNeighbor, spawn_gobgpd};
+use crate::netns::Netns;
+use crate::poll::poll;
+use crate::process::terminate;
 use anyhow::{Context, bail};
-use pisek_agent::keyfile;
-use pisek_overlay::wg::{PublicKey, StaticSecret};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub use topology::{prefix_v4, prefix_v6};
 
 /// The tenants of the lab: (name, id).
 pub const TENANTS: [(&str, u32); 2] = [("city", 1), ("conference", 2)];
@@ -47,15 +57,6 @@ pub enum Reflector {
     /// clients: the two gateways and the edge agent, whose speaker only
     /// connects out (`bgp.listen = false`) because gobgpd owns TCP 179 there.
     Gobgpd,
-}
-
-/// Where the lab's programs are.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    /// `pisek-agent`.
-    pub agent: PathBuf,
-    /// `pisekctl`.
-    pub pisekctl: PathBuf,
 }
 
 /// One node of the lab.
@@ -98,7 +99,7 @@ pub struct Lab {
     /// Every workload.
     pub workloads: Vec<Workload>,
     binaries: Binaries,
-    namespaces: Vec<String>,
+    namespaces: Vec<Netns>,
     reflector: Reflector,
     gobgpd: Option<Child>,
 }
@@ -138,173 +139,6 @@ impl Lab {
         }
         lab.attach_workloads(tag)?;
         Ok(lab)
-    }
-
-    /// The WAN router and each node behind its own subnet.
-    fn build_underlay(&mut self, tag: &str) -> anyhow::Result<()> {
-        let wan = format!("{tag}-wan");
-        self.add_netns(&wan)?;
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &wan,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ])?;
-        for (i, name) in ["edge", "gw1", "gw2"].iter().enumerate() {
-            let netns = format!("{tag}-{name}");
-            self.add_netns(&netns)?;
-            let subnet = format!("172.16.{i}");
-            sh(&[
-                "ip",
-                "link",
-                "add",
-                "wan0",
-                "netns",
-                &netns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &format!("to-{name}"),
-                "netns",
-                &wan,
-            ])?;
-            ip(
-                &wan,
-                &[
-                    "addr",
-                    "add",
-                    &format!("{subnet}.1/24"),
-                    "dev",
-                    &format!("to-{name}"),
-                ],
-            )?;
-            ip(&wan, &["link", "set", &format!("to-{name}"), "up"])?;
-            ip(
-                &netns,
-                &["addr", "add", &format!("{subnet}.2/24"), "dev", "wan0"],
-            )?;
-            ip(&netns, &["link", "set", "wan0", "up"])?;
-            ip(&netns, &["link", "set", "lo", "up"])?;
-            ip(
-                &netns,
-                &["route", "add", "default", "via", &format!("{subnet}.1")],
-            )?;
-            let host = if i == 0 { 1 } else { 10 + i as u8 };
-            self.nodes.push(Node {
-                name: name.to_string(),
-                netns,
-                tunnel_address: Ipv4Addr::new(10, 255, 0, host),
-                socket: self.dir.join(format!("{name}.sock")),
-                config: self.dir.join(format!("{name}.toml")),
-                agent: None,
-            });
-        }
-        Ok(())
-    }
-
-    fn add_netns(&mut self, name: &str) -> anyhow::Result<()> {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        sh(&["ip", "netns", "add", name])?;
-        self.namespaces.push(name.to_string());
-        Ok(())
-    }
-
-    /// Keys and agent.toml for every node.
-    fn write_configs(&self, tag: &str) -> anyhow::Result<()> {
-        let mut public = Vec::new();
-        for node in &self.nodes {
-            let secret = keyfile::generate()?;
-            let key = self.dir.join(format!("{}.key", node.name));
-            keyfile::save(&key, &secret)?;
-            let pk = x25519_public(&secret);
-            public.push((key, pk));
-        }
-        for (i, node) in self.nodes.iter().enumerate() {
-            let role = if i == 0 { "edge" } else { "gateway" };
-            let mut text = format!(
-                r#"[node]
-name = "{tag}-{name}"
-role = "{role}"
-
-[underlay]
-listen = "172.16.{i}.2:51820"
-
-[tunnel]
-address = "{tunnel}"
-network = "10.255.0.0/24"
-
-[wireguard]
-private_key_file = "{key}"
-"#,
-                name = node.name,
-                tunnel = node.tunnel_address,
-                key = public[i].0.display(),
-            );
-            let peers: Vec<usize> = if i == 0 { vec![1, 2] } else { vec![0] };
-            for p in &peers {
-                let peer = &self.nodes[*p];
-                text.push_str(&format!(
-                    "\n[[wireguard.peer]]\nname = \"{}\"\npublic_key = \"{}\"\ntunnel_address = \"{}\"\n",
-                    peer.name, public[*p].1, peer.tunnel_address
-                ));
-                if i != 0 {
-                    // Gateways know the edge's endpoint and keep their NAT
-                    // mapping open; the edge learns theirs from their packets.
-                    text.push_str(&format!(
-                        "endpoint = \"172.16.{p}.2:51820\"\nkeepalive_secs = 25\n"
-                    ));
-                }
-            }
-            text.push_str("\n[bgp]\nasn = 65000\nhold_time_secs = 30\n");
-            let edge = &self.nodes[0];
-            match (i, self.reflector) {
-                (0, Reflector::Agent) => {
-                    for p in &peers {
-                        let peer = &self.nodes[*p];
-                        text.push_str(&format!(
-                            "\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"{}\"\npassive = true\n",
-                            peer.tunnel_address, peer.name
-                        ));
-                    }
-                }
-                // A client of gobgpd, which owns TCP 179 of this very
-                // address: the agent connects from it to it.
-                (0, Reflector::Gobgpd) => text.push_str(&format!(
-                    "listen = false\nroute_reflector = false\n\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"gobgpd\"\n",
-                    edge.tunnel_address
-                )),
-                (_, reflector) => {
-                    let name = match reflector {
-                        Reflector::Agent => "edge",
-                        Reflector::Gobgpd => "gobgpd",
-                    };
-                    text.push_str(&format!(
-                        "\n[[bgp.neighbor]]\naddress = \"{}\"\nname = \"{name}\"\n",
-                        edge.tunnel_address
-                    ));
-                }
-            }
-            // The edge carries the tenants too: the datacenter services
-            // (carbon, APIs) attach there, in 10.1.0.0/24 and fd00:10:1:0::/64.
-            for (tenant, id) in TENANTS {
-                text.push_str(&format!(
-                    "\n[[tenant]]\nname = \"{tenant}\"\nid = {id}\nexport_route_targets = [\"65000:{id}\"]\nimport_route_targets = [\"65000:{id}\"]\nprefixes = [\"{}\", \"{}\"]\n",
-                    prefix_v4(i),
-                    prefix_v6(i)
-                ));
-            }
-            text.push_str(&format!(
-                "\n[api]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n",
-                node.socket.display(),
-                self.dir.join(format!("{}-state", node.name)).display()
-            ));
-            std::fs::write(&node.config, text)?;
-        }
-        Ok(())
     }
 
     /// gobgpd in the edge's namespace on the edge's tunnel address,
@@ -428,62 +262,6 @@ private_key_file = "{key}"
         Ok(())
     }
 
-    /// Attaches WORKLOADS_PER_TENANT namespaces per tenant on each gateway
-    /// and one per tenant on the edge (the datacenter service).
-    fn attach_workloads(&mut self, tag: &str) -> anyhow::Result<()> {
-        for g in 0..self.nodes.len() {
-            let count = if g == 0 { 1 } else { WORKLOADS_PER_TENANT };
-            for (tenant, _) in TENANTS {
-                for n in 1..=count {
-                    let gateway = self.nodes[g].name.clone();
-                    let netns = format!("{tag}-{gateway}-{}{n}", &tenant[..4]);
-                    self.add_netns(&netns)?;
-                    ip(&netns, &["link", "set", "lo", "up"])?;
-                    let out = self.pisekctl(
-                        g,
-                        &[
-                            "attach",
-                            "--netns",
-                            &format!("/run/netns/{netns}"),
-                            "--tenant",
-                            tenant,
-                            "--json",
-                        ],
-                    )?;
-                    let answer: serde_json::Value = serde_json::from_str(&out)?;
-                    let addresses: Vec<IpAddr> = answer["addresses"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str()?.split('/').next()?.parse().ok())
-                        .collect();
-                    let address = addresses
-                        .iter()
-                        .find_map(|a| match a {
-                            IpAddr::V4(a) => Some(*a),
-                            IpAddr::V6(_) => None,
-                        })
-                        .with_context(|| format!("no IPv4 address in attach answer: {out}"))?;
-                    let address_v6 = addresses
-                        .iter()
-                        .find_map(|a| match a {
-                            IpAddr::V6(a) => Some(*a),
-                            IpAddr::V4(_) => None,
-                        })
-                        .with_context(|| format!("no IPv6 address in attach answer: {out}"))?;
-                    self.workloads.push(Workload {
-                        gateway,
-                        tenant: tenant.to_string(),
-                        netns,
-                        address,
-                        address_v6,
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Whether the edge carries tenants with a datacenter-service workload
     /// each (`workload("edge", tenant, 1)`): always, with either reflector.
     pub fn has_dc_services(&self) -> bool {
@@ -598,125 +376,6 @@ private_key_file = "{key}"
             .nth(n - 1)
             .unwrap_or_else(|| panic!("no workload {gateway}/{tenant}/{n}"))
     }
-
-    /// Runs a program in a namespace.
-    pub fn exec(&self, netns: &str, program: &str, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new("ip")
-            .args(["netns", "exec", netns, program])
-            .args(args)
-            .output()
-            .with_context(|| format!("running {program} in {netns}"))
-    }
-
-    /// `ping -c count` from `from` to `to` (IPv4 or IPv6): the summary line,
-    /// and whether every reply came back.
-    pub fn ping(
-        &self,
-        from: &Workload,
-        to: impl Into<IpAddr>,
-        count: u32,
-    ) -> anyhow::Result<(bool, String)> {
-        let to: IpAddr = to.into();
-        let out = self.exec(
-            &from.netns,
-            "ping",
-            &[
-                "-c",
-                &count.to_string(),
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                &to.to_string(),
-            ],
-        )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let summary = text
-            .lines()
-            .filter(|l| l.contains("packets transmitted") || l.starts_with("rtt"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Ok((out.status.success(), summary))
-    }
-}
-
-impl Lab {
-    /// Node `i`'s Prometheus page (`/metrics` on the agent's default
-    /// loopback address, 127.0.0.1:9469, inside the node's namespace).
-    pub fn metrics(&self, i: usize) -> anyhow::Result<String> {
-        let out = self.exec(
-            &self.nodes[i].netns,
-            "python3",
-            &[
-                "-c",
-                "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:9469/metrics',timeout=5).read().decode())",
-            ],
-        )?;
-        if !out.status.success() {
-            bail!(
-                "metrics of {}: {}",
-                self.nodes[i].name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// The value of the first sample on node `i`'s metrics page whose line
-    /// starts with `sample` (name and labels), if there is one.
-    pub fn metric(&self, i: usize, sample: &str) -> anyhow::Result<Option<u64>> {
-        Ok(self
-            .metrics(i)?
-            .lines()
-            .find(|l| l.starts_with(sample))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok()))
-    }
-
-    /// Node `i`'s drop counter for `reason`, of `tenant` (`None`: the
-    /// node-wide row), from `pisekctl drops --json`.
-    pub fn drops(&self, i: usize, tenant: Option<&str>, reason: &str) -> anyhow::Result<u64> {
-        let answer = self.json(i, &["drops", "--json"])?;
-        answer
-            .as_array()
-            .and_then(|rows| {
-                rows.iter()
-                    .find(|d| d["reason"] == reason && d["tenant"].as_str() == tenant)
-            })
-            .and_then(|d| d["packets"].as_u64())
-            .with_context(|| format!("no {reason} row for {tenant:?} on node {i}: {answer}"))
-    }
-
-    /// ICMP echo requests the workload's namespace received (`InEchos` of
-    /// /proc/net/snmp, per namespace): unlike the interface's packet counter
-    /// it does not move with IPv6 neighbour discovery or MLD multicast, so it
-    /// shows exactly whether pings arrived.
-    pub fn echo_requests_received(&self, workload: &Workload) -> anyhow::Result<u64> {
-        let out = self.exec(&workload.netns, "cat", &["/proc/net/snmp"])?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
-        let (Some(names), Some(values)) = (icmp.next(), icmp.next()) else {
-            bail!("no Icmp lines in /proc/net/snmp of {}", workload.netns);
-        };
-        names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .find(|(n, _)| *n == "InEchos")
-            .and_then(|(_, v)| v.parse().ok())
-            .context("InEchos in /proc/net/snmp")
-    }
-
-    /// ICMPv6 echo requests the workload's namespace received
-    /// (`Icmp6InEchos` of /proc/net/snmp6, one `name value` line per
-    /// counter): the IPv6 twin of [`Lab::echo_requests_received`].
-    pub fn echo6_requests_received(&self, workload: &Workload) -> anyhow::Result<u64> {
-        let out = self.exec(&workload.netns, "cat", &["/proc/net/snmp6"])?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(char::is_whitespace))
-            .find(|(name, _)| *name == "Icmp6InEchos")
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .with_context(|| format!("Icmp6InEchos in /proc/net/snmp6 of {}", workload.netns))
-    }
 }
 
 impl Drop for Lab {
@@ -728,252 +387,11 @@ impl Drop for Lab {
             let _ = gobgpd.kill();
             let _ = gobgpd.wait();
         }
-        for netns in self.namespaces.iter().rev() {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", netns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", netns]).output();
+        // Workloads before their gateways, the WAN last: each namespace
+        // kills what runs inside it and goes.
+        while let Some(netns) = self.namespaces.pop() {
+            drop(netns);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Stops a process of ours as an operator does: SIGTERM, then SIGKILL if
-/// it is still there after a few seconds (a hung process must not hang the
-/// lab's teardown).
-pub(crate) fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let exited = poll("a process to exit", Duration::from_secs(5), || {
-        Ok(child.try_wait()?)
-    });
-    match exited {
-        Ok(status) => Ok(status),
-        Err(_) => {
-            child.kill()?;
-            Ok(child.wait()?)
-        }
-    }
-}
-
-/// The public key (base64) of a secret.
-fn x25519_public(secret: &StaticSecret) -> String {
-    keyfile::encode_key(PublicKey::from(secret).as_bytes())
-}
-
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {}", args[0]))?;
-    if !out.status.success() {
-        bail!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
-    let mut full = vec!["ip", "-n", netns];
-    full.extend_from_slice(args);
-    sh(&full)
-}
-
-/// Polls `check` until it gives a value, fails, or `timeout` passes; the pause
-/// between checks grows from 5 ms to 100 ms, so a quick condition is seen quickly.
-pub fn poll<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        if let Some(v) = check()? {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// The directory of the running program's build profile
-/// (`target/<profile>`), where the workspace's binaries are.
-pub fn profile_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let mut dir: &Path = exe.parent().context("exe has no directory")?;
-    // examples/ and deps/ sit one level below the profile directory.
-    if dir.ends_with("examples") || dir.ends_with("deps") {
-        dir = dir.parent().context("no profile directory")?;
-    }
-    Ok(dir.to_path_buf())
-}
-
-/// Builds the agent's binaries (`pisek-agent`, `pisekctl`) in the profile of
-/// `dir` (a `target/<profile>` directory), for the examples that start them.
-pub fn build_agent(dir: &Path) -> anyhow::Result<()> {
-    let mut cargo =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args(["build", "-q", "-p", "pisek-agent", "--bins"]);
-    if dir.ends_with("release") {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().context("running cargo build")?;
-    anyhow::ensure!(status.success(), "building pisek-agent failed");
-    Ok(())
-}
-
-/// Runs `f` on SIGINT or SIGTERM (a small thread on a tokio runtime), so a
-/// lab's process is not killed before its namespaces are removed.
-pub fn on_signal(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        f();
-    });
-    Ok(())
-}
-
-/// This node's IPv4 prefix in every tenant (the tenants overlap).
-fn prefix_v4(node: usize) -> String {
-    format!("10.1.{node}.0/24")
-}
-
-/// This node's IPv6 prefix in every tenant, mirroring [`prefix_v4`]:
-/// `fd00:10:1:<node>::/64`, written as the agent prints it (node 0's is
-/// `fd00:10:1::/64`).
-fn prefix_v6(node: usize) -> String {
-    let node = u16::try_from(node).unwrap_or(u16::MAX);
-    format!("{}/64", Ipv6Addr::new(0xfd00, 0x10, 1, node, 0, 0, 0, 0))
-}
-
-/// A gobgpd configuration for Pisek's overlay: one iBGP speaker carrying
-/// VPNv4 and VPNv6 (l3vpn-ipv4/ipv6-unicast) with graceful restart on every
-/// neighbor, optionally reflecting. The lab's edge and the BGP interop tests
-/// (`tests/bgp_support/`) write theirs with it.
-#[derive(Debug, Clone)]
-pub struct GobgpdConfig {
-    /// The AS of everyone (iBGP).
-    pub asn: u32,
-    /// gobgpd's BGP identifier.
-    pub router_id: Ipv4Addr,
-    /// The address gobgpd binds TCP 179 to, and connects from.
-    pub listen: IpAddr,
-    /// The cluster id of its reflector clients (RFC 4456 §7); `None`
-    /// leaves `route-reflector-cluster-id` to gobgpd's default, the router id.
-    pub cluster_id: Option<Ipv4Addr>,
-    /// Its neighbors.
-    pub neighbors: Vec<GobgpdNeighbor>,
-}
-
-/// One neighbor of a [`GobgpdConfig`].
-#[derive(Debug, Clone)]
-pub struct GobgpdNeighbor {
-    /// The neighbor's address.
-    pub address: IpAddr,
-    /// A route-reflector client of gobgpd.
-    pub rr_client: bool,
-    /// gobgpd waits for the neighbor to connect.
-    pub passive: bool,
-}
-
-impl GobgpdConfig {
-    /// The config file (`gobgpd -t toml`). Test timers: hold time 9 s,
-    /// keepalive 3 s, connect retry 1 s, so a session comes up (or is seen
-    /// to be down) in seconds.
-    pub fn to_toml(&self) -> String {
-        let (asn, addr) = (self.asn, self.listen);
-        let mut conf = format!(
-            "[global.config]\n  as = {asn}\n  router-id = \"{}\"\n  port = 179\n  local-address-list = [\"{addr}\"]\n",
-            self.router_id
-        );
-        for n in &self.neighbors {
-            conf.push_str(&format!(
-                r#"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{a}"
-    peer-as = {asn}
-  [neighbors.transport.config]
-    local-address = "{addr}"
-    passive-mode = {passive}
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 120
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l3vpn-ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l3vpn-ipv6-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-"#,
-                a = n.address,
-                passive = n.passive,
-            ));
-            if n.rr_client {
-                let cluster = self.cluster_id.unwrap_or(self.router_id);
-                conf.push_str(&format!(
-                    "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{cluster}\"\n"
-                ));
-            }
-        }
-        conf
-    }
-}
-
-/// Starts `gobgpd -f config` (in `netns`, if given) with its gRPC API on
-/// `api`, stdout and stderr into `log`.
-pub fn spawn_gobgpd(
-    netns: Option<&str>,
-    config: &Path,
-    api: std::net::SocketAddr,
-    log: &Path,
-) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(log)?;
-    let mut command = match netns {
-        Some(netns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", netns, "gobgpd"]);
-            c
-        }
-        None => Command::new("gobgpd"),
-    };
-    command
-        .args(["-t", "toml", "-f"])
-        .arg(config)
-        .args(["--api-hosts", &api.to_string(), "--pprof-disable"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting gobgpd")
 }
