@@ -1,6 +1,6 @@
 //! The overlay's macro benchmark: TCP throughput and RTT workload to
 //! workload across the overlay (gateway 1 → edge → gateway 2, tenant `city`,
-//! real `pisek-agent` processes in the `pisek::lab` topology), next to
+//! real `pisek-agent` processes in the `pisek_lab::lab` topology), next to
 //! wireguard-go between two namespaces and a bare veth (the ceiling),
 //! measured in the same run (`benches/overlay_baseline.sh`).
 //!

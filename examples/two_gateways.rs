@@ -1,7 +1,7 @@
 //! The two-gateway lab, live: an edge (route reflector, WireGuard hub) and
 //! two gateways, each with tenants `city` and `conference` (overlapping
 //! prefixes) and two workloads per tenant, all in network namespaces with
-//! real `pisek-agent` processes (`pisek::lab` builds it). On each gateway a
+//! real `pisek-agent` processes (`pisek_lab::lab` builds it). On each gateway a
 //! `pisek-collector` in a conference workload takes simulated sensors'
 //! readings (three rooms and an IQRF node) over MQTT and sends them through
 //! the overlay to carbon-cache, attached on the edge as the conference

@@ -1,5 +1,5 @@
 //! The agent's counters against real traffic in the two-gateway lab
-//! (`pisek::lab`: an edge and two gateways, each a real `pisek-agent` in its
+//! (`pisek_lab::lab`: an edge and two gateways, each a real `pisek-agent` in its
 //! own namespace).
 //!
 //! Proves: a ping of N packets from gw1 to gw2 in tenant `city` shows in

@@ -8,7 +8,7 @@
 //! must leave it at zero: the agent keeps the kernel quiet on its TUNs, and
 //! whatever link-scoped packet still comes is counted as `link-local`.
 //!
-//! Proves, in the two-gateway lab (`pisek::lab`, three real agents with
+//! Proves, in the two-gateway lab (`pisek_lab::lab`, three real agents with
 //! dual-stack tenants and their workloads attached): once the overlay
 //! carries a ping from gw1 to gw2 over IPv4 and IPv6 in `city`,
 //! `pisekctl drops --json` on every node shows zero `spoofed-source` and

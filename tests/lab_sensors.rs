@@ -1,4 +1,4 @@
-//! Sensor data across the overlay in the two-gateway lab (`pisek::lab`,
+//! Sensor data across the overlay in the two-gateway lab (`pisek_lab::lab`,
 //! `pisek_lab::sensor_lab`): on each gateway simulated sensors publish over MQTT
 //! to a real `pisek-collector` in a conference workload, which writes to a
 //! real carbon-cache attached on the edge as the conference datacenter

@@ -1,4 +1,4 @@
-//! Requested and stray addresses in the two-gateway lab (`pisek::lab`): a
+//! Requested and stray addresses in the two-gateway lab (`pisek_lab::lab`): a
 //! namespace attached on gw1 in `city` with a fixed address outside gw1's
 //! prefix (a pod that moved and kept its IP) is reachable from gw2 through
 //! a /32 that gw1 advertises with the VRF's label; the route stays in

@@ -1,7 +1,7 @@
 //! The agent end to end: an edge and two gateways, each a real
 //! `pisek-agent` in its own namespace behind its own WAN subnet, tenants
 //! `city` and `conference` with overlapping prefixes, two workloads per
-//! tenant per gateway attached through the API (`pisek::lab`).
+//! tenant per gateway attached through the API (`pisek_lab::lab`).
 //!
 //! Proves: workloads on two gateways in one tenant talk through the edge
 //! (ping over IPv4 and IPv6, and a TCP transfer whose SHA-256 matches), and
