@@ -11,8 +11,11 @@
 //! playing the host, one workload) and removes at the end. It also prints the
 //! agent's open file descriptors before and after, as a leak check.
 
+use pisek_agent::config::Role;
+use pisek_agent::config::fixture::{AgentToml, TenantToml, write_test_key};
 use pisek_api::{ApiClient, Attachment, Request};
-use std::path::{Path, PathBuf};
+use pisek_lab::{Netns, poll, terminate, workspace_binary};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,28 +28,6 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {args:?} failed");
 }
 
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/examples/attach_latency -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join(name)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -56,92 +37,77 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-fn main() {
-    let iterations: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
-    let tag = std::process::id();
-    let host = format!("pk-lat-h{tag:x}");
-    let pod = format!("pk-lat-p{tag:x}");
-    let _cleanup = Namespaces(vec![host.clone(), pod.clone()]);
-    ip(&["netns", "add", &host]);
-    ip(&["netns", "add", &pod]);
-    // The agent's metrics listen on the host namespace's loopback.
-    ip(&["-n", &host, "link", "set", "lo", "up"]);
-    let dir = std::env::temp_dir().join(format!("pisek-latency-{tag}"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(
-        dir.join("wg.key"),
-        "YNqHbfBQKaGvzefSSuLF5KoKsRB1A7ULpnIzX0tPTkA=\n",
-    )
-    .expect("key");
-    // The agent refuses a private key others can read, as `wg` does.
-    std::fs::set_permissions(
-        dir.join("wg.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("key mode");
-    let config = format!(
-        r#"[node]
-name = "latency"
-role = "edge"
-[underlay]
-listen = "0.0.0.0:51820"
-[tunnel]
-address = "10.255.0.1"
-network = "10.255.0.0/24"
-[wireguard]
-private_key_file = "{d}/wg.key"
-[bgp]
-asn = 65000
-[api]
-socket = "{d}/agent.sock"
-[state]
-dir = "{d}/state"
-[[tenant]]
-name = "city"
-id = 1
-prefixes = ["10.1.1.0/24"]
-"#,
-        d = dir.display()
-    );
-    std::fs::write(dir.join("agent.toml"), config).expect("config");
-    let mut agent: Child = Command::new("ip")
-        .args(["netns", "exec", &host])
-        .arg(binary("pisek-agent"))
-        .arg("--config")
-        .arg(dir.join("agent.toml"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("start pisek-agent (build it first: cargo build --release -p pisek-agent)");
-    let socket = dir.join("agent.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut client = loop {
-        if let Ok(c) = ApiClient::connect(&socket) {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "agent did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // `ip netns exec` forks the agent: find its pid for the fd count.
-    let agent_pid = String::from_utf8_lossy(
-        &Command::new("ip")
-            .args(["netns", "pids", &host])
-            .output()
-            .expect("pids")
-            .stdout,
-    )
-    .split_whitespace()
-    .next()
-    .and_then(|p| p.parse().ok())
-    .unwrap_or(agent.id());
-    let netns = PathBuf::from(format!("/run/netns/{pod}"));
+/// The agent under test, in the namespace playing the host, with its
+/// config and state in a temp dir (removed on drop, as are the namespaces).
+struct Setup {
+    host: Netns,
+    pod: Netns,
+    dir: PathBuf,
+    agent: Child,
+    /// The agent's own pid (`ip netns exec` forks it), for the fd count.
+    agent_pid: u32,
+    client: ApiClient,
+}
 
-    // Warm up once, then measure.
+impl Setup {
+    fn start() -> Setup {
+        let tag = std::process::id();
+        // The agent's metrics listen on the host namespace's loopback.
+        let host = Netns::new("lat-h");
+        let pod = Netns::new("lat-p");
+        let dir = std::env::temp_dir().join(format!("pisek-latency-{tag}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let key = dir.join("wg.key");
+        write_test_key(&key).expect("key");
+        AgentToml::new("latency", Role::Edge, "10.255.0.1", &key)
+            .api_socket(dir.join("agent.sock"))
+            .state_dir(dir.join("state"))
+            .tenant(TenantToml::new("city", 1).prefixes(["10.1.1.0/24"]))
+            .write(&dir.join("agent.toml"))
+            .expect("config");
+        let agent: Child = host
+            .command(workspace_binary("pisek-agent"))
+            .arg("--config")
+            .arg(dir.join("agent.toml"))
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start pisek-agent (build it first: cargo build --release -p pisek-agent)");
+        let socket = dir.join("agent.sock");
+        let client = poll("the agent's API socket", Duration::from_secs(10), || {
+            Ok(ApiClient::connect(&socket).ok())
+        })
+        .expect("agent did not start");
+        let agent_pid = host.pids().first().copied().unwrap_or(agent.id());
+        Setup {
+            host,
+            pod,
+            dir,
+            agent,
+            agent_pid,
+            client,
+        }
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.agent_pid.to_string()])
+            .status();
+        let _ = terminate(&mut self.agent);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Attach + detach through the agent's API, `iterations` times after one
+/// warm-up: (attach times, attach + detach times, fds before, fds after).
+fn measure_agent(
+    setup: &mut Setup,
+    iterations: usize,
+) -> (Vec<Duration>, Vec<Duration>, usize, usize) {
     let attach = Request::Attach {
         container_id: "bench".into(),
-        netns: netns.clone(),
+        netns: setup.pod.path(),
         ifname: "eth0".into(),
         tenant: "city".into(),
         addresses: Vec::new(),
@@ -150,30 +116,34 @@ prefixes = ["10.1.1.0/24"]
         container_id: "bench".into(),
         ifname: "eth0".into(),
     };
+    let client = &mut setup.client;
     let _: Attachment = client.call(&attach).expect("attach");
     let _: serde_json::Value = client.call(&detach).expect("detach");
-    let fds_before = fds(agent_pid);
-    let mut agent_attach = Vec::with_capacity(iterations);
-    let mut agent_both = Vec::with_capacity(iterations);
+    let fds_before = fds(setup.agent_pid);
+    let mut attached = Vec::with_capacity(iterations);
+    let mut both = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let start = Instant::now();
         let _: Attachment = client.call(&attach).expect("attach");
-        agent_attach.push(start.elapsed());
+        attached.push(start.elapsed());
         let _: serde_json::Value = client.call(&detach).expect("detach");
-        agent_both.push(start.elapsed());
+        both.push(start.elapsed());
     }
-    let fds_after = fds(agent_pid);
+    (attached, both, fds_before, fds(setup.agent_pid))
+}
 
-    // The anchor: the same objects with iproute2, one command per object.
+/// The anchor: the same objects with iproute2, one command per object
+/// (what a shell CNI plugin would do): (attach times, attach + detach times).
+fn measure_ip(host: &str, pod: &str, iterations: usize) -> (Vec<Duration>, Vec<Duration>) {
     let mut ip_attach = Vec::with_capacity(iterations);
     let mut ip_both = Vec::with_capacity(iterations);
     let h = |args: &[&str]| {
-        let mut full = vec!["-n", host.as_str()];
+        let mut full = vec!["-n", host];
         full.extend_from_slice(args);
         ip(&full);
     };
     let p = |args: &[&str]| {
-        let mut full = vec!["-n", pod.as_str()];
+        let mut full = vec!["-n", pod];
         full.extend_from_slice(args);
         ip(&full);
     };
@@ -182,7 +152,7 @@ prefixes = ["10.1.1.0/24"]
         h(&[
             "link", "add", "pkbench", "type", "veth", "peer", "name", "pkbenchp",
         ]);
-        h(&["link", "set", "pkbenchp", "netns", &pod]);
+        h(&["link", "set", "pkbenchp", "netns", pod]);
         p(&["link", "set", "pkbenchp", "name", "eth0"]);
         p(&["link", "set", "eth0", "mtu", "1408", "up"]);
         p(&["addr", "add", "10.1.1.1/32", "dev", "eth0"]);
@@ -227,12 +197,19 @@ prefixes = ["10.1.1.0/24"]
         h(&["link", "del", "pkbench"]);
         ip_both.push(start.elapsed());
     }
+    (ip_attach, ip_both)
+}
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &agent_pid.to_string()])
-        .status();
-    let _ = agent.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+fn main() {
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let mut setup = Setup::start();
+    let (mut agent_attach, mut agent_both, fds_before, fds_after) =
+        measure_agent(&mut setup, iterations);
+    let (mut ip_attach, mut ip_both) = measure_ip(&setup.host.name, &setup.pod.name, iterations);
+    drop(setup);
 
     for v in [
         &mut agent_attach,

@@ -1,6 +1,6 @@
 //! The overlay's macro benchmark: TCP throughput and RTT workload to
 //! workload across the overlay (gateway 1 → edge → gateway 2, tenant `city`,
-//! real `pisek-agent` processes in the `pisek::lab` topology), next to
+//! real `pisek-agent` processes in the `pisek_lab::lab` topology), next to
 //! wireguard-go between two namespaces and a bare veth (the ceiling),
 //! measured in the same run (`benches/overlay_baseline.sh`).
 //!
@@ -15,7 +15,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use pisek::lab::{Binaries, Lab, Workload, build_agent, on_signal, profile_dir};
+use pisek_lab::{Binaries, Lab, Workload, build_agent, on_signal, profile_dir};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -143,7 +143,7 @@ fn overlay(lab: &Lab, args: &Args, stop: &AtomicBool) -> anyhow::Result<Row> {
             .context("starting iperf3 -s")?,
     );
     // A short warm-up, which also waits for the server to listen.
-    pisek::lab::poll(
+    pisek_lab::poll(
         "iperf3 warm-up through the overlay",
         Duration::from_secs(15),
         || {

@@ -1,11 +1,11 @@
 //! The two-gateway lab, live: an edge (route reflector, WireGuard hub) and
 //! two gateways, each with tenants `city` and `conference` (overlapping
 //! prefixes) and two workloads per tenant, all in network namespaces with
-//! real `pisek-agent` processes (`pisek::lab` builds it). On each gateway a
+//! real `pisek-agent` processes (`pisek_lab::lab` builds it). On each gateway a
 //! `pisek-collector` in a conference workload takes simulated sensors'
 //! readings (three rooms and an IQRF node) over MQTT and sends them through
 //! the overlay to carbon-cache, attached on the edge as the conference
-//! datacenter service (`pisek::sensor_lab`).
+//! datacenter service (`pisek_lab::sensor_lab`).
 //!
 //! Prints the WireGuard peers, BGP sessions and routes per tenant, then
 //! every few seconds a ping line per tenant (gateway 1 → gateway 2 through
@@ -24,9 +24,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use pisek::lab::{Binaries, Lab, build_agent, on_signal, profile_dir};
-use pisek::sensor_lab::carbon::Carbon;
-use pisek::sensor_lab::{CarbonMode, GatewayStatus, SensorLab, SensorPlan, unix_now};
+use pisek_lab::sensor_lab::carbon::Carbon;
+use pisek_lab::sensor_lab::{CarbonMode, GatewayStatus, SensorLab, SensorPlan, unix_now};
+use pisek_lab::{Binaries, Lab, build_agent, on_signal, profile_dir};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         print!("{}", lab.pisekctl(i, &["peers"])?);
         print!("{}", lab.pisekctl(i, &["bgp"])?);
         if i > 0 {
-            for (tenant, _) in pisek::lab::TENANTS {
+            for (tenant, _) in pisek_lab::TENANTS {
                 println!("-- routes, tenant {tenant}");
                 print!("{}", lab.pisekctl(i, &["routes", "--tenant", tenant])?);
             }
@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
     println!("\nlive (Ctrl-C to stop):");
     let mut traffic = TenantTraffic::read(&lab)?;
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        for (tenant, _) in pisek::lab::TENANTS {
+        for (tenant, _) in pisek_lab::TENANTS {
             let from = lab.workload("gw1", tenant, 1);
             let to = lab.workload("gw2", tenant, 2);
             let (ok, line) = lab.ping(from, to.address, 3)?;
@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
         // What each tenant sent and received through gw1's agent since the
         // last round (its Prometheus counters): pings, sensor data, anything.
         let now = TenantTraffic::read(&lab)?;
-        for (tenant, _) in pisek::lab::TENANTS {
+        for (tenant, _) in pisek_lab::TENANTS {
             println!("{:>10}: {}", tenant, now.rate_line(&traffic, tenant));
         }
         traffic = now;
@@ -273,7 +273,7 @@ fn iperf(lab: &Lab, from: &str, to: &str, address: &str, secs: u64) -> anyhow::R
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("starting iperf3 -s")?;
-    pisek::lab::poll("iperf3 server", Duration::from_secs(5), || {
+    pisek_lab::poll("iperf3 server", Duration::from_secs(5), || {
         let out = lab.exec(to, "ss", &["-tln"])?;
         Ok(String::from_utf8_lossy(&out.stdout)
             .contains(":5201")

@@ -7,10 +7,10 @@
 //!
 //! Needs root and iproute2; the agent and pisekctl binaries come from the
 //! workspace build (`cargo test --workspace` builds them).
-mod common;
-
-use common::{Netns, TempDir, poll_until, require, workspace_binary};
+use pisek_agent::config::Role;
+use pisek_agent::config::fixture::{AgentToml, TenantToml, write_test_key};
 use pisek_api::{ApiClient, Attachment, ClientError, Request};
+use pisek_lab::{Netns, TempDir, poll_until, require, workspace_binary};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -18,27 +18,14 @@ use std::time::Duration;
 /// Tenants of the test agent: `city` dual stack, `conference` and `plaza`
 /// (IPv4 only) overlapping `city`'s IPv4 prefix, and `tiny` with room for two
 /// workloads.
-const TENANTS: &str = r#"
-[[tenant]]
-name = "city"
-id = 1
-prefixes = ["10.1.1.0/24", "fd00:1:1::/64"]
-
-[[tenant]]
-name = "conference"
-id = 2
-prefixes = ["10.1.1.0/24"]
-
-[[tenant]]
-name = "plaza"
-id = 4
-prefixes = ["10.1.1.0/24"]
-
-[[tenant]]
-name = "tiny"
-id = 3
-prefixes = ["10.9.9.0/30"]
-"#;
+fn tenants() -> [TenantToml; 4] {
+    [
+        TenantToml::new("city", 1).prefixes(["10.1.1.0/24", "fd00:1:1::/64"]),
+        TenantToml::new("conference", 2).prefixes(["10.1.1.0/24"]),
+        TenantToml::new("plaza", 4).prefixes(["10.1.1.0/24"]),
+        TenantToml::new("tiny", 3).prefixes(["10.9.9.0/30"]),
+    ]
+}
 
 const CITY_TABLE: &str = "100001";
 
@@ -71,33 +58,14 @@ impl Agent {
         let host = Netns::new(tag);
         let dir = TempDir::new(tag);
         let key = dir.path.join("wg.key");
-        std::fs::write(&key, "YNqHbfBQKaGvzefSSuLF5KoKsRB1A7ULpnIzX0tPTkA=\n").expect("key");
-        // The agent refuses a private key others can read, as `wg` does.
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .expect("key mode");
-        let config = format!(
-            r#"
-[node]
-name = "test-{tag}"
-role = "edge"
-[underlay]
-listen = "0.0.0.0:51820"
-[tunnel]
-address = "10.255.0.1"
-network = "10.255.0.0/24"
-[wireguard]
-private_key_file = "{key}"
-[bgp]
-asn = 65000
-[api]
-socket = "{dir}/agent.sock"
-[state]
-dir = "{dir}/state"
-{TENANTS}"#,
-            key = key.display(),
-            dir = dir.path.display(),
+        write_test_key(&key).expect("key");
+        let config = tenants().into_iter().fold(
+            AgentToml::new(format!("test-{tag}"), Role::Edge, "10.255.0.1", &key)
+                .api_socket(dir.path.join("agent.sock"))
+                .state_dir(dir.path.join("state")),
+            AgentToml::tenant,
         );
-        std::fs::write(dir.path.join("agent.toml"), config).expect("config");
+        config.write(&dir.path.join("agent.toml")).expect("config");
         let mut agent = Agent {
             host,
             dir,

@@ -1,16 +1,14 @@
 //! Interop with BIRD 2 (Debian `bird2`): BIRD runs in a namespace of its
 //! own behind a veth, Pisek in the test; `birdc show route all` shows
 //! exactly what arrived, and BIRD's static VPN routes are what Pisek learns.
-mod bgp_support;
-mod common;
-
 use std::net::IpAddr;
 
-use bgp_support::*;
+use pisek_lab::bgp_speaker::*;
+use pisek_lab::bird::*;
 use pisek_overlay::bgp::packet::Family;
 
 fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    common::poll_until(what, WAIT, check)
+    pisek_lab::poll_until(what, WAIT, check)
 }
 
 const STATIC4: &str =
@@ -20,11 +18,11 @@ const STATIC6: &str =
 
 /// A directory for one test; `None` (skip) outside CI when BIRD is not
 /// installed.
-fn prerequisites(test: &str) -> Option<common::TempDir> {
-    common::require(test, &["bird", "birdc"]).then(|| common::TempDir::new("bird"))
+fn prerequisites(test: &str) -> Option<pisek_lab::TempDir> {
+    pisek_lab::require(test, &["bird", "birdc"]).then(|| pisek_lab::TempDir::new("bird"))
 }
 
-fn bird_pair(dir: &common::TempDir, with_statics: bool) -> (Bird, Pisek) {
+fn bird_pair(dir: &pisek_lab::TempDir, with_statics: bool) -> (Bird, Pisek) {
     let (s4, s6) = if with_statics {
         (vec![STATIC4.to_string()], vec![STATIC6.to_string()])
     } else {

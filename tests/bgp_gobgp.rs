@@ -1,32 +1,31 @@
 //! Interop with GoBGP (Debian `gobgpd`): Pisek and gobgpd peer over iBGP on
 //! loopback addresses of their own (127.<pid>.<n>.0/24, port 179), and
 //! gobgp's CLI shows exactly what arrived.
-mod bgp_support;
-mod common;
-
 use std::net::IpAddr;
 
-use bgp_support::*;
+use pisek_lab::bgp_speaker::*;
+use pisek_lab::gobgpd::*;
 use pisek_overlay::bgp::packet::Family;
 
 fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    common::poll_until(what, WAIT, check)
+    pisek_lab::poll_until(what, WAIT, check)
 }
 
 /// Addresses and a directory for one test; `None` (skip) outside CI when
 /// gobgp is not installed.
-fn prerequisites(test: &str) -> Option<(Loopback, common::TempDir)> {
-    common::require(test, &["gobgpd", "gobgp"])
-        .then(|| (Loopback::new(), common::TempDir::new("gobgp")))
+fn prerequisites(test: &str) -> Option<(Loopback, pisek_lab::TempDir)> {
+    pisek_lab::require(test, &["gobgpd", "gobgp"])
+        .then(|| (Loopback::new(), pisek_lab::TempDir::new("gobgp")))
 }
 
-fn gobgp_pair(lo: &Loopback, dir: &common::TempDir) -> (Gobgp, Pisek) {
+fn gobgp_pair(lo: &Loopback, dir: &pisek_lab::TempDir) -> (Gobgp, Pisek) {
     let gobgp = Gobgp::start(
         &dir.path,
         lo.ip(2),
-        &[GobgpNeighbor {
+        &[GobgpdNeighbor {
             address: lo.ip(1),
             rr_client: false,
+            passive: false,
         }],
         None,
     );
@@ -181,13 +180,15 @@ fn gobgp_reflects_routes_between_two_pisek_speakers() {
         &dir.path,
         rr,
         &[
-            GobgpNeighbor {
+            GobgpdNeighbor {
                 address: a,
                 rr_client: true,
+                passive: false,
             },
-            GobgpNeighbor {
+            GobgpdNeighbor {
                 address: b,
                 rr_client: true,
+                passive: false,
             },
         ],
         Some(cluster),
@@ -264,9 +265,10 @@ fn pisek_reflects_routes_between_two_gobgp_clients() {
         return;
     };
     let (rr, a, b) = (lo.ip(1), lo.ip(2), lo.ip(3));
-    let to_rr = [GobgpNeighbor {
+    let to_rr = [GobgpdNeighbor {
         address: rr,
         rr_client: false,
+        passive: false,
     }];
     let ga = Gobgp::start(&dir.path, a, &to_rr, None);
     let gb = Gobgp::start(&dir.path, b, &to_rr, None);

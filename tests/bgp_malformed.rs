@@ -2,12 +2,10 @@
 //! NOTIFICATION RFC 4271 §6 (or RFC 7313) names, or RFC 7606's
 //! treat-as-withdraw, and the speaker never panics. A raw peer listens on a
 //! loopback address, Pisek connects to it, and the test writes bytes.
-mod bgp_support;
-mod common;
-
 use std::net::{Ipv4Addr, TcpListener};
 
-use bgp_support::*;
+use pisek_lab::bgp_speaker::*;
+use pisek_lab::raw_peer::*;
 use pisek_overlay::bgp::packet::{
     Message, Origin, PathAttributes, SessionContext, UpdateEncoder, VpnNlri, VpnPrefix,
 };
@@ -40,7 +38,7 @@ impl Setup {
 
     /// A setup for one test; `None` (skip) outside CI when not root.
     fn prerequisites(test: &str) -> Option<Setup> {
-        common::require(test, &[]).then(Setup::new)
+        pisek_lab::require(test, &[]).then(Setup::new)
     }
 
     fn peer(&self) -> RawPeer {

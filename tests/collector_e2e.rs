@@ -3,9 +3,7 @@
 //! whisper files with `whisper-fetch`. Everything runs in a network namespace
 //! of the test's own, so fixed ports do not collide between tests.
 
-mod common;
-
-use common::{Netns, TempDir, ns_http_get, ns_port_open, poll_until, require, workspace_binary};
+use pisek_lab::{Netns, TempDir, poll_until, require, workspace_binary};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -21,8 +19,12 @@ const TOOLS: &[&str] = &[
     "mosquitto_pub",
     "carbon-cache",
     "whisper-fetch",
-    "bash",
 ];
+
+/// `127.0.0.1:port`, inside the test's namespace.
+fn local(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
 
 fn now() -> i64 {
     SystemTime::now()
@@ -73,7 +75,7 @@ fn start_mosquitto(ns: &Netns, dir: &Path) -> Proc {
         .spawn()
         .expect("start mosquitto");
     poll_until("mosquitto listening", Duration::from_secs(10), || {
-        ns_port_open(ns, MQTT_PORT).then_some(())
+        ns.port_open(local(MQTT_PORT)).then_some(())
     });
     Proc(child)
 }
@@ -126,7 +128,7 @@ impl Carbon {
             .spawn()
             .expect("start carbon-cache");
         poll_until("carbon-cache listening", Duration::from_secs(15), || {
-            ns_port_open(ns, CARBON_PORT).then_some(())
+            ns.port_open(local(CARBON_PORT)).then_some(())
         });
         Proc(child)
     }
@@ -230,13 +232,15 @@ impl Collector {
         poll_until(
             "collector healthy and subscribed",
             Duration::from_secs(10),
-            || ns_http_get(ns, HEALTH_PORT, "/health").filter(|r| r.starts_with("HTTP/1.0 200")),
+            || ns.http_get(local(HEALTH_PORT), "/health").ok(),
         );
         Proc(child)
     }
 
     fn metric(ns: &Netns, name: &str) -> u64 {
-        let text = ns_http_get(ns, HEALTH_PORT, "/metrics").unwrap_or_default();
+        let text = ns
+            .http_get(local(HEALTH_PORT), "/metrics")
+            .unwrap_or_default();
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("pisek_collector_{name} ")))
             .and_then(|v| v.trim().parse().ok())
@@ -292,7 +296,7 @@ fn publish(ns: &Netns, dir: &Path, topic: &str, payload: &[u8]) {
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time shifted by `offset_secs`.
 fn civil(ts: i64, offset_secs: i64) -> String {
-    pisek::sensor_lab::civil_time(ts + offset_secs)
+    pisek_lab::sensor_lab::civil_time(ts + offset_secs)
 }
 
 /// A namespace `tag` with mosquitto, carbon and the collector (logging to
@@ -535,7 +539,8 @@ fn nothing_is_lost_when_carbon_is_down_and_the_collector_is_killed() {
         points.len(),
         tail(&tmp.path, "collector-1.log"),
         tail(&tmp.path, "collector-2.log"),
-        ns_http_get(&ns, HEALTH_PORT, "/metrics").unwrap_or_default()
+        ns.http_get(local(HEALTH_PORT), "/metrics")
+            .unwrap_or_default()
     );
 }
 

@@ -1,5 +1,5 @@
 //! The agent's counters against real traffic in the two-gateway lab
-//! (`pisek::lab`: an edge and two gateways, each a real `pisek-agent` in its
+//! (`pisek_lab::lab`: an edge and two gateways, each a real `pisek-agent` in its
 //! own namespace).
 //!
 //! Proves: a ping of N packets from gw1 to gw2 in tenant `city` shows in
@@ -9,9 +9,7 @@
 //! counted in its tenant's drops (`pisekctl drops --json`, tenant `city`,
 //! not `conference`) and in `pisek_tenant_drops_total` on the metrics page.
 
-mod common;
-
-use pisek::lab::Lab;
+use pisek_lab::Lab;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -39,14 +37,14 @@ fn peer_counter(lab: &Lab, node: usize, name: &str, counter: &str) -> u64 {
 
 #[test]
 fn peer_and_tenant_counters_follow_real_traffic() {
-    if !common::require(
+    if !pisek_lab::require(
         "peer_and_tenant_counters_follow_real_traffic",
         &["ip", "ping", "python3", "sysctl"],
     ) {
         return;
     }
-    let tag = common::unique_tag("tc");
-    let lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("tc");
+    let lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let (gw1, edge) = (1, 0);
@@ -85,7 +83,7 @@ fn peer_and_tenant_counters_follow_real_traffic() {
         String::from_utf8_lossy(&ping.stdout)
     );
     // The forwarder publishes its counters every 500 ms.
-    common::poll_until(
+    pisek_lab::poll_until(
         "gw1's edge peer counts the ping both ways",
         Duration::from_secs(3),
         || {
@@ -96,7 +94,7 @@ fn peer_and_tenant_counters_follow_real_traffic() {
                 .then_some(())
         },
     );
-    common::poll_until(
+    pisek_lab::poll_until(
         "the edge counts the relayed ping with both gateways",
         Duration::from_secs(3),
         || {
@@ -178,7 +176,7 @@ fn peer_and_tenant_counters_follow_real_traffic() {
         )
         .expect("ping");
     assert!(!spoof.status.success(), "a spoofed ping got a reply");
-    common::poll_until(
+    pisek_lab::poll_until(
         "spoofed-source drops counted for city",
         Duration::from_secs(3),
         || {

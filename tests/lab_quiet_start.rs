@@ -8,7 +8,7 @@
 //! must leave it at zero: the agent keeps the kernel quiet on its TUNs, and
 //! whatever link-scoped packet still comes is counted as `link-local`.
 //!
-//! Proves, in the two-gateway lab (`pisek::lab`, three real agents with
+//! Proves, in the two-gateway lab (`pisek_lab::lab`, three real agents with
 //! dual-stack tenants and their workloads attached): once the overlay
 //! carries a ping from gw1 to gw2 over IPv4 and IPv6 in `city`,
 //! `pisekctl drops --json` on every node shows zero `spoofed-source` and
@@ -18,22 +18,20 @@
 //! multicast on, all-routers group joined): the same holds after the
 //! restart, and the TUN is point-to-point without multicast or group.
 
-mod common;
-
-use pisek::lab::{Lab, TENANTS};
+use pisek_lab::{Lab, TENANTS};
 use std::net::IpAddr;
 use std::time::Duration;
 
 #[test]
 fn a_node_start_and_a_restart_count_no_spoofed_source() {
-    if !common::require(
+    if !pisek_lab::require(
         "a_node_start_and_a_restart_count_no_spoofed_source",
         &["ip", "ping"],
     ) {
         return;
     }
-    let tag = common::unique_tag("qs");
-    let mut lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("qs");
+    let mut lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
 
@@ -42,7 +40,7 @@ fn a_node_start_and_a_restart_count_no_spoofed_source() {
     let src = lab.workload("gw1", "city", 1).clone();
     let dst = lab.workload("gw2", "city", 1).clone();
     for to in [IpAddr::V4(dst.address), IpAddr::V6(dst.address_v6)] {
-        common::poll_until(
+        pisek_lab::poll_until(
             &format!("a ping from gw1 to gw2 ({to}) in city"),
             Duration::from_secs(10),
             || lab.ping(&src, to, 1).ok().filter(|(ok, _)| *ok).map(|_| ()),
@@ -67,13 +65,13 @@ fn a_node_start_and_a_restart_count_no_spoofed_source() {
         let (ok, line) = lab.ping(&src, probe, 2).expect("ping");
         assert!(!ok, "{probe} answered: {line}");
     }
-    common::poll_until("gw2 counted the probes", Duration::from_secs(5), || {
+    pisek_lab::poll_until("gw2 counted the probes", Duration::from_secs(5), || {
         (arrived(&lab) >= before + 6).then_some(())
     });
     let probed = arrived(&lab);
     let (ok, line) = lab.ping(&src, IpAddr::V4(dst.address), 1).expect("ping");
     assert!(ok, "{line}");
-    common::poll_until(
+    pisek_lab::poll_until(
         "gw2 published a later snapshot",
         Duration::from_secs(5),
         || (arrived(&lab) > probed).then_some(()),
@@ -116,7 +114,7 @@ fn a_node_start_and_a_restart_count_no_spoofed_source() {
     lab.wait_until_ready(Duration::from_secs(30))
         .expect("peers, sessions and routes come back");
     for to in [IpAddr::V4(dst.address), IpAddr::V6(dst.address_v6)] {
-        common::poll_until(
+        pisek_lab::poll_until(
             &format!("a ping from gw1 to gw2 ({to}) in city after the restart"),
             Duration::from_secs(10),
             || lab.ping(&src, to, 1).ok().filter(|(ok, _)| *ok).map(|_| ()),

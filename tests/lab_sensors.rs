@@ -1,5 +1,5 @@
-//! Sensor data across the overlay in the two-gateway lab (`pisek::lab`,
-//! `pisek::sensor_lab`): on each gateway simulated sensors publish over MQTT
+//! Sensor data across the overlay in the two-gateway lab (`pisek_lab::lab`,
+//! `pisek_lab::sensor_lab`): on each gateway simulated sensors publish over MQTT
 //! to a real `pisek-collector` in a conference workload, which writes to a
 //! real carbon-cache attached on the edge as the conference datacenter
 //! service. What carbon stored is read back from its whisper files.
@@ -10,10 +10,8 @@
 //! the points crossed gateway -> WireGuard/MPLS -> edge; and with carbon
 //! stopped the collectors queue, then deliver everything once it is back.
 
-mod common;
-
-use pisek::lab::Lab;
-use pisek::sensor_lab::{SensorLab, SensorPlan, unix_now};
+use pisek_lab::Lab;
+use pisek_lab::sensor_lab::{SensorLab, SensorPlan, unix_now};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -40,7 +38,7 @@ fn expected(sensors: &SensorLab, gateway: &str, from: i64, until: i64) -> Points
 
 /// Waits until carbon holds exactly `want` for `gateway` (from `since` on).
 fn wait_for_points(sensors: &SensorLab, lab: &Lab, gateway: &str, since: i64, want: &Points) {
-    let waited = pisek::lab::poll(
+    let waited = pisek_lab::poll(
         &format!("{gateway}'s readings in whisper"),
         Duration::from_secs(30),
         || Ok(sensors.stored(gateway, since)?.eq(want).then_some(())),
@@ -119,16 +117,21 @@ fn carbon_peers(lab: &Lab, sensors: &SensorLab) -> Vec<String> {
 
 #[test]
 fn readings_from_both_gateways_reach_graphite_behind_the_edge_and_survive_a_carbon_outage() {
-    if !common::require("lab sensors", TOOLS) {
+    if !pisek_lab::require("lab sensors", TOOLS) {
         return;
     }
-    let lab = Lab::start(&common::unique_tag("ls"), common::lab_binaries()).expect("start the lab");
+    let lab =
+        Lab::start(&pisek_lab::unique_tag("ls"), pisek_lab::lab_binaries()).expect("start the lab");
     lab.wait_until_ready(Duration::from_secs(30))
         .expect("lab ready");
     let first = unix_now() - 1_200;
     let series = SensorPlan::series(first, ROUNDS, Duration::from_millis(20));
-    let mut sensors = SensorLab::start(&lab, &common::workspace_binary("pisek-collector"), series)
-        .expect("start the sensor side");
+    let mut sensors = SensorLab::start(
+        &lab,
+        &pisek_lab::workspace_binary("pisek-collector"),
+        series,
+    )
+    .expect("start the sensor side");
     assert!(sensors.has_carbon());
 
     // Every reading of both gateways, exact value and timestamp, under the
@@ -140,7 +143,7 @@ fn readings_from_both_gateways_reach_graphite_behind_the_edge_and_survive_a_carb
         wait_for_points(&sensors, &lab, gateway, first, &want);
         check_with_whisper_fetch(&sensors, &want, first, until);
         let counters = &sensors.gateway(gateway).expect("gw").counters;
-        pisek::lab::poll(
+        pisek_lab::poll(
             &format!("{gateway}'s sensors done"),
             Duration::from_secs(5),
             || Ok(counters.finished.load(Ordering::Relaxed).then_some(())),
@@ -174,7 +177,7 @@ fn readings_from_both_gateways_reach_graphite_behind_the_edge_and_survive_a_carb
         ))
         .expect("publish the second series");
     for g in sensors.gateways() {
-        pisek::lab::poll(
+        pisek_lab::poll(
             &format!("{} published the second series", g.gateway),
             Duration::from_secs(20),
             || Ok(g.counters.finished.load(Ordering::Relaxed).then_some(())),
@@ -192,7 +195,7 @@ fn readings_from_both_gateways_reach_graphite_behind_the_edge_and_survive_a_carb
                     .map(move |(ts, v)| format!("{metric} {v} {ts}\n").len())
             })
             .sum();
-        pisek::lab::poll(
+        pisek_lab::poll(
             &format!("{gateway}'s queue depth covering the second series"),
             Duration::from_secs(10),
             || {
@@ -208,7 +211,7 @@ fn readings_from_both_gateways_reach_graphite_behind_the_edge_and_survive_a_carb
         wait_for_points(&sensors, &lab, gateway, first, &want);
     }
     for gateway in ["gw1", "gw2"] {
-        pisek::lab::poll(
+        pisek_lab::poll(
             &format!("{gateway}'s queue drained"),
             Duration::from_secs(10),
             || {

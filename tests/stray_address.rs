@@ -1,4 +1,4 @@
-//! Requested and stray addresses in the two-gateway lab (`pisek::lab`): a
+//! Requested and stray addresses in the two-gateway lab (`pisek_lab::lab`): a
 //! namespace attached on gw1 in `city` with a fixed address outside gw1's
 //! prefix (a pod that moved and kept its IP) is reachable from gw2 through
 //! a /32 that gw1 advertises with the VRF's label; the route stays in
@@ -9,10 +9,8 @@
 //! as the route reflector, the independent reflector holds the /32, reflects
 //! it to gw2, and drops it on detach.
 
-mod common;
-
-use common::Netns;
-use pisek::lab::{Lab, Reflector};
+use pisek_lab::Netns;
+use pisek_lab::{Lab, Reflector};
 use std::time::Duration;
 
 /// gw1 and gw2 in the lab's node list, and the edge.
@@ -97,14 +95,14 @@ fn has_eth0(ns: &Netns) -> bool {
 
 #[test]
 fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_detach() {
-    if !common::require(
+    if !pisek_lab::require(
         "stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_detach",
         &["ip", "ping"],
     ) {
         return;
     }
-    let tag = common::unique_tag("sa");
-    let mut lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("sa");
+    let mut lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let city_label = vrf_label(&lab, GW1, "city");
@@ -147,7 +145,7 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
     );
     let host_route = format!("{STRAY}/32");
     for node in [GW2, EDGE] {
-        let route = common::poll_until("the stray /32 on gw2 and the edge", CONVERGENCE, || {
+        let route = pisek_lab::poll_until("the stray /32 on gw2 and the edge", CONVERGENCE, || {
             learned_route(&lab, node, "city", &host_route)
         });
         assert_eq!(
@@ -181,7 +179,7 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
         .iter()
         .filter_map(|v| v["prefixes"].as_array().map(Vec::len))
         .sum();
-    common::poll_until(
+    pisek_lab::poll_until(
         "gw1 advertises its node prefixes and the stray /32 again",
         Duration::from_secs(20),
         || {
@@ -207,7 +205,7 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
     )
     .expect("detach");
     for node in [GW2, EDGE] {
-        common::poll_until("the stray /32 withdrawn", CONVERGENCE, || {
+        pisek_lab::poll_until("the stray /32 withdrawn", CONVERGENCE, || {
             learned_route(&lab, node, "city", &host_route)
                 .is_none()
                 .then_some(())
@@ -241,15 +239,15 @@ fn gobgpd_vpnv4_rib(lab: &Lab) -> String {
 
 #[test]
 fn stray_host_route_is_reflected_by_gobgpd_and_withdrawn_through_it() {
-    if !common::require(
+    if !pisek_lab::require(
         "stray_host_route_is_reflected_by_gobgpd_and_withdrawn_through_it",
         &["ip", "ping", "gobgpd", "gobgp"],
     ) {
         return;
     }
-    let tag = common::unique_tag("sg");
-    let lab =
-        Lab::start_with(&tag, common::lab_binaries(), Reflector::Gobgpd).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("sg");
+    let lab = Lab::start_with(&tag, pisek_lab::lab_binaries(), Reflector::Gobgpd)
+        .expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
     let city_label = vrf_label(&lab, GW1, "city");
@@ -258,12 +256,12 @@ fn stray_host_route_is_reflected_by_gobgpd_and_withdrawn_through_it() {
     attach(&lab, &stray, STRAY).expect("attach stray");
     let host_route = format!("{STRAY}/32");
     // The independent reflector holds the /32 from gw1 ...
-    common::poll_until("the stray /32 in gobgpd's RIB", CONVERGENCE, || {
+    pisek_lab::poll_until("the stray /32 in gobgpd's RIB", CONVERGENCE, || {
         let rib = gobgpd_vpnv4_rib(&lab);
         (rib.contains(&host_route) && rib.contains(GW1_TUNNEL)).then_some(())
     });
     // ... and reflects it to gw2 with gw1's next hop and city's label.
-    let route = common::poll_until("the stray /32 on gw2", CONVERGENCE, || {
+    let route = pisek_lab::poll_until("the stray /32 on gw2", CONVERGENCE, || {
         learned_route(&lab, GW2, "city", &host_route)
     });
     assert_eq!(route, (GW1_TUNNEL.to_string(), city_label));
@@ -284,7 +282,7 @@ fn stray_host_route_is_reflected_by_gobgpd_and_withdrawn_through_it() {
         &["detach", "--netns", &stray.path().display().to_string()],
     )
     .expect("detach");
-    common::poll_until(
+    pisek_lab::poll_until(
         "the stray /32 withdrawn from gobgpd and gw2",
         CONVERGENCE,
         || {

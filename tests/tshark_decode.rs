@@ -6,9 +6,7 @@
 //! its IP header) and runs `tshark -d udp.port==6635,mpls` on it, because
 //! Wireshark does not bind MPLS-in-UDP to port 6635 by default.
 
-mod common;
-
-use pisek::overlay::packet::{Encap, Label, MplsOverUdp};
+use pisek_overlay::packet::{Encap, Label, MplsOverUdp};
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
@@ -43,7 +41,7 @@ fn inner_v4() -> Vec<u8> {
     ];
     let total = (20 + 8 + payload.len()) as u16;
     p[2..4].copy_from_slice(&total.to_be_bytes());
-    let c = pisek::overlay::packet::checksum::Sum::new()
+    let c = pisek_overlay::packet::checksum::Sum::new()
         .add_bytes(&p)
         .checksum();
     p[10..12].copy_from_slice(&c.to_be_bytes());
@@ -112,13 +110,13 @@ fn tshark_fields(pcap: &Path, fields: &[&str]) -> Vec<Vec<String>> {
 
 #[test]
 fn tshark_decodes_mpls_over_udp_with_the_pushed_label() {
-    if !common::require(
+    if !pisek_lab::require(
         "tshark_decodes_mpls_over_udp_with_the_pushed_label",
         &["tshark"],
     ) {
         return;
     }
-    let dir = common::TempDir::new("tshark");
+    let dir = pisek_lab::TempDir::new("tshark");
     let pcap = dir.path.join("mpls-udp.pcap");
     let v4_in_v4 = encapsulate("100.64.0.1", "100.64.0.2", 1000, &inner_v4());
     let v6_in_v6 = encapsulate("fd99::1", "fd99::2", 524_287, &inner_v6());
@@ -167,10 +165,10 @@ fn tshark_decodes_mpls_over_udp_with_the_pushed_label() {
 
 #[test]
 fn tshark_finds_the_ipv6_udp_checksum_correct() {
-    if !common::require("tshark_finds_the_ipv6_udp_checksum_correct", &["tshark"]) {
+    if !pisek_lab::require("tshark_finds_the_ipv6_udp_checksum_correct", &["tshark"]) {
         return;
     }
-    let dir = common::TempDir::new("tshark6");
+    let dir = pisek_lab::TempDir::new("tshark6");
     let pcap = dir.path.join("mpls-udp6.pcap");
     write_pcap(&pcap, &[encapsulate("fd99::1", "fd99::2", 77, &inner_v4())]);
     let out = Command::new("tshark")

@@ -1,7 +1,7 @@
 //! The agent end to end: an edge and two gateways, each a real
 //! `pisek-agent` in its own namespace behind its own WAN subnet, tenants
 //! `city` and `conference` with overlapping prefixes, two workloads per
-//! tenant per gateway attached through the API (`pisek::lab`).
+//! tenant per gateway attached through the API (`pisek_lab::lab`).
 //!
 //! Proves: workloads on two gateways in one tenant talk through the edge
 //! (ping over IPv4 and IPv6, and a TCP transfer whose SHA-256 matches), and
@@ -12,9 +12,7 @@
 //! routes and the drops. The same overlay comes up with gobgpd as the route
 //! reflector and the edge agent as its client.
 
-mod common;
-
-use pisek::lab::{Lab, Reflector, Workload};
+use pisek_lab::{Lab, Reflector, Workload};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -65,7 +63,7 @@ fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) ->
 /// gw1's routes learned over BGP in each tenant: the edge's and gw2's
 /// prefixes, IPv4 and IPv6, with their next hops and VRF labels.
 fn learned_routes_on_gw1(lab: &Lab) {
-    for (tenant, _) in pisek::lab::TENANTS {
+    for (tenant, _) in pisek_lab::TENANTS {
         let routes = lab
             .json(1, &["routes", "--tenant", tenant, "--json"])
             .expect("routes");
@@ -102,7 +100,7 @@ fn ping_tcp_and_isolation<'a>(lab: &'a Lab) {
     // datacenter service attached on the edge; both ways between the
     // gateways, both families everywhere.
     let mut pings: Vec<(String, &Workload, IpAddr)> = Vec::new();
-    for (tenant, _) in pisek::lab::TENANTS {
+    for (tenant, _) in pisek_lab::TENANTS {
         let a = lab.workload("gw1", tenant, 1);
         let b = lab.workload("gw2", tenant, 2);
         let dc = lab.workload("edge", tenant, 1);
@@ -138,7 +136,7 @@ fn ping_tcp_and_isolation<'a>(lab: &'a Lab) {
         (what.to_string(), from, to, address)
     };
     let mut transfers = Vec::new();
-    for (tenant, _) in pisek::lab::TENANTS {
+    for (tenant, _) in pisek_lab::TENANTS {
         let dc = lab.workload("edge", tenant, 1);
         transfers.push(transfer(
             &format!("{tenant}: gw2 -> datacenter service"),
@@ -225,15 +223,15 @@ fn ping_tcp_and_isolation<'a>(lab: &'a Lab) {
 
 #[test]
 fn gobgpd_as_route_reflector_gives_the_same_overlay() {
-    if !common::require(
+    if !pisek_lab::require(
         "gobgpd_as_route_reflector_gives_the_same_overlay",
         &["ip", "ping", "python3", "gobgpd"],
     ) {
         return;
     }
-    let tag = common::unique_tag("tb");
-    let lab =
-        Lab::start_with(&tag, common::lab_binaries(), Reflector::Gobgpd).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("tb");
+    let lab = Lab::start_with(&tag, pisek_lab::lab_binaries(), Reflector::Gobgpd)
+        .expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
     // The edge agent is a client of gobgpd on its own tunnel address.
@@ -280,15 +278,15 @@ fn gobgpd_as_route_reflector_gives_the_same_overlay() {
 
 #[test]
 fn workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart() {
-    if !common::require(
+    if !pisek_lab::require(
         "workloads_on_two_gateways_talk_through_the_edge_and_tenants_stay_apart",
         &["ip", "ping", "python3", "sysctl"],
     ) {
         return;
     }
     let started = Instant::now();
-    let tag = common::unique_tag("tg");
-    let lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("tg");
+    let lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     eprintln!("lab ready in {:?}", started.elapsed());
@@ -373,7 +371,7 @@ fn a_spoofed_source_is_dropped_and_counted(lab: &Lab) {
             });
         }
     });
-    common::poll_until(
+    pisek_lab::poll_until(
         "spoofed-source drops counted (IPv4 and IPv6)",
         Duration::from_secs(3),
         || {
@@ -493,6 +491,7 @@ fn restart_gw1_under_traffic(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the sender");
+    let echoes_before = lab.echo_requests_received(&b).expect("echo counter");
     let ping = std::process::Command::new("ip")
         .args([
             "netns", "exec", &a.netns, "ping", "-i", "0.05", "-c", "120", "-W", "1",
@@ -502,7 +501,24 @@ fn restart_gw1_under_traffic(
         .spawn()
         .expect("start ping");
 
-    std::thread::sleep(Duration::from_secs(1));
+    // The restart must fall inside the traffic: wait until the stream's
+    // connection is up (established on the receiver) and pings arrive.
+    pisek_lab::poll_until(
+        "the TCP stream and the pings flowing",
+        Duration::from_secs(10),
+        || {
+            let pinged = lab.echo_requests_received(&b).ok()? >= echoes_before + 3;
+            let out = lab
+                .exec(
+                    &b.netns,
+                    "ss",
+                    &["-Htn", "state", "established", "( sport = :5002 )"],
+                )
+                .ok()?;
+            let streaming = !String::from_utf8_lossy(&out.stdout).trim().is_empty();
+            (pinged && streaming).then_some(())
+        },
+    );
     let restart = Instant::now();
     lab.stop_agent(1).expect("SIGTERM stops the agent cleanly");
     between(lab);
@@ -546,14 +562,14 @@ fn restart_gw1_under_traffic(
 
 #[test]
 fn a_gateway_agent_restart_keeps_tcp_streams_and_addresses() {
-    if !common::require(
+    if !pisek_lab::require(
         "a_gateway_agent_restart_keeps_tcp_streams_and_addresses",
-        &["ip", "ping", "python3"],
+        &["ip", "ss", "ping", "python3"],
     ) {
         return;
     }
-    let tag = common::unique_tag("tr");
-    let mut lab = Lab::start(&tag, common::lab_binaries()).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("tr");
+    let mut lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let outage = restart_gw1_under_traffic(&mut lab, |_| {}, |_| {});
@@ -585,19 +601,19 @@ fn gw1_route(lab: &Lab, prefix: &str) -> Option<String> {
 /// resent everything (End-of-RIB).
 #[test]
 fn a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_away() {
-    if !common::require(
+    if !pisek_lab::require(
         "a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_away",
-        &["ip", "ping", "python3", "gobgpd"],
+        &["ip", "ss", "ping", "python3", "gobgpd"],
     ) {
         return;
     }
-    let tag = common::unique_tag("tq");
-    let mut lab =
-        Lab::start_with(&tag, common::lab_binaries(), Reflector::Gobgpd).expect("the lab starts");
+    let tag = pisek_lab::unique_tag("tq");
+    let mut lab = Lab::start_with(&tag, pisek_lab::lab_binaries(), Reflector::Gobgpd)
+        .expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions (to gobgpd) and routes come up");
     // gw2 attaches a workload with a stray address: gw1 learns its /32.
-    let stray = common::Netns::new(&format!("{tag}s"));
+    let stray = pisek_lab::Netns::new(&format!("{tag}s"));
     let stray_path = stray.path().display().to_string();
     lab.pisekctl(
         2,
@@ -613,7 +629,7 @@ fn a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_a
     )
     .expect("attach the stray address on gw2");
     let host_route = format!("{GW2_STRAY}/32");
-    let next_hop = common::poll_until(
+    let next_hop = pisek_lab::poll_until(
         "gw1 learns gw2's stray /32",
         Duration::from_secs(10),
         || gw1_route(&lab, &host_route),
@@ -630,7 +646,7 @@ fn a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_a
         |lab| {
             // The restarted agent forwards with what it kept, the /32
             // included, while gobgpd still refuses its session.
-            common::poll_until(
+            pisek_lab::poll_until(
                 "gw1's kept routes in its VRF right after the start",
                 Duration::from_secs(3),
                 || gw1_route(lab, &host_route).map(|_| ()),
@@ -646,7 +662,7 @@ fn a_gateway_agent_restart_behind_gobgpd_keeps_forwarding_and_sweeps_what_went_a
     );
     // Once gobgpd accepted the session again and sent End-of-RIB, the kept
     // /32 nobody resent is gone, and gw2's prefix is fresh.
-    common::poll_until(
+    pisek_lab::poll_until(
         "gw1 sweeps the /32 gw2 withdrew while gw1's agent was down",
         Duration::from_secs(20),
         || gw1_route(&lab, &host_route).is_none().then_some(()),

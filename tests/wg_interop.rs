@@ -7,15 +7,13 @@
 //! ```
 //! Each test builds its own pair of namespaces and takes a few seconds.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Netns, TempDir, poll_until, require, veth_pair, workspace_binary};
+use pisek_lab::{Netns, TempDir, poll_until, require, veth_pair, workspace_binary};
 
 const PISEK_UNDERLAY: &str = "10.99.0.1";
 const WGGO_UNDERLAY: &str = "10.99.0.2";
@@ -95,7 +93,7 @@ impl Lab {
         let (wrong_key, _) = wg_genkey(&dir.path, "wrong.key");
 
         // wireguard-go in its namespace, configured with wg.
-        let wggo_if = common::unique_tag("wgg");
+        let wggo_if = pisek_lab::unique_tag("wgg");
         let wggo = start_wireguard_go(&wggo_ns, &wggo_if);
         let mut set = vec![
             "set".to_string(),
@@ -551,7 +549,7 @@ fn traffic_fails_over_to_the_backup_edge_and_back() {
     for (i, ns) in edges.iter().enumerate() {
         let (key, public) = wg_genkey(&dir.path, &format!("edge{i}.key"));
         edge_pubs.push(public);
-        let ifname = common::unique_tag("wgf");
+        let ifname = pisek_lab::unique_tag("wgf");
         let child = start_wireguard_go(ns, &ifname);
         ns.exec(
             "wg",

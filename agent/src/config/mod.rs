@@ -7,8 +7,10 @@
 //!    inside their networks, unique names and ids, keys that look like keys) and
 //!    returns one [`Problem`] per mistake ([`validate`]).
 //!
-//! Every field is documented in `docs/config.md`.
+//! Every field is documented in `docs/config.md`. [`fixture`] builds
+//! configs for tests and labs.
 
+pub mod fixture;
 mod schema;
 mod validate;
 

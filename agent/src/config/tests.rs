@@ -1,49 +1,26 @@
 use super::*;
 use std::io::Write;
 
-const KEY: &str = "YNqHbfBQKaGvzefSSuLF5KoKsRB1A7ULpnIzX0tPTkA=";
+use fixture::{AgentToml, BgpNeighborToml, TEST_PEER_PUBLIC_KEY, TenantToml, WireguardPeerToml};
 
-/// A complete gateway config; `{key}` is replaced with a key file's path.
-const GATEWAY: &str = r#"
-[node]
-name = "gw-1"
-role = "gateway"
+const KEY: &str = fixture::TEST_PRIVATE_KEY;
 
-[underlay]
-listen = "0.0.0.0:51820"
-
-[tunnel]
-address = "10.255.0.2"
-network = "10.255.0.0/24"
-
-[wireguard]
-private_key_file = "{key}"
-
-[[wireguard.peer]]
-name = "edge-1"
-public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
-endpoint = "192.0.2.1:51820"
-tunnel_address = "10.255.0.1"
-
-[bgp]
-asn = 65000
-
-[[bgp.neighbor]]
-address = "10.255.0.1"
-
-[[tenant]]
-name = "city"
-id = 1
-export_route_targets = ["65000:1"]
-import_route_targets = ["65000:1"]
-prefixes = ["10.1.1.0/24", "fd00:1:1::/64"]
-namespaces = ["city"]
-
-[[tenant]]
-name = "conference"
-id = 2
-prefixes = ["10.1.1.0/24"]
-"#;
+/// A complete gateway config, with `key` as its key file.
+fn gateway_config(key: &std::path::Path) -> AgentToml {
+    AgentToml::new("gw-1", Role::Gateway, "10.255.0.2", key)
+        .peer(
+            WireguardPeerToml::new("edge-1", TEST_PEER_PUBLIC_KEY, "10.255.0.1")
+                .endpoint("192.0.2.1:51820"),
+        )
+        .neighbor(BgpNeighborToml::new("10.255.0.1"))
+        .tenant(
+            TenantToml::new("city", 1)
+                .route_target("65000:1")
+                .prefixes(["10.1.1.0/24", "fd00:1:1::/64"])
+                .namespaces(["city"]),
+        )
+        .tenant(TenantToml::new("conference", 2).prefixes(["10.1.1.0/24"]))
+}
 
 struct KeyFile(std::path::PathBuf);
 
@@ -66,7 +43,7 @@ impl Drop for KeyFile {
 }
 
 fn gateway(key: &KeyFile) -> String {
-    GATEWAY.replace("{key}", &key.0.display().to_string())
+    gateway_config(&key.0).render()
 }
 
 #[test]

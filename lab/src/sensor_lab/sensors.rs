@@ -12,7 +12,7 @@
 //! -> messages of the round -> rumqttc request queue (QoS 1) -> broker;
 //! PUBACK -> the round's readings count as published.
 
-use super::netns;
+use crate::netns;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -22,13 +22,15 @@
 //! their files live in the lab's directory and go with the lab.
 
 pub mod carbon;
-mod netns;
 pub mod sensors;
 pub mod whisper;
 
 pub use sensors::{PublisherCounters, ROOMS, SensorModel, SensorPlan, civil_time, unix_now};
 
-use crate::lab::{Lab, poll, terminate};
+use crate::lab::Lab;
+use crate::netns;
+use crate::poll::poll;
+use crate::process::terminate;
 use anyhow::Context;
 use carbon::Carbon;
 use sensors::SensorPublisher;

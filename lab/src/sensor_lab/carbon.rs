@@ -3,7 +3,7 @@
 //! namespace it runs in, one-second points kept for six hours (so each
 //! reading's timestamp is stored exactly).
 
-use super::netns;
+use crate::netns;
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ impl Carbon {
             .context("starting carbon-cache")?;
         self.process = Some(child);
         let receiver = SocketAddr::from((Ipv4Addr::LOCALHOST, LINE_PORT));
-        crate::lab::poll(
+        crate::poll::poll(
             "carbon-cache's line receiver",
             Duration::from_secs(20),
             || {
@@ -111,7 +111,7 @@ impl Carbon {
     /// Stops carbon-cache as an operator does (SIGTERM) and waits for it.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.process.take() {
-            super::terminate(&mut child)?;
+            crate::process::terminate(&mut child)?;
         }
         Ok(())
     }
