@@ -14,6 +14,7 @@ pub mod bgp_speaker;
 pub mod binaries;
 pub mod bird;
 pub mod gobgpd;
+pub mod host_agent;
 pub mod lab;
 pub mod netns;
 pub mod poll;
@@ -24,6 +25,7 @@ pub mod sensor_lab;
 pub mod temp_dir;
 
 pub use binaries::{Binaries, build_agent, lab_binaries, profile_dir, workspace_binary};
+pub use host_agent::{HostAgent, Leftovers, host_agent_tenants};
 pub use lab::{Lab, Node, Reflector, TENANTS, WORKLOADS_PER_TENANT, Workload};
 pub use netns::{Netns, unique_tag, veth_pair};
 pub use poll::{poll, poll_until};
