@@ -111,6 +111,8 @@ fn measure_agent(
         ifname: "eth0".into(),
         tenant: "city".into(),
         addresses: Vec::new(),
+        mtu: None,
+        owner: None,
     };
     let detach = Request::Detach {
         container_id: "bench".into(),

@@ -157,6 +157,8 @@ impl Agent {
                 .iter()
                 .map(|a| a.parse().expect("address"))
                 .collect(),
+            mtu: None,
+            owner: None,
         })
     }
 
@@ -597,6 +599,7 @@ fn gc_detaches_what_the_runtime_no_longer_has() {
                 keep.name.clone(),
                 "eth0",
             )],
+            owner: None,
         })
         .expect("gc");
     assert_eq!(released["released"][0]["container_id"], gone.name.as_str());

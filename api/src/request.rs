@@ -34,6 +34,14 @@ pub enum Request {
         /// route.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         addresses: Vec<IpAddr>,
+        /// MTU of both veth ends; absent: the node's workload MTU, which is
+        /// also the most it may be.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
+        /// Who attaches (`cni:<network name>`, `pisekctl`): a `gc` that
+        /// names an owner releases only that owner's attachments.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     /// Detach (idempotent).
     Detach {
@@ -55,6 +63,11 @@ pub enum Request {
     Gc {
         /// The attachments the runtime still has.
         valid_attachments: Vec<WorkloadKey>,
+        /// Only attachments of this owner are candidates (a CNI network
+        /// collects its own garbage, not `pisekctl`'s or another
+        /// network's); absent: every attachment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     /// The agent's summary.
     Status,

@@ -19,6 +19,8 @@ fn attach_request_defaults_ifname_to_eth0() {
             ifname: "eth0".into(),
             tenant: "city".into(),
             addresses: Vec::new(),
+            mtu: None,
+            owner: None,
         })
     );
 }
@@ -39,6 +41,8 @@ fn attach_request_takes_requested_addresses_and_old_requests_stay_valid() {
         ifname: "eth0".into(),
         tenant: "city".into(),
         addresses: Vec::new(),
+        mtu: None,
+        owner: None,
     };
     let text = serde_json::to_string(&plain).expect("encode");
     assert!(!text.contains("addresses"), "{text}");

@@ -64,4 +64,7 @@ pub struct Attachment {
     pub gateways: Vec<IpAddr>,
     /// MTU of both ends.
     pub mtu: u32,
+    /// Who attached it (`cni:<network name>`), if the request said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }

@@ -75,6 +75,7 @@ impl HostAgent {
         let config = host_agent_tenants().into_iter().fold(
             AgentToml::new(format!("host-{tag}"), Role::Edge, "10.255.0.1", &key)
                 .api_socket(dir.path.join("agent.sock"))
+                .vanished_sweep_secs(1)
                 .state_dir(dir.path.join("state")),
             AgentToml::tenant,
         );
@@ -225,7 +226,9 @@ impl HostAgent {
 
     /// Polls until nothing is left (for cleanup the agent does on its own).
     pub fn wait_clean(&self, context: &str, timeout: Duration) {
-        poll_until(context, timeout, || self.leftovers().is_empty().then_some(()));
+        poll_until(context, timeout, || {
+            self.leftovers().is_empty().then_some(())
+        });
     }
 
     /// `ip ARGS` in the host namespace, stdout as text.

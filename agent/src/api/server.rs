@@ -147,6 +147,8 @@ impl ApiServer {
                 ifname,
                 tenant,
                 addresses,
+                mtu,
+                owner,
             } => {
                 let req = AttachRequest {
                     container_id,
@@ -154,6 +156,8 @@ impl ApiServer {
                     ifname,
                     tenant,
                     addresses,
+                    mtu,
+                    owner,
                 };
                 match self.attachments.attach(&req).await {
                     Ok(a) => {
@@ -188,8 +192,15 @@ impl ApiServer {
                 Ok(a) => Response::success(a),
                 Err(e) => Response::failure(e.code(), e.to_string()),
             },
-            Request::Gc { valid_attachments } => {
-                match self.attachments.collect_garbage(&valid_attachments).await {
+            Request::Gc {
+                valid_attachments,
+                owner,
+            } => {
+                match self
+                    .attachments
+                    .collect_garbage(&valid_attachments, owner.as_deref())
+                    .await
+                {
                     Ok(released) => Response::success(GcResult { released }),
                     Err(e) => Response::failure(e.code(), e.to_string()),
                 }

@@ -120,6 +120,8 @@ async fn unknown_tenant_and_missing_netns_are_clear_errors() {
             ifname: "eth0".into(),
             tenant: tenant.into(),
             addresses: Vec::new(),
+            mtu: None,
+            owner: None,
         };
         let e = client
             .call::<serde_json::Value>(&attach("nowhere", "/run/netns/x"))

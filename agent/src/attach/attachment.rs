@@ -23,6 +23,7 @@ impl From<&EndpointRecord> for Attachment {
                 .collect(),
             gateways: r.addresses.iter().map(|a| gateway_for(*a)).collect(),
             mtu: r.mtu,
+            owner: r.owner.clone(),
         }
     }
 }

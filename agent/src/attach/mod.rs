@@ -35,7 +35,8 @@
 //!
 //! Files: `request.rs` (validation, MTU), `naming.rs` (interface names),
 //! `veth.rs`, `workload_side.rs`, `host_side.rs` (the ensure steps),
-//! `observer.rs` (data plane and BGP), `check.rs`, `gc.rs`, `recovery.rs`;
+//! `observer.rs` (data plane and BGP), `check.rs`, `gc.rs`, `recovery.rs`,
+//! `vanished.rs` (attachments whose namespace went without a detach);
 //! this file orchestrates attach and detach and rolls back.
 
 mod addresses;
@@ -48,6 +49,7 @@ mod naming;
 mod observer;
 mod recovery;
 mod request;
+mod vanished;
 mod veth;
 mod workload_side;
 
@@ -123,6 +125,8 @@ impl Attachments {
             .tenant(&req.tenant)
             .ok_or_else(|| AttachError::UnknownTenant(req.tenant.clone()))?
             .clone();
+        let ipv6 = tenant.prefixes.iter().any(|p| p.is_ipv6());
+        request::validate_mtu(req, workload_mtu(&self.config), ipv6)?;
         let key = WorkloadKey::new(&req.container_id, &req.ifname);
         let mut store = self.store.lock().await;
         if let Err(e) = self.remove_half_made(&mut store, Some(&key)).await {
@@ -215,11 +219,12 @@ impl Attachments {
             netns: req.netns.clone(),
             host_ifname: host_ifname(&lease.key),
             addresses: lease.addresses.clone(),
-            mtu: workload_mtu(&self.config),
+            mtu: req.mtu.unwrap_or_else(|| workload_mtu(&self.config)),
             table_id: tenant.table_id(),
             rule_priority: tenant.rule_priority(),
             mac: None,
             phase: EndpointPhase::Attaching,
+            owner: req.owner.clone(),
         }
     }
 

@@ -25,6 +25,12 @@ pub struct AttachRequest {
     /// capability). Empty: allocate from the tenant's prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpAddr>,
+    /// MTU of both veth ends; `None`: [`workload_mtu`], also the most allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Who attaches (`cni:<network>`); scopes `gc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The pod MTU: the underlay MTU minus WireGuard (32 bytes of header and tag,
@@ -52,6 +58,13 @@ pub(super) fn validate_request(req: &AttachRequest) -> Result<(), AttachError> {
             req.netns.display()
         )));
     }
+    if let Some(owner) = &req.owner
+        && (owner.is_empty() || owner.len() > 256 || owner.chars().any(char::is_control))
+    {
+        return Err(AttachError::InvalidRequest(format!(
+            "owner {owner:?} must be 1 to 256 printable characters"
+        )));
+    }
     // One address per family, as the workload gets one per family.
     for ipv4 in [true, false] {
         let same: Vec<String> = req
@@ -67,6 +80,23 @@ pub(super) fn validate_request(req: &AttachRequest) -> Result<(), AttachError> {
                 same.join(", ")
             )));
         }
+    }
+    Ok(())
+}
+
+/// Checks a requested MTU against what the overlay can carry (`max`, the
+/// node's [`workload_mtu`]) and what the address families need: IPv6 needs
+/// 1280 (RFC 8200), IPv4 576 (RFC 791's datagram every host must accept).
+pub(super) fn validate_mtu(req: &AttachRequest, max: u32, ipv6: bool) -> Result<(), AttachError> {
+    let Some(mtu) = req.mtu else {
+        return Ok(());
+    };
+    let min = if ipv6 { 1280 } else { 576 };
+    if mtu < min || mtu > max {
+        return Err(AttachError::InvalidRequest(format!(
+            "MTU {mtu} is outside {min}..={max} (the overlay carries at most {max}{})",
+            if ipv6 { "; IPv6 needs 1280" } else { "" }
+        )));
     }
     Ok(())
 }
@@ -113,6 +143,8 @@ mod tests {
             ifname: "eth0".into(),
             tenant: "city".into(),
             addresses: Vec::new(),
+            mtu: None,
+            owner: None,
         };
         assert!(validate_request(&ok).is_ok());
         let two_v4 = AttachRequest {

@@ -222,6 +222,16 @@ async fn adopt_attachments(attachments: &Attachments) -> anyhow::Result<usize> {
     if !undone.is_empty() {
         tracing::warn!(count = undone.len(), "removed half-made attachments");
     }
+    let vanished = attachments
+        .release_vanished()
+        .await
+        .context("releasing attachments whose namespace is gone")?;
+    if !vanished.is_empty() {
+        tracing::warn!(
+            count = vanished.len(),
+            "released attachments whose namespace is gone"
+        );
+    }
     let adopted = attachments.list().await.len();
     attachments
         .publish_all()
@@ -246,6 +256,10 @@ async fn serve_until_signal(
         endpoints = adopted,
         "agent ready"
     );
+    let sweep = tokio::spawn(sweep_vanished(
+        Arc::clone(&attachments),
+        std::time::Duration::from_secs(config.api.vanished_sweep_secs),
+    ));
     let server = ApiServer::new(Arc::clone(config), attachments, view);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -253,6 +267,21 @@ async fn serve_until_signal(
         _ = term.recv() => tracing::info!("SIGTERM: exiting, interfaces and routes stay"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting, interfaces and routes stay"),
     }
+    sweep.abort();
     let _ = std::fs::remove_file(&config.api.socket);
     Ok(())
+}
+
+/// Every `interval`, releases the attachments whose namespace is gone (a
+/// pod removed without a CNI DEL), so their leases do not leak.
+async fn sweep_vanished(attachments: Arc<Attachments>, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if let Err(e) = attachments.release_vanished().await {
+            tracing::warn!(error = %e, "sweeping attachments whose namespace is gone");
+        }
+    }
 }

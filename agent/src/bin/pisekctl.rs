@@ -201,6 +201,8 @@ fn attach_request(
         ifname: ifname.to_string(),
         tenant: tenant.to_string(),
         addresses: addresses.to_vec(),
+        mtu: None,
+        owner: Some("pisekctl".into()),
     })
 }
 

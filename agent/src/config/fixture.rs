@@ -51,6 +51,7 @@ pub struct AgentToml {
     bgp: BgpToml,
     tenants: Vec<TenantToml>,
     api_socket: Option<String>,
+    vanished_sweep_secs: Option<u64>,
     state_dir: Option<String>,
     raw: String,
 }
@@ -121,6 +122,7 @@ impl AgentToml {
             },
             tenants: Vec::new(),
             api_socket: None,
+            vanished_sweep_secs: None,
             state_dir: None,
             raw: String::new(),
         }
@@ -186,6 +188,12 @@ impl AgentToml {
         self
     }
 
+    /// `api.vanished_sweep_secs`.
+    pub fn vanished_sweep_secs(mut self, secs: u64) -> Self {
+        self.vanished_sweep_secs = Some(secs);
+        self
+    }
+
     /// `state.dir`.
     pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.state_dir = Some(dir.as_ref().display().to_string());
@@ -223,8 +231,14 @@ impl AgentToml {
         for tenant in &self.tenants {
             tenant.render(&mut t);
         }
+        if self.api_socket.is_some() || self.vanished_sweep_secs.is_some() {
+            t.push_str("\n[api]\n");
+        }
         if let Some(socket) = &self.api_socket {
-            let _ = write!(t, "\n[api]\nsocket = {}\n", quote(socket));
+            let _ = writeln!(t, "socket = {}", quote(socket));
+        }
+        if let Some(secs) = self.vanished_sweep_secs {
+            let _ = writeln!(t, "vanished_sweep_secs = {secs}");
         }
         if let Some(dir) = &self.state_dir {
             let _ = write!(t, "\n[state]\ndir = {}\n", quote(dir));

@@ -220,16 +220,25 @@ pub struct ApiConfig {
     /// Path of the Unix socket (created with mode 0600).
     #[serde(default = "default_api_socket")]
     pub socket: PathBuf,
+    /// How often the agent looks for attachments whose network namespace
+    /// is gone (a pod removed without a CNI DEL) and releases them.
+    #[serde(default = "default_vanished_sweep_secs")]
+    pub vanished_sweep_secs: u64,
 }
 
 fn default_api_socket() -> PathBuf {
     PathBuf::from("/run/pisek/agent.sock")
 }
 
+fn default_vanished_sweep_secs() -> u64 {
+    30
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             socket: default_api_socket(),
+            vanished_sweep_secs: default_vanished_sweep_secs(),
         }
     }
 }

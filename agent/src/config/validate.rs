@@ -398,6 +398,9 @@ fn check_route_target(p: &mut Problems, field: &str, rt: &str) {
 
 fn paths(config: &Config, p: &mut Problems) {
     check_absolute(p, "api.socket", &config.api.socket);
+    if config.api.vanished_sweep_secs == 0 {
+        p.add("api.vanished_sweep_secs", "must be at least 1");
+    }
     check_absolute(p, "state.dir", &config.state.dir);
     check_absolute(
         p,

@@ -621,6 +621,7 @@ prefixes = ["10.1.1.0/24"]
             rule_priority: 1000,
             mac: None,
             phase,
+            owner: None,
         };
         let mut state = AgentState::default();
         state

@@ -47,6 +47,10 @@ pub struct EndpointRecord {
     pub mac: Option<String>,
     /// How far the attachment got.
     pub phase: EndpointPhase,
+    /// Who attached it (`cni:<network>`); records from before owners
+    /// existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Endpoint records by [`WorkloadKey::as_string`].
