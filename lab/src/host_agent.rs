@@ -52,8 +52,8 @@ pub struct Leftovers {
     pub host_veths: Vec<String>,
     /// `iif pk…` rules of either family.
     pub iif_rules: Vec<String>,
-    /// Routes in the tenants' tables other than the tenant's own
-    /// `unreachable default`.
+    /// Routes through a workload veth in the tenants' tables (the data
+    /// plane's own routes through the tenant TUNs stay).
     pub routes: Vec<String>,
 }
 
@@ -201,10 +201,12 @@ impl HostAgent {
         let mut routes = Vec::new();
         for table in TENANT_TABLES {
             for family in ["-4", "-6"] {
+                // A table the kernel has not made yet (no route was ever
+                // in it) is an error for `ip`, and means no routes.
                 routes.extend(
-                    self.ip(&[family, "route", "show", "table", table])
+                    self.try_ip(&[family, "route", "show", "table", table])
                         .lines()
-                        .filter(|l| !l.starts_with("unreachable default"))
+                        .filter(|l| l.contains(" dev pk"))
                         .map(|l| format!("table {table}: {l}")),
                 );
             }
@@ -229,6 +231,16 @@ impl HostAgent {
         poll_until(context, timeout, || {
             self.leftovers().is_empty().then_some(())
         });
+    }
+
+    /// `ip ARGS` in the host namespace, stdout as text; empty when it fails.
+    pub fn try_ip(&self, args: &[&str]) -> String {
+        Command::new("ip")
+            .args(["-n", &self.host.name])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     /// `ip ARGS` in the host namespace, stdout as text.

@@ -13,6 +13,7 @@
 pub mod bgp_speaker;
 pub mod binaries;
 pub mod bird;
+pub mod cni_exec;
 pub mod gobgpd;
 pub mod host_agent;
 pub mod lab;
@@ -25,6 +26,7 @@ pub mod sensor_lab;
 pub mod temp_dir;
 
 pub use binaries::{Binaries, build_agent, lab_binaries, profile_dir, workspace_binary};
+pub use cni_exec::{CniCall, CniOutput, run_cni};
 pub use host_agent::{HostAgent, Leftovers, host_agent_tenants};
 pub use lab::{Lab, Node, Reflector, TENANTS, WORKLOADS_PER_TENANT, Workload};
 pub use netns::{Netns, unique_tag, veth_pair};
