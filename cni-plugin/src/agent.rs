@@ -66,23 +66,39 @@ impl Agent {
         }
     }
 
-    /// Connects and sends one request.
+    /// Connects and sends one request. When the connection breaks before
+    /// the answer (the agent restarted), the request is sent again until
+    /// the wait is over: every request the plugin sends is idempotent in
+    /// the agent (a repeated attach answers the existing attachment).
     pub fn call<T: DeserializeOwned>(&self, request: &Request) -> Result<T, CniError> {
-        let mut client = self.connect(codes::TRY_AGAIN_LATER)?;
-        client.call(request).map_err(|e| match e {
-            ClientError::Api(api) => CniError::from_agent(&api),
-            // The agent went away mid-request (a restart): what it did is
-            // rolled back or kept; the runtime's retry finds out which.
-            ClientError::Io { .. } => CniError::new(
-                codes::TRY_AGAIN_LATER,
-                "the Pisek agent did not answer; try again",
-            )
-            .details(e.to_string()),
-            ClientError::Decode(d) => CniError::new(
-                codes::AGENT_ANSWER,
-                "the Pisek agent's answer could not be decoded (plugin and agent versions differ?)",
-            )
-            .details(d),
-        })
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let mut client = self.connect(codes::TRY_AGAIN_LATER)?;
+            match client.call(request) {
+                Ok(answer) => return Ok(answer),
+                Err(ClientError::Api(api)) => return Err(CniError::from_agent(&api)),
+                Err(ClientError::Decode(d)) => {
+                    return Err(CniError::new(
+                        codes::AGENT_ANSWER,
+                        "the Pisek agent's answer could not be decoded (plugin and agent versions differ?)",
+                    )
+                    .details(d));
+                }
+                Err(e @ ClientError::Io { .. }) => {
+                    // A timeout means the agent is there but slow: asking
+                    // again would only queue behind the first request.
+                    let timed_out = matches!(&e, ClientError::Io { source, .. }
+                        if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+                    if timed_out || Instant::now() >= deadline {
+                        return Err(CniError::new(
+                            codes::TRY_AGAIN_LATER,
+                            "the Pisek agent did not answer; try again",
+                        )
+                        .details(e.to_string()));
+                    }
+                    std::thread::sleep(RETRY_EVERY);
+                }
+            }
+        }
     }
 }
