@@ -200,6 +200,12 @@ fn the_tenant_comes_from_args_annotation_namespace_then_default() {
             "conference",
         ),
         (
+            "t-agent",
+            Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=ops"),
+            "",
+            "conference",
+        ),
+        (
             "t-def",
             Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=default"),
             "",

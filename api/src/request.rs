@@ -69,6 +69,12 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owner: Option<String>,
     },
+    /// The tenant whose `namespaces` list (agent.toml) holds a Kubernetes
+    /// namespace: the CNI plugin's fallback when its own config maps none.
+    TenantForNamespace {
+        /// The Kubernetes namespace.
+        namespace: String,
+    },
     /// The agent's summary.
     Status,
     /// Attached endpoints.

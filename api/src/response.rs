@@ -53,6 +53,13 @@ pub struct Detached {
     pub removed: Option<Attachment>,
 }
 
+/// Result of `tenant_for_namespace`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantChoice {
+    /// The tenant, or `None` when no tenant lists the namespace.
+    pub tenant: Option<String>,
+}
+
 /// Result of `gc`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcResult {

@@ -10,7 +10,7 @@ use crate::log::Log;
 use crate::result::{add_result, check_prev_result};
 use crate::tenant::choose_tenant;
 use crate::version::{Version, version_answer};
-use pisek_api::{Attachment, Detached, GcResult, Request, Status};
+use pisek_api::{Attachment, Detached, GcResult, Request, Status, TenantChoice};
 use std::time::{Duration, Instant};
 
 /// What the binary prints and how it exits.
@@ -134,7 +134,13 @@ fn add(inv: &Invocation, conf: &NetConf, agent: &Agent, log: &mut Log) -> Result
             "pisek-cni creates the pod's interface: it must be the first plugin of its list",
         ));
     }
-    let (tenant, source) = choose_tenant(conf, &inv.args)?;
+    let (tenant, source) = choose_tenant(conf, &inv.args, |namespace| {
+        agent
+            .call::<TenantChoice>(&Request::TenantForNamespace {
+                namespace: namespace.to_string(),
+            })
+            .map(|c| c.tenant)
+    })?;
     log.log(LogLevel::Debug, &format!("tenant {tenant} from {source:?}"));
     let netns = inv.netns.clone().unwrap_or_default();
     if !netns.exists() {

@@ -1,6 +1,7 @@
 //! Which tenant a pod joins, in order: `CNI_ARGS` `PISEK_TENANT`, the pod
 //! annotation `pisek.dev/tenant`, the pod's Kubernetes namespace through
-//! `namespaceTenants`, `defaultTenant`.
+//! the plugin's `namespaceTenants`, then through the tenants' `namespaces`
+//! lists in the agent's config, then `defaultTenant`.
 
 use crate::config::{NetConf, TENANT_ANNOTATION};
 use crate::env::CniArgs;
@@ -15,12 +16,19 @@ pub enum TenantSource {
     Annotation,
     /// `namespaceTenants`.
     Namespace,
+    /// A tenant's `namespaces` in agent.toml.
+    AgentNamespaces,
     /// `defaultTenant`.
     Default,
 }
 
-/// The tenant and why.
-pub fn choose_tenant(conf: &NetConf, args: &CniArgs) -> Result<(String, TenantSource), CniError> {
+/// The tenant and why. `agent_namespaces` asks the agent which tenant
+/// lists a namespace; it is called only when the earlier choices gave none.
+pub fn choose_tenant(
+    conf: &NetConf,
+    args: &CniArgs,
+    agent_namespaces: impl FnOnce(&str) -> Result<Option<String>, CniError>,
+) -> Result<(String, TenantSource), CniError> {
     if let Some(t) = args.pisek_tenant.as_ref().filter(|t| !t.is_empty()) {
         return Ok((t.clone(), TenantSource::CniArgs));
     }
@@ -38,6 +46,11 @@ pub fn choose_tenant(conf: &NetConf, args: &CniArgs) -> Result<(String, TenantSo
     {
         return Ok((t.clone(), TenantSource::Namespace));
     }
+    if let Some(ns) = &args.k8s_pod_namespace
+        && let Some(t) = agent_namespaces(ns)?
+    {
+        return Ok((t, TenantSource::AgentNamespaces));
+    }
     if let Some(t) = &conf.default_tenant {
         return Ok((t.clone(), TenantSource::Default));
     }
@@ -46,7 +59,9 @@ pub fn choose_tenant(conf: &NetConf, args: &CniArgs) -> Result<(String, TenantSo
         format!(
             "no tenant for this pod: no PISEK_TENANT in CNI_ARGS, no `{TENANT_ANNOTATION}` annotation, {} and no defaultTenant",
             match &args.k8s_pod_namespace {
-                Some(ns) => format!("namespace `{ns}` not in namespaceTenants"),
+                Some(ns) => format!(
+                    "namespace `{ns}` in neither namespaceTenants nor a tenant's namespaces"
+                ),
                 None => "no K8S_POD_NAMESPACE".to_string(),
             }
         ),
@@ -75,24 +90,30 @@ mod tests {
             k8s_pod_namespace: ns.map(str::to_string),
             k8s_pod_name: None,
         };
+        let none = |_: &str| Ok(None);
+        let agent = |ns: &str| Ok((ns == "agent-ns").then(|| "from-agent".to_string()));
         assert_eq!(
-            choose_tenant(&full, &args(Some("arg"), Some("team"))),
+            choose_tenant(&full, &args(Some("arg"), Some("team")), none),
             Ok(("arg".into(), TenantSource::CniArgs))
         );
         assert_eq!(
-            choose_tenant(&full, &args(None, Some("team"))),
+            choose_tenant(&full, &args(None, Some("team")), none),
             Ok(("ann".into(), TenantSource::Annotation))
         );
         let no_ann = conf(r#","defaultTenant":"d","namespaceTenants":{"team":"ns"}"#);
         assert_eq!(
-            choose_tenant(&no_ann, &args(None, Some("team"))),
+            choose_tenant(&no_ann, &args(None, Some("team")), agent),
             Ok(("ns".into(), TenantSource::Namespace))
         );
         assert_eq!(
-            choose_tenant(&no_ann, &args(None, Some("other"))),
+            choose_tenant(&no_ann, &args(None, Some("agent-ns")), agent),
+            Ok(("from-agent".into(), TenantSource::AgentNamespaces))
+        );
+        assert_eq!(
+            choose_tenant(&no_ann, &args(None, Some("other")), agent),
             Ok(("d".into(), TenantSource::Default))
         );
-        let e = choose_tenant(&conf(""), &args(None, Some("other"))).expect_err("none");
+        let e = choose_tenant(&conf(""), &args(None, Some("other")), none).expect_err("none");
         assert_eq!(e.code, codes::NO_TENANT);
         assert!(e.msg.contains("`other`"), "{e}");
     }

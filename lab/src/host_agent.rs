@@ -20,11 +20,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The tenants of a [`HostAgent`]: `city` dual stack, `conference`
-/// overlapping `city`'s IPv4 prefix, `tiny` with room for two workloads.
+/// overlapping `city`'s IPv4 prefix (and the tenant of Kubernetes namespace
+/// `ops`), `tiny` with room for two workloads.
 pub fn host_agent_tenants() -> [TenantToml; 3] {
     [
         TenantToml::new("city", 1).prefixes(["10.1.1.0/24", "fd00:1:1::/64"]),
-        TenantToml::new("conference", 2).prefixes(["10.1.1.0/24"]),
+        TenantToml::new("conference", 2)
+            .prefixes(["10.1.1.0/24"])
+            .namespaces(["ops"]),
         TenantToml::new("tiny", 3).prefixes(["10.9.9.0/30"]),
     ]
 }

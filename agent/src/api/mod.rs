@@ -23,7 +23,7 @@ mod server;
 
 pub use pisek_api::{
     ApiError, BgpSessionInfo, Detached, DropCounter, GcResult, MAX_REQUEST_BYTES, PeerInfo,
-    Request, Response, RouteInfo, Status, VrfInfo, codes,
+    Request, Response, RouteInfo, Status, TenantChoice, VrfInfo, codes,
 };
 pub use server::{ApiServer, DataplaneView, NoDataplane, bind_socket};
 

@@ -2,7 +2,7 @@
 
 use super::{
     BgpSessionInfo, Detached, DropCounter, GcResult, MAX_REQUEST_BYTES, PeerInfo, Request,
-    Response, RouteInfo, Status, VrfInfo, codes,
+    Response, RouteInfo, Status, TenantChoice, VrfInfo, codes,
 };
 use crate::attach::{AttachRequest, Attachments};
 use crate::config::{Config, Role};
@@ -205,6 +205,12 @@ impl ApiServer {
                     Err(e) => Response::failure(e.code(), e.to_string()),
                 }
             }
+            Request::TenantForNamespace { namespace } => Response::success(TenantChoice {
+                tenant: self
+                    .config
+                    .tenant_for_namespace(&namespace)
+                    .map(|t| t.name.clone()),
+            }),
             Request::Status => Response::success(self.status().await),
             Request::Endpoints => Response::success(self.attachments.list().await),
             Request::Vrfs => Response::success(self.vrfs().await),
