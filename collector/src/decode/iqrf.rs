@@ -4,16 +4,20 @@
 //!   in `data.rsp.result.sensors[]` (`type`, `value`), their indexes in
 //!   `data.rsp.result.sensorIndexes[]`;
 //! - `iqrfSensor_Frc`: many nodes, `data.rsp.result.sensors[]` holding either
-//!   `{nadr, sensor: {type, value} | null}` or, in the older form, the sensor
-//!   object itself at the node's address (index 0 is the coordinator);
+//!   (`extFormat: true`) `{nAdr, hwpid, mid, sensor: {type, value} | null}`
+//!   (`nadr` in older daemons) or the sensor object itself, at the node's
+//!   address (index 0 is the coordinator) or, for a selective FRC, in the
+//!   order of `result.selectedNodes`;
 //! - `iqrfSensorData_ReportAsync`: `data.rsp.devices[]` with `address` and
-//!   `sensors[]` (`index`, `type`, `value`); a report with `"reading": true`
-//!   only says that a read is under way and carries no values.
+//!   `sensors[]` (`index`, `type`, `value`), read at `rsp.unixTime`
+//!   (`rsp.dateTime`); a report with `"reading": true` only says that a read
+//!   is under way and carries no values.
 //!
 //! Samples are keyed by the numeric quantity `type` of the IQRF Sensor
 //! standard, never by the human-readable `name`, which is localisable. A
 //! `null` sensor or value is a node that did not answer and is skipped. The
-//! timestamp is the daemon's `responseTs` from `data.raw` when present.
+//! timestamp is the report's own time, else the daemon's `responseTs` from
+//! `data.raw`, else (none in the message) the time of arrival.
 
 use super::{DecodeError, Sample, time};
 use serde_json::Value;
@@ -70,10 +74,13 @@ pub fn quantity_name(quantity_type: u64) -> Option<&'static str> {
     })
 }
 
-/// Decodes one daemon message. Messages that carry no reading (a
-/// `"reading": true` report, a response with a non-zero `status`) decode to
-/// zero samples; anything that is not one of the three message types is an
-/// error.
+/// Decodes one daemon message. Messages that carry no reading by design (a
+/// `"reading": true` report, a response with a non-zero `status`, only
+/// `null` sensors or values) decode to zero samples; a message of a known
+/// type that yields no reading for any other reason (a field under a name
+/// the decoder does not know, a sensor without a type) is an error, so it
+/// is counted and logged instead of vanishing. Anything that is not one of
+/// the three message types is an error.
 pub fn decode(payload: &[u8], emit: &mut dyn FnMut(Sample<'_>)) -> Result<usize, DecodeError> {
     let msg: Value =
         serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
@@ -90,14 +97,16 @@ pub fn decode(payload: &[u8], emit: &mut dyn FnMut(Sample<'_>)) -> Result<usize,
         return Ok(0);
     }
     let rsp = data.get("rsp").ok_or(DecodeError::Shape("no data.rsp"))?;
-    let timestamp = match data.get("raw") {
+    let raw_timestamp = match data.get("raw") {
         Some(raw) => response_timestamp(raw)?,
         None => None,
     };
     let mut sink = Sink {
         emit,
-        timestamp,
+        timestamp: raw_timestamp,
         emitted: 0,
+        skipped: 0,
+        unusable: 0,
     };
     match m_type {
         "iqrfSensor_ReadSensorsWithTypes" => {
@@ -119,33 +128,58 @@ pub fn decode(payload: &[u8], emit: &mut dyn FnMut(Sample<'_>)) -> Result<usize,
             let result = rsp
                 .get("result")
                 .ok_or(DecodeError::Shape("no rsp.result"))?;
+            // A selective FRC lists its nodes; the sensors follow that order.
+            let selected = result.get("selectedNodes").and_then(Value::as_array);
             for (i, entry) in array(result, "sensors")?.iter().enumerate() {
-                match entry.get("nadr") {
-                    Some(nadr) => {
-                        let sensor = entry.get("sensor").unwrap_or(&Value::Null);
-                        sink.sensor(sensor, as_node(nadr), None);
+                // The extended format (`extFormat: true`) names the node:
+                // `nAdr` in the daemon's current schema, `nadr` before.
+                match entry.get("nAdr").or_else(|| entry.get("nadr")) {
+                    // `sensor` is required: `null` when the node did not answer.
+                    Some(nadr) => match entry.get("sensor") {
+                        Some(sensor) => sink.sensor(sensor, as_node(nadr), None),
+                        None => sink.unusable += 1,
+                    },
+                    None => {
+                        let node = match selected {
+                            Some(nodes) => nodes.get(i).and_then(as_node),
+                            // Index 0 is the coordinator, always null.
+                            None => u16::try_from(i).ok(),
+                        };
+                        sink.sensor(entry, node, None);
                     }
-                    // The older form: the array index is the node address.
-                    None => sink.sensor(entry, u16::try_from(i).ok(), None),
                 }
             }
         }
         "iqrfSensorData_ReportAsync" => {
+            // The report carries the time it was read: a report buffered on
+            // the gateway is stored at that time, not at its arrival.
+            if let Some(t) = report_timestamp(rsp)? {
+                sink.timestamp = Some(t);
+            }
             if rsp.get("reading").and_then(Value::as_bool) == Some(true) {
                 return Ok(0);
             }
             for device in array(rsp, "devices")? {
                 let node = device.get("address").and_then(as_node);
-                let Some(sensors) = device.get("sensors").and_then(Value::as_array) else {
-                    continue;
-                };
-                for sensor in sensors {
-                    let index = sensor.get("index").and_then(as_index);
-                    sink.sensor(sensor, node, index);
+                match device.get("sensors").and_then(Value::as_array) {
+                    // A device without sensors is documented (no data yet).
+                    Some(sensors) if sensors.is_empty() => sink.skipped += 1,
+                    Some(sensors) => {
+                        for sensor in sensors {
+                            let index = sensor.get("index").and_then(as_index);
+                            sink.sensor(sensor, node, index);
+                        }
+                    }
+                    None => sink.unusable += 1,
                 }
             }
         }
         _ => return Err(DecodeError::Shape("not an IQRF sensor message")),
+    }
+    if sink.emitted == 0 && (sink.unusable > 0 || sink.skipped == 0) {
+        return Err(DecodeError::Shape(
+            "an IQRF sensor message without a usable reading",
+        ));
     }
     Ok(sink.emitted)
 }
@@ -154,21 +188,40 @@ struct Sink<'e> {
     emit: &'e mut dyn FnMut(Sample<'_>),
     timestamp: Option<i64>,
     emitted: usize,
+    /// Entries without a reading by design: `null` sensor or value.
+    skipped: usize,
+    /// Entries the decoder could not read: no numeric type, a value that
+    /// is neither a number nor `null`.
+    unusable: usize,
 }
 
 impl Sink<'_> {
-    /// Emits one sensor object (`{type, value}`); skips `null`, a missing or
-    /// non-numeric value and an unknown type without a number.
+    /// Emits one sensor object (`{type, value}`); skips `null` and a `null`
+    /// value (documented: the node did not answer), counts anything else
+    /// it cannot read as unusable.
     fn sensor(&mut self, sensor: &Value, node: Option<u16>, index: Option<u8>) {
-        let Some(quantity) = sensor.get("type").and_then(Value::as_u64) else {
-            return;
-        };
-        let Some(value) = sensor.get("value").and_then(Value::as_f64) else {
-            return;
-        };
-        if !value.is_finite() {
+        if sensor.is_null() {
+            self.skipped += 1;
             return;
         }
+        let Some(quantity) = sensor.get("type").and_then(Value::as_u64) else {
+            self.unusable += 1;
+            return;
+        };
+        let value = match sensor.get("value") {
+            // The daemon's older FRC form omits the value of a silent node.
+            None | Some(Value::Null) => {
+                self.skipped += 1;
+                return;
+            }
+            Some(v) => match v.as_f64() {
+                Some(v) if v.is_finite() => v,
+                _ => {
+                    self.unusable += 1;
+                    return;
+                }
+            },
+        };
         let unknown;
         let field = match quantity_name(quantity) {
             Some(name) => name,
@@ -185,6 +238,23 @@ impl Sink<'_> {
             timestamp: self.timestamp,
         });
         self.emitted += 1;
+    }
+}
+
+/// A report's own time: `unixTime` (seconds), else `dateTime` (RFC 3339).
+fn report_timestamp(rsp: &Value) -> Result<Option<i64>, DecodeError> {
+    if let Some(t) = rsp.get("unixTime") {
+        return t
+            .as_i64()
+            .filter(|t| *t >= 0)
+            .map(Some)
+            .ok_or(DecodeError::Timestamp);
+    }
+    match rsp.get("dateTime").and_then(Value::as_str) {
+        None => Ok(None),
+        Some(ts) => time::parse_rfc3339(ts)
+            .map(Some)
+            .ok_or(DecodeError::Timestamp),
     }
 }
 
@@ -273,6 +343,61 @@ mod tests {
                 ("binary_data7".into(), Some(5), None, 7.0, None),
             ]
         );
+    }
+
+    /// iqrf-gateway-daemon's current examples
+    /// (`api/examples/iqrfSensor_Frc-response-1-0-0-example.json`, the
+    /// selective and the extended forms; `iqrfSensorData_ReportAsync-...`),
+    /// trimmed of `raw` entries beyond the first and of the null padding.
+    pub(crate) const FRC_EXT: &str = r#"{"mType":"iqrfSensor_Frc","data":{"msgId":"d878e5f9-34c3-4559-b1fb-25e8624b2667","rsp":{"nAdr":0,"pnum":13,"pcmd":130,"hwpId":0,"rCode":0,"dpaVal":0,"result":{"sensors":[{"hwpid":5122,"mid":2165406801,"nAdr":1,"sensor":{"decimalPlaces":4,"id":"TEMPERATURE","name":"Temperature","shortName":"T","type":1,"unit":"°C","value":25.5}},{"hwpid":null,"mid":null,"nAdr":4,"sensor":null}],"sensorIndex":0,"selectedNodes":[1,4]}},"raw":[{"request":"00.00.0d.02.ff.ff","requestTs":"2024-04-17T11:22:56.509-04:00","confirmation":"","confirmationTs":"","response":"00.00.0d.82","responseTs":"2024-04-17T11:22:57.089-04:00"}],"insId":"iqrfgd2-default","statusStr":"ok","status":0}}"#;
+    pub(crate) const FRC_SELECTIVE: &str = r#"{"mType":"iqrfSensor_Frc","data":{"msgId":"35a2a9f6-1c1a-459a-8707-c20b9351acba","rsp":{"nAdr":0,"pnum":13,"pcmd":130,"hwpId":0,"rCode":0,"dpaVal":0,"result":{"sensors":[null,{"decimalPlaces":4,"id":"TEMPERATURE","name":"Temperature","shortName":"T","type":1,"unit":"°C","value":25}],"sensorIndex":0,"selectedNodes":[1,4]}},"insId":"iqrfgd2-default","statusStr":"ok","status":0}}"#;
+    pub(crate) const REPORT_TIMED: &str = r#"{"mType":"iqrfSensorData_ReportAsync","data":{"msgId":"async","rsp":{"devices":[{"address":1,"hwpid":10244,"mid":2165474388,"rssi":-56,"sensors":[]},{"address":3,"hwpid":1026,"mid":2165406801,"rssi":-24,"sensors":[{"index":0,"type":1,"name":"Temperature","unit":"°C","value":null},{"index":1,"type":129,"name":"Light indicator","unit":"%","value":16.5},{"index":2,"type":129,"name":"Potentiometer","unit":"%","value":0}]}],"dateTime":"2025-12-11T10:52:22Z","unixTime":1765450342,"reportNum":2,"reading":false},"status":0,"statusStr":"ok","insId":"iqrfgd2-default"}}"#;
+
+    #[test]
+    fn frc_of_the_current_daemon_in_its_extended_and_selective_forms() {
+        let ts = Some(1_713_367_377);
+        assert_eq!(
+            all(FRC_EXT).unwrap(),
+            vec![("temperature".into(), Some(1), None, 25.5, ts)]
+        );
+        // Sensors follow `selectedNodes`: the second is node 4, not node 1.
+        assert_eq!(
+            all(FRC_SELECTIVE).unwrap(),
+            vec![("temperature".into(), Some(4), None, 25.0, None)]
+        );
+    }
+
+    #[test]
+    fn a_report_is_stored_at_its_own_time() {
+        let at = Some(1_765_450_342);
+        assert_eq!(
+            all(REPORT_TIMED).unwrap(),
+            vec![
+                ("binary_data7".into(), Some(3), Some(1), 16.5, at),
+                ("binary_data7".into(), Some(3), Some(2), 0.0, at),
+            ]
+        );
+        let by_date = REPORT_TIMED.replace(r#""unixTime":1765450342,"#, "");
+        assert_eq!(all(&by_date).unwrap()[0].4, at);
+        let bad = REPORT_TIMED.replace("1765450342", r#""soon""#);
+        assert_eq!(all(&bad), Err(DecodeError::Timestamp));
+    }
+
+    #[test]
+    fn a_known_message_without_a_usable_reading_is_an_error() {
+        // A node field under a name the decoder does not know: nothing to
+        // read, and it must not vanish silently.
+        let renamed = FRC_EXT.replace(r#""sensor":{"#, r#""reading":{"#);
+        assert!(matches!(all(&renamed), Err(DecodeError::Shape(_))));
+        let no_type = REPORT_TIMED.replace(r#""type":129,"#, "");
+        assert!(matches!(all(&no_type), Err(DecodeError::Shape(_))));
+        let text_value = READ_WITH_TYPES
+            .replace("28.5", r#""28.5""#)
+            .replace("2439", r#""2439""#);
+        assert!(matches!(all(&text_value), Err(DecodeError::Shape(_))));
+        // The documented skips are not errors.
+        let all_null = FRC_SELECTIVE.replace(r#""value":25"#, r#""value":null"#);
+        assert_eq!(all(&all_null).unwrap(), vec![]);
     }
 
     #[test]
