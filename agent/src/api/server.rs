@@ -28,6 +28,11 @@ pub trait DataplaneView: Send + Sync {
     fn bgp_sessions(&self) -> Option<Vec<BgpSessionInfo>>;
     /// Drop counters.
     fn drops(&self) -> Vec<DropCounter>;
+    /// Learned routes refused (they claimed one of this node's own
+    /// prefixes), if this node learns routes.
+    fn refused_routes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The view of an agent without a running data plane.

@@ -167,12 +167,14 @@ impl Attachments {
         }
         // Before anything is allocated: the namespace must exist.
         let netns = netlink::open_netns(&req.netns).map_err(AttachError::Netns)?;
+        let avoid = self.learned_hosts(tenant.id);
         let record = store.update(|s| -> Result<EndpointRecord, AttachError> {
-            let lease = s.leases.allocate_requested(
+            let lease = s.leases.allocate_avoiding(
                 &key,
                 &tenant.name,
                 &tenant.prefixes,
                 &req.addresses,
+                &avoid,
             )?;
             let record = self.new_record(req, &tenant, &lease);
             s.endpoints.insert(record.clone());

@@ -63,9 +63,23 @@ pub trait WorkloadObserver: Send + Sync {
     /// The workload is being detached; returns once it is forgotten.
     fn detached<'a>(&'a self, workload: &'a WorkloadAddresses)
     -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The host addresses the tenant has learned routes for (workloads on
+    /// other nodes): the IPAM does not hand them out.
+    fn learned_hosts(&self, _tenant_id: u32) -> Vec<IpAddr> {
+        Vec::new()
+    }
 }
 
 impl Attachments {
+    /// The addresses the IPAM must skip for a tenant (see
+    /// [`WorkloadObserver::learned_hosts`]).
+    pub(super) fn learned_hosts(&self, tenant_id: u32) -> std::collections::BTreeSet<IpAddr> {
+        self.observer
+            .as_ref()
+            .map(|o| o.learned_hosts(tenant_id).into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Tells the observer of every complete attachment again: on start,
     /// for the attachments adopted from the state.
     pub async fn publish_all(&self) -> anyhow::Result<()> {

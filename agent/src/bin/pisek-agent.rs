@@ -107,7 +107,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .is_some();
     // The previous run's learned routes, stale, in the VRFs before the
     // forwarder's first packet (RFC 4724 §4.1).
-    let mut vrf_routes = routing::VrfRoutes::new(config.tunnel.address);
+    let mut vrf_routes = routing::VrfRoutes::new(config.tunnel.address)
+        .with_own_prefixes(routing::own_prefixes(&config));
     let kept = kept_routes(&config, restarting, &mut vrf_routes);
     let mut forwarder = dataplane::start(&config, &labels, &kept, &workloads, &host)
         .await
@@ -144,11 +145,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_observer(Arc::new(workload_routing)),
     );
     let adopted = adopt_attachments(&attachments).await?;
-    let view: Arc<dyn DataplaneView> = Arc::new(dataplane::LiveView::new(
+    let mut live_view = dataplane::LiveView::new(
         Arc::clone(&config),
         forwarder.snapshot(),
         Arc::clone(&sessions),
-    ));
+    );
+    if let Some(r) = &routing {
+        live_view = live_view.with_vrf_routes(Arc::clone(&r.vrf_routes));
+    }
+    let view: Arc<dyn DataplaneView> = Arc::new(live_view);
     // Metrics are for the operator: the agent forwards without them, but a
     // configured endpoint that cannot bind is a config error worth stopping for.
     let _metrics = metrics::serve(

@@ -34,6 +34,6 @@ pub mod routing;
 
 pub use driver::{BgpConfig, BgpHandle};
 pub use routing::{
-    FAMILIES, Routing, VrfChange, VrfRoutes, WorkloadRouting, bgp_config, router_id, start,
-    stray_routes, workload_addresses,
+    FAMILIES, Routing, VrfChange, VrfRoutes, WorkloadRouting, bgp_config, own_prefixes, router_id,
+    start, stray_routes, workload_addresses,
 };

@@ -82,6 +82,22 @@ pub fn router_id(config: &Config) -> anyhow::Result<Ipv4Addr> {
     }
 }
 
+/// The node's own prefixes per tenant: a learned route for exactly one of
+/// them is refused (`VrfRoutes::with_own_prefixes`).
+pub fn own_prefixes(config: &Config) -> Vec<(TenantId, IpNet)> {
+    config
+        .tenants
+        .iter()
+        .flat_map(|t| {
+            t.prefixes.iter().filter_map(move |p| {
+                IpNet::new(p.ip(), p.prefix())
+                    .ok()
+                    .map(|n| (TenantId(t.id), n.trunc()))
+            })
+        })
+        .collect()
+}
+
 /// The host routes of the stray addresses of the complete attachments in
 /// `state`: advertised from the start after a restart, like the node
 /// prefixes, so they are in the first UPDATEs ahead of End-of-RIB.
@@ -302,6 +318,10 @@ pub(super) async fn install_routes(
                 let Ok(mut routes) = vrf_routes.lock() else {
                     return;
                 };
+                if let Some(why) = routes.refuses(&event) {
+                    let next_hop = event.route.as_ref().map(|r| r.next_hop);
+                    tracing::warn!(tenant = tenant.0, %prefix, ?next_hop, "learned route refused: {why}");
+                }
                 let change = routes.learned(event);
                 writer.changed();
                 let Some(change) = change else {
@@ -448,6 +468,13 @@ impl WorkloadObserver for WorkloadRouting {
             }
             Ok(())
         })
+    }
+
+    fn learned_hosts(&self, tenant_id: u32) -> Vec<IpAddr> {
+        self.vrf_routes
+            .lock()
+            .map(|r| r.learned_hosts(TenantId(tenant_id)))
+            .unwrap_or_default()
     }
 
     fn detached<'a>(&'a self, w: &'a WorkloadAddresses) -> BoxFuture<'a, anyhow::Result<()>> {

@@ -6,6 +6,7 @@ use super::snapshot::Snapshot;
 use crate::api::{BgpSessionInfo, DataplaneView, DropCounter, PeerInfo, RouteInfo};
 use crate::config::Config;
 use crate::keyfile;
+use pisek_overlay::bgp::import::VrfRoutes;
 use pisek_overlay::drop::DropCounters;
 use pisek_overlay::vrf::NextHop;
 use pisek_overlay::wg::WgDropCounters;
@@ -17,6 +18,7 @@ pub struct LiveView {
     config: Arc<Config>,
     snapshot: Arc<Mutex<Snapshot>>,
     sessions: Arc<Mutex<Vec<BgpSessionInfo>>>,
+    vrf_routes: Option<Arc<Mutex<VrfRoutes>>>,
 }
 
 impl LiveView {
@@ -30,7 +32,14 @@ impl LiveView {
             config,
             snapshot,
             sessions,
+            vrf_routes: None,
         }
+    }
+
+    /// Also shows what the VRF route table refused.
+    pub fn with_vrf_routes(mut self, vrf_routes: Arc<Mutex<VrfRoutes>>) -> LiveView {
+        self.vrf_routes = Some(vrf_routes);
+        self
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -115,6 +124,11 @@ impl DataplaneView for LiveView {
 
     fn drops(&self) -> Vec<DropCounter> {
         drop_rows(&self.config, &self.snapshot())
+    }
+
+    fn refused_routes(&self) -> Option<u64> {
+        let routes = self.vrf_routes.as_ref()?;
+        routes.lock().ok().map(|r| r.refused())
     }
 }
 

@@ -170,6 +170,22 @@ impl Leases {
         prefixes: &[IpNetwork],
         requested: &[IpAddr],
     ) -> Result<Lease, IpamError> {
+        self.allocate_avoiding(key, tenant, prefixes, requested, &BTreeSet::new())
+    }
+
+    /// [`Leases::allocate_requested`] that never hands out an address in
+    /// `avoid`: the tenant's learned host routes, workloads on other nodes
+    /// (a stray address that lies in this node's prefix). Requested
+    /// addresses are not checked against it: a workload that moved here
+    /// asks for its own address while its old node may still advertise it.
+    pub fn allocate_avoiding(
+        &mut self,
+        key: &WorkloadKey,
+        tenant: &str,
+        prefixes: &[IpNetwork],
+        requested: &[IpAddr],
+        avoid: &BTreeSet<IpAddr>,
+    ) -> Result<Lease, IpamError> {
         if let Some(existing) = self.get(key) {
             if existing.tenant != tenant {
                 return Err(IpamError::OtherTenant {
@@ -197,6 +213,7 @@ impl Leases {
             .values()
             .filter(|l| l.tenant == tenant)
             .flat_map(|l| l.addresses.iter().copied())
+            .chain(avoid.iter().copied())
             .collect();
         let mut addresses = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {

@@ -297,3 +297,31 @@ fn repeated_request_is_idempotent_and_a_different_one_is_refused() {
     assert!(matches!(err, IpamError::OtherAddresses { .. }), "{err}");
     assert_eq!(leases.len(), 1);
 }
+
+#[test]
+fn allocation_skips_addresses_learned_from_other_nodes_but_not_requests() {
+    let mut leases = Leases::default();
+    let prefixes = [net("10.1.1.0/24")];
+    let avoid: BTreeSet<IpAddr> = [ip("10.1.1.1"), ip("10.1.1.2")].into();
+    let l = leases
+        .allocate_avoiding(
+            &WorkloadKey::new("a", "eth0"),
+            "city",
+            &prefixes,
+            &[],
+            &avoid,
+        )
+        .expect("lease");
+    assert_eq!(l.addresses, [ip("10.1.1.3")]);
+    // A workload that moved here asks for its address: it gets it.
+    let moved = leases
+        .allocate_avoiding(
+            &WorkloadKey::new("b", "eth0"),
+            "city",
+            &prefixes,
+            &[ip("10.1.1.1")],
+            &avoid,
+        )
+        .expect("requested");
+    assert_eq!(moved.addresses, [ip("10.1.1.1")]);
+}

@@ -41,6 +41,9 @@ pub struct Scrape {
     pub drops: Vec<DropCounter>,
     /// BGP sessions (`None` without a speaker).
     pub bgp_sessions: Option<Vec<BgpSessionInfo>>,
+    /// Learned routes refused for claiming an own prefix (`None` without
+    /// a speaker).
+    pub refused_routes: Option<u64>,
     /// Routes learned by BGP.
     pub remote_routes: Vec<RouteInfo>,
     /// Attached endpoints per tenant, and their addresses (local routes);
@@ -135,6 +138,15 @@ pub fn render(scrape: &Scrape) -> String {
     render_drops(&mut out, &scrape.drops);
     if let Some(sessions) = &scrape.bgp_sessions {
         render_bgp(&mut out, sessions);
+    }
+    if let Some(refused) = scrape.refused_routes {
+        Family::new(
+            &mut out,
+            "pisek_bgp_routes_refused_total",
+            "counter",
+            "Learned VPN routes refused because they claim one of this node's own prefixes.",
+        )
+        .sample(&[], refused);
     }
     render_routes(&mut out, scrape);
     if let Some(endpoints) = &scrape.endpoints {
@@ -443,6 +455,7 @@ mod tests {
                 received: 3,
                 advertised: 2,
             }]),
+            refused_routes: Some(2),
             remote_routes: vec![
                 route("city", "10.1.2.0/24"),
                 route("city", "10.1.3.0/24"),
@@ -530,6 +543,9 @@ pisek_bgp_routes_received{neighbor="10.255.0.1",name="edge"} 3
 # HELP pisek_bgp_routes_advertised Routes this node currently advertises to the BGP neighbor.
 # TYPE pisek_bgp_routes_advertised gauge
 pisek_bgp_routes_advertised{neighbor="10.255.0.1",name="edge"} 2
+# HELP pisek_bgp_routes_refused_total Learned VPN routes refused because they claim one of this node's own prefixes.
+# TYPE pisek_bgp_routes_refused_total counter
+pisek_bgp_routes_refused_total 2
 # HELP pisek_routes Routes in the tenant's VRF: source=local (attached endpoints' addresses) or bgp.
 # TYPE pisek_routes gauge
 pisek_routes{tenant="city",source="local"} 2

@@ -312,6 +312,7 @@ pub async fn collect(sources: &MetricsSources) -> Scrape {
         peers: view.peers(),
         drops: view.drops(),
         bgp_sessions: view.bgp_sessions(),
+        refused_routes: view.refused_routes(),
         remote_routes: view.remote_routes(None),
         endpoints,
         now_unix_secs,

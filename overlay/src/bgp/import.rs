@@ -10,7 +10,9 @@
 //! to a fresh one. A local host route (a workload here whose address lies
 //! outside the node's prefixes) wins over learned ones for the same prefix:
 //! the workload is here, whatever an older advertisement from its previous
-//! node says.
+//! node says. A learned route for exactly one of the node's own prefixes
+//! is refused (and counted): the node's prefix is local by definition, and
+//! installing it would send the node's own workloads' traffic away.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -76,6 +78,10 @@ pub struct VrfRoutes {
     own_address: IpAddr,
     learned: HashMap<(TenantId, IpNet), Candidates>,
     local: HashSet<(TenantId, IpNet)>,
+    /// The node's own prefixes per tenant: never replaced by a learned route.
+    own_prefixes: HashSet<(TenantId, IpNet)>,
+    /// Learned routes refused because they claim an own prefix.
+    refused: u64,
     /// Bumped on every change of the learned routes: the writer compares
     /// it with what it wrote last.
     generation: u64,
@@ -88,8 +94,35 @@ impl VrfRoutes {
             own_address,
             learned: HashMap::new(),
             local: HashSet::new(),
+            own_prefixes: HashSet::new(),
+            refused: 0,
             generation: 0,
         }
+    }
+
+    /// The node's own prefixes (tenant, prefix): learned routes for exactly
+    /// these are refused.
+    pub fn with_own_prefixes(
+        mut self,
+        prefixes: impl IntoIterator<Item = (TenantId, IpNet)>,
+    ) -> VrfRoutes {
+        self.own_prefixes.extend(prefixes);
+        self
+    }
+
+    /// Why a learned route is refused, if it is: it claims one of the
+    /// node's own prefixes. [`VrfRoutes::learned`] ignores such routes.
+    pub fn refuses(&self, event: &RouteEvent) -> Option<&'static str> {
+        (event.route.is_some()
+            && self
+                .own_prefixes
+                .contains(&(event.tenant, event.prefix.prefix)))
+        .then_some("the prefix is this node's own")
+    }
+
+    /// How many learned routes were refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// Loads the routes the previous run learned, as stale candidates
@@ -99,7 +132,11 @@ impl VrfRoutes {
     pub fn restore(&mut self, routes: &[LearnedRoute]) -> Vec<VrfChange> {
         let mut changes = Vec::new();
         let own_address = self.own_address;
-        for r in routes.iter().filter(|r| r.next_hop != own_address) {
+        let own_prefixes = self.own_prefixes.clone();
+        for r in routes
+            .iter()
+            .filter(|r| r.next_hop != own_address && !own_prefixes.contains(&(r.tenant, r.prefix)))
+        {
             let candidate = Candidate {
                 next_hop: r.next_hop,
                 label: r.label,
@@ -168,6 +205,16 @@ impl VrfRoutes {
             .collect()
     }
 
+    /// The host addresses (/32, /128) the tenant learned routes for:
+    /// workloads on other nodes, which this node's IPAM must not hand out.
+    pub fn learned_hosts(&self, tenant: TenantId) -> Vec<IpAddr> {
+        self.learned
+            .keys()
+            .filter(|(t, p)| *t == tenant && p.prefix_len() == p.max_prefix_len())
+            .map(|(_, p)| p.addr())
+            .collect()
+    }
+
     /// Changes with every change of the learned routes.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -202,6 +249,10 @@ impl VrfRoutes {
     /// A best-path change from BGP. A route re-learned after a restart
     /// replaces its stale copy; a withdrawal removes it, stale or not.
     pub fn learned(&mut self, event: RouteEvent) -> Option<VrfChange> {
+        if self.refuses(&event).is_some() {
+            self.refused += 1;
+            return None;
+        }
         let key = (event.tenant, event.prefix.prefix);
         self.generation += 1;
         self.change(key, |s| {
@@ -315,6 +366,39 @@ mod tests {
             routes.learned(event(11, "10.1.9.5/32", Some(route("10.255.0.11", 16)))),
             None
         );
+    }
+
+    #[test]
+    fn a_learned_route_for_an_own_prefix_is_refused_and_counted() {
+        let own: IpNet = "10.1.1.0/24".parse().expect("prefix");
+        let mut routes = VrfRoutes::new("10.255.0.11".parse().expect("address"))
+            .with_own_prefixes([(TenantId(1), own)]);
+        let claim = event(12, "10.1.1.0/24", Some(route("10.255.0.12", 17)));
+        assert_eq!(
+            routes.refuses(&claim),
+            Some("the prefix is this node's own")
+        );
+        assert_eq!(routes.learned(claim), None, "not installed");
+        assert_eq!(routes.refused(), 1);
+        routes.learned(event(12, "10.1.1.7/32", Some(route("10.255.0.12", 17))));
+        routes.learned(event(12, "fd00::7/128", Some(route("10.255.0.12", 17))));
+        let mut hosts = routes.learned_hosts(TenantId(1));
+        hosts.sort();
+        assert_eq!(hosts.len(), 2, "host routes only: {hosts:?}");
+        routes.learned(event(12, "10.1.1.7/32", None));
+        routes.learned(event(12, "fd00::7/128", None));
+        assert!(routes.learned_routes().is_empty(), "not kept either");
+        // A withdrawal of it is not a refusal; a more specific route is fine.
+        assert_eq!(routes.refuses(&event(12, "10.1.1.0/24", None)), None);
+        let inside = routes.learned(event(12, "10.1.1.128/25", Some(route("10.255.0.12", 17))));
+        assert_eq!(inside.map(|c| c.next_hop), Some(tunnel("10.255.0.12", 17)));
+        // Nor does a restored copy come back.
+        let mut kept = kept_routes();
+        kept[0].prefix = own;
+        let mut restarted = VrfRoutes::new("10.255.0.11".parse().expect("address"))
+            .with_own_prefixes([(TenantId(1), own)]);
+        let changes = restarted.restore(&kept);
+        assert!(changes.iter().all(|c| c.prefix != own), "{changes:?}");
     }
 
     /// What gw1 learned before its restart: gw2's prefixes (IPv4 and
