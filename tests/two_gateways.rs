@@ -12,6 +12,7 @@
 //! routes and the drops. The same overlay comes up with gobgpd as the route
 //! reflector and the edge agent as its client.
 
+use pisek_lab::lab::longest_ping_gap;
 use pisek_lab::{Lab, Reflector, Workload};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -416,34 +417,6 @@ fn a_spoofed_source_is_dropped_and_counted(lab: &Lab) {
         page.contains("pisek_tenant_packets_total{tenant=\"city\",direction=\"out\"}"),
         "{page}"
     );
-}
-
-/// The longest run of missing replies in `ping -i <interval>` output, as a
-/// duration (the outage a restart caused).
-fn longest_ping_gap(output: &str, interval: Duration) -> Duration {
-    // ping numbers its requests 1..=transmitted; replies missing at the
-    // start or the end are a gap too, so the run is bounded by 0 and
-    // transmitted + 1 (a path that never came back is not "no gap").
-    let transmitted: u64 = output
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .expect("ping's summary line");
-    let mut seqs: Vec<u64> = output
-        .lines()
-        .filter_map(|l| l.split("icmp_seq=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-        .collect();
-    seqs.push(0);
-    seqs.push(transmitted + 1);
-    seqs.sort_unstable();
-    seqs.dedup(); // DUP! replies
-    let gap = seqs
-        .windows(2)
-        .map(|w| w[1].saturating_sub(w[0] + 1))
-        .max()
-        .unwrap_or(0);
-    interval * gap as u32
 }
 
 /// Restarts gw1's agent (SIGTERM, `between` while it is down, start, then

@@ -40,6 +40,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use probes::longest_ping_gap;
 pub use topology::{prefix_v4, prefix_v6};
 
 /// The tenants of the lab: (name, id).

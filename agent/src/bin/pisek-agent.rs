@@ -113,6 +113,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut forwarder = dataplane::start(&config, &labels, &kept, &workloads, &host)
         .await
         .context("starting the data plane")?;
+    // Where the peers are, for the next start's handshakes.
+    tokio::spawn(dataplane::peer_endpoints::keep(
+        config.state.dir.clone(),
+        forwarder.snapshot(),
+    ));
     let routing = if config.bgp.speaker {
         Some(
             routing::start(

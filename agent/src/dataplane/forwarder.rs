@@ -208,6 +208,16 @@ impl Loop {
     }
 
     fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        // Peers whose endpoint is known hear from us at once: after a
+        // restart their sessions with us are gone, and waiting for their
+        // rekey timeout would cost seconds of traffic.
+        let initiated = self
+            .pipeline
+            .initiate_handshakes(Instant::now(), &mut self.out);
+        if initiated > 0 {
+            tracing::info!(peers = initiated, "handshakes initiated at start");
+            self.flush()?;
+        }
         let mut next_tick = Instant::now();
         let mut next_publish = Instant::now();
         let mut ready = PollSet::new(

@@ -41,6 +41,7 @@
 mod commands;
 mod devices;
 mod forwarder;
+pub mod peer_endpoints;
 mod poll;
 mod snapshot;
 mod start;

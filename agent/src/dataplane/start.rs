@@ -5,6 +5,7 @@
 
 use super::devices::open_devices;
 use super::forwarder::Forwarder;
+use super::peer_endpoints::{self, PeerEndpoints};
 use super::underlay::UdpBatchSocket;
 use crate::config::{Config, Role};
 use crate::keyfile;
@@ -71,7 +72,7 @@ pub async fn start(
         }
     }
     vrfs.commit_changed();
-    let wg = wireguard(config)?;
+    let wg = wireguard(config, &peer_endpoints::load(&config.state.dir))?;
     let mut pipeline = Pipeline::new(pipeline_config, vrfs, wg);
     // Workloads that kept running through a restart send from their first
     // packet on: they must not count as spoofed until attach re-publishes.
@@ -89,8 +90,9 @@ pub async fn start(
 /// The WireGuard interface: this node's key, the configured peers, and
 /// crypto-key routes. Each peer owns its tunnel address; on a gateway the
 /// whole tunnel network goes to the first edge, failing over to the second
-/// (hub and spoke: other gateways are reached through the edge).
-fn wireguard(config: &Config) -> anyhow::Result<WgInterface> {
+/// (hub and spoke: other gateways are reached through the edge). A peer
+/// without a configured endpoint starts at its last known one (`known`).
+fn wireguard(config: &Config, known: &PeerEndpoints) -> anyhow::Result<WgInterface> {
     let secret = keyfile::load(&config.wireguard.private_key_file)?;
     let mut wg = WgInterface::new(secret, WgSettings::default());
     let mut ids = Vec::new();
@@ -101,7 +103,11 @@ fn wireguard(config: &Config) -> anyhow::Result<WgInterface> {
             .add_peer(WgPeerConfig {
                 public_key,
                 preshared_key: None,
-                endpoint: peer.endpoint,
+                endpoint: peer.endpoint.or_else(|| {
+                    known
+                        .get(&keyfile::encode_key(public_key.as_bytes()))
+                        .copied()
+                }),
                 persistent_keepalive: (peer.keepalive_secs > 0).then_some(peer.keepalive_secs),
             })
             .with_context(|| format!("wireguard peer {}", peer.name))?;

@@ -5,6 +5,7 @@ use super::{Lab, Workload};
 use anyhow::{Context, bail};
 use std::net::IpAddr;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 impl Lab {
     /// Runs a program in a namespace.
@@ -123,4 +124,32 @@ impl Lab {
             .and_then(|(_, v)| v.trim().parse().ok())
             .with_context(|| format!("Icmp6InEchos in /proc/net/snmp6 of {}", workload.netns))
     }
+}
+
+/// The longest run of missing replies in `ping -i <interval>` output, as a
+/// duration (the outage a restart caused).
+pub fn longest_ping_gap(output: &str, interval: Duration) -> Duration {
+    // ping numbers its requests 1..=transmitted; replies missing at the
+    // start or the end are a gap too, so the run is bounded by 0 and
+    // transmitted + 1 (a path that never came back is not "no gap").
+    let transmitted: u64 = output
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("ping's summary line");
+    let mut seqs: Vec<u64> = output
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    seqs.push(0);
+    seqs.push(transmitted + 1);
+    seqs.sort_unstable();
+    seqs.dedup(); // DUP! replies
+    let gap = seqs
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0] + 1))
+        .max()
+        .unwrap_or(0);
+    interval * gap as u32
 }

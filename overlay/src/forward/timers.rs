@@ -8,6 +8,16 @@ use crate::drop::DropReason;
 use std::time::Instant;
 
 impl Pipeline {
+    /// Sends a WireGuard handshake initiation to every peer with a known
+    /// endpoint (at start); returns how many.
+    pub fn initiate_handshakes(&mut self, now: Instant, out: &mut ForwardOutput) -> usize {
+        let mut sink = WgSink::new(&mut out.underlay, &mut self.overflow, &mut []);
+        let sent = self.wg.initiate_handshakes(now, &mut sink);
+        let overflowed = sink.overflowed;
+        self.drops.record_many(DropReason::QueueFull, overflowed);
+        sent
+    }
+
     /// Runs every timer due at `now`. Call it every 100-250 ms.
     pub fn tick(&mut self, now: Instant, out: &mut ForwardOutput) {
         let mut sink = WgSink::new(&mut out.underlay, &mut self.overflow, &mut []);

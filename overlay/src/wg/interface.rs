@@ -427,6 +427,29 @@ impl WgInterface {
         }
     }
 
+    /// Sends a handshake initiation to every peer with a known endpoint:
+    /// at start, so that peers behind NAT (which only this side's restart
+    /// made forget their session) are back within one round trip instead
+    /// of after their own rekey timeout. Returns how many were sent.
+    pub fn initiate_handshakes(&mut self, now: Instant, out: &mut impl WgOutput) -> usize {
+        let mut sent = 0;
+        for peer in self.peers.iter_mut().flatten() {
+            let Some(endpoint) = peer.endpoint else {
+                continue;
+            };
+            if let TunnResult::WriteToNetwork(datagram) = peer
+                .tunn
+                .format_handshake_initiation(out.datagram_buffer(), false)
+            {
+                let len = datagram.len();
+                note_sent(peer, datagram, now);
+                out.send_datagram(len, endpoint);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     fn peer(&self, id: PeerId) -> Option<&Peer> {
         self.peers.get(id.0 as usize).and_then(Option::as_ref)
     }

@@ -510,3 +510,41 @@ fn the_interface_can_move_to_the_forwarding_thread() {
     fn assert_send<T: Send>() {}
     assert_send::<WgInterface>();
 }
+
+#[test]
+fn a_restarted_side_that_initiates_brings_the_session_back_at_once() {
+    let mut t = Pair::new();
+    t.connect();
+    // B restarts: its sessions are gone, but it kept A's last endpoint.
+    t.b = WgInterface::new(secret(2), WgSettings::default());
+    t.a_at_b =
+        t.b.add_peer(PeerConfig {
+            public_key: public(1),
+            preshared_key: Some([7; 32]),
+            endpoint: Some(addr(A_UNDERLAY)),
+            persistent_keepalive: None,
+        })
+        .unwrap();
+    t.b.add_route("10.9.0.1/32".parse().unwrap(), t.a_at_b, None)
+        .unwrap();
+    assert_eq!(t.b.initiate_handshakes(t.now, &mut t.wire_b), 1);
+    assert_eq!(t.wire_b.datagrams[0].1, addr(A_UNDERLAY));
+    t.exchange(addr(A_UNDERLAY));
+    // A's next packet uses the new session: B decrypts it, no rekey wait.
+    t.a.send(
+        &ipv4_packet(A_TUNNEL, B_TUNNEL, b"after"),
+        t.now,
+        &mut t.wire_a,
+    )
+    .unwrap();
+    t.exchange(addr(A_UNDERLAY));
+    assert!(
+        t.wire_b
+            .delivered
+            .iter()
+            .any(|(p, _)| p.ends_with(b"after")),
+        "delivered: {:?}",
+        t.wire_b.delivered.len()
+    );
+    assert!(t.b.peer_status(t.a_at_b).unwrap().metrics.handshakes >= 1);
+}
