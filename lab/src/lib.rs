@@ -14,6 +14,7 @@ pub mod bgp_speaker;
 pub mod binaries;
 pub mod bird;
 pub mod cni_exec;
+pub mod containerd;
 pub mod gobgpd;
 pub mod host_agent;
 pub mod lab;

@@ -1,0 +1,652 @@
+//! The CNI plugin's test of record: pods run through containerd's CRI, the
+//! path kubelet takes (`RunPodSandbox` -> containerd's CRI plugin -> libcni
+//! -> `pisek-cni` -> the gateway's agent), on the two-gateway lab.
+//!
+//! Each gateway gets its own containerd (`pisek_lab::containerd`) whose CNI
+//! network is `pisek-cni` chained with the reference `portmap`, and a test
+//! CRI client calls it as kubelet does. Pods in the Kubernetes namespaces
+//! `team-city` and `team-conference` land in those tenants, and one pod of
+//! `team-city` carries the annotation `pisek.dev/tenant: conference`, which
+//! wins. Proves: same-tenant pods ping each other from gw1 to gw2 over the
+//! overlay and reach their tenant's datacenter service on the edge; nothing
+//! crosses tenants although their prefixes overlap; after StopPodSandbox and
+//! RemovePodSandbox nothing is left on the gateways (lease, host veth,
+//! policy rule, route, the pod's netns file).
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest,
+    PortMapping, Protocol, RemovePodSandboxRequest, RunPodSandboxRequest, StatusRequest,
+    StopPodSandboxRequest,
+};
+use pisek_api::{ApiClient, Attachment, Request};
+use pisek_lab::containerd::{CniNetwork, Containerd, SandboxImage, build_sandbox_image};
+use pisek_lab::{Lab, TempDir, poll, require, unique_tag, workspace_binary};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The lab's gateways: (name, node index).
+const GATEWAYS: [(&str, usize); 2] = [("gw1", 1), ("gw2", 2)];
+
+/// The annotation that names a pod's tenant (docs/cni.md).
+const TENANT_ANNOTATION: &str = "pisek.dev/tenant";
+
+/// A CRI client over containerd's Unix socket, blocking (the test is
+/// synchronous; each call runs on the client's own small runtime).
+struct Cri {
+    runtime: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+impl Cri {
+    fn connect(socket: &Path) -> Cri {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the CRI client");
+        let path = socket.to_path_buf();
+        // tonic wants a URI; the connector ignores it and dials the socket.
+        let channel = runtime
+            .block_on(
+                Endpoint::from_static("http://[::]:50051").connect_with_connector(
+                    tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            let stream = tokio::net::UnixStream::connect(path).await?;
+                            Ok::<_, std::io::Error>(TokioIo::new(stream))
+                        }
+                    }),
+                ),
+            )
+            .expect("connect to containerd's CRI socket");
+        Cri {
+            runtime,
+            client: RuntimeServiceClient::new(channel),
+        }
+    }
+
+    /// Whether the runtime reports RuntimeReady and NetworkReady (the CRI
+    /// plugin has loaded the CNI configuration), as kubelet checks.
+    fn ready(&mut self) -> Result<bool, tonic::Status> {
+        let status = self
+            .runtime
+            .block_on(self.client.status(StatusRequest { verbose: false }))?
+            .into_inner();
+        let conditions = status.status.map(|s| s.conditions).unwrap_or_default();
+        let ready = |kind: &str| conditions.iter().any(|c| c.r#type == kind && c.status);
+        Ok(ready("RuntimeReady") && ready("NetworkReady"))
+    }
+
+    fn run_pod(&mut self, config: PodSandboxConfig) -> Result<String, tonic::Status> {
+        let request = RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        let response = self
+            .runtime
+            .block_on(self.client.run_pod_sandbox(request))?;
+        Ok(response.into_inner().pod_sandbox_id)
+    }
+
+    /// The pod's addresses (CRI's primary IP and additional IPs) and its
+    /// network namespace (from the verbose info's runtime spec).
+    fn pod_network(&mut self, id: &str) -> (Vec<IpAddr>, PathBuf) {
+        let request = PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        };
+        let response = self
+            .runtime
+            .block_on(self.client.pod_sandbox_status(request))
+            .expect("PodSandboxStatus")
+            .into_inner();
+        let network = response
+            .status
+            .and_then(|s| s.network)
+            .expect("the status has a network");
+        let addresses = std::iter::once(network.ip)
+            .chain(network.additional_ips.into_iter().map(|ip| ip.ip))
+            .map(|ip| ip.parse().expect("the CRI reports IP addresses"))
+            .collect();
+        let info: serde_json::Value =
+            serde_json::from_str(response.info.get("info").expect("verbose info"))
+                .expect("verbose info is JSON");
+        let netns = info["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()
+            .expect("the runtime spec's namespaces")
+            .iter()
+            .find(|ns| ns["type"] == "network")
+            .and_then(|ns| ns["path"].as_str())
+            .expect("the sandbox has a network namespace path");
+        (addresses, PathBuf::from(netns))
+    }
+
+    fn stop_and_remove(&mut self, id: &str) {
+        let id = id.to_string();
+        self.runtime
+            .block_on(self.client.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            }))
+            .expect("StopPodSandbox");
+        self.runtime
+            .block_on(
+                self.client
+                    .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }),
+            )
+            .expect("RemovePodSandbox");
+    }
+
+    fn pod_count(&mut self) -> usize {
+        self.runtime
+            .block_on(
+                self.client
+                    .list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+            )
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items
+            .len()
+    }
+}
+
+/// A pod as the test asks for it.
+struct PodSpec {
+    name: &'static str,
+    namespace: &'static str,
+    gateway: usize,
+    annotations: &'static [(&'static str, &'static str)],
+    host_port: Option<i32>,
+    /// The tenant it must land in.
+    tenant: &'static str,
+}
+
+/// A running pod.
+struct Pod {
+    name: &'static str,
+    tenant: &'static str,
+    gateway: usize,
+    id: String,
+    address: Ipv4Addr,
+    address_v6: Ipv6Addr,
+    netns: PathBuf,
+    /// The host end of its veth, from the agent's record.
+    host_ifname: String,
+}
+
+/// The sandbox config kubelet sends for a pod (pkg/kubelet/kuberuntime's
+/// generatePodSandboxConfig): metadata, hostname, log directory, DNS,
+/// the kubelet's labels and annotations, port mappings of host ports, and a
+/// Linux security context with the pod's namespaces (network and IPC per
+/// pod, PID per container).
+fn sandbox_config(spec: &PodSpec, logs: &Path) -> PodSandboxConfig {
+    let uid = format!("{}-{}", spec.name, unique_tag("u"));
+    let labels = HashMap::from([
+        ("io.kubernetes.pod.name".to_string(), spec.name.to_string()),
+        ("io.kubernetes.pod.namespace".into(), spec.namespace.into()),
+        ("io.kubernetes.pod.uid".into(), uid.clone()),
+    ]);
+    let mut annotations = HashMap::from([
+        ("kubernetes.io/config.source".to_string(), "api".to_string()),
+        (
+            "kubernetes.io/config.seen".into(),
+            "2026-12-05T21:00:00Z".into(),
+        ),
+    ]);
+    for (key, value) in spec.annotations {
+        annotations.insert(key.to_string(), value.to_string());
+    }
+    let log_directory = logs.join(format!("{}_{}_{uid}", spec.namespace, spec.name));
+    std::fs::create_dir_all(&log_directory).expect("the pod's log directory");
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: spec.name.into(),
+            uid,
+            namespace: spec.namespace.into(),
+            attempt: 0,
+        }),
+        hostname: spec.name.into(),
+        log_directory: log_directory.display().to_string(),
+        dns_config: Some(DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec![
+                format!("{}.svc.cluster.local", spec.namespace),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+            options: vec!["ndots:5".into()],
+        }),
+        port_mappings: spec
+            .host_port
+            .map(|port| PortMapping {
+                protocol: Protocol::Tcp as i32,
+                container_port: 8080,
+                host_port: port,
+                host_ip: String::new(),
+            })
+            .into_iter()
+            .collect(),
+        labels,
+        annotations,
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Pod as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..NamespaceOption::default()
+                }),
+                ..LinuxSandboxSecurityContext::default()
+            }),
+            ..LinuxPodSandboxConfig::default()
+        }),
+        windows: None,
+    }
+}
+
+/// The gateway's CNI network: the conflist of docs/cni.md with this
+/// gateway's agent socket, `portmap` chained after Pisek.
+fn pisek_network(agent_socket: &Path) -> CniNetwork {
+    let plugin = workspace_binary("pisek-cni");
+    assert!(
+        plugin.is_file(),
+        "{} is missing: cargo build -p pisek-cni",
+        plugin.display()
+    );
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "pisek",
+        "plugins": [
+            {
+                "type": "pisek-cni",
+                "agentSocket": agent_socket,
+                "defaultTenant": "city",
+                "namespaceTenants": {"team-city": "city", "team-conference": "conference"},
+                "capabilities": {"io.kubernetes.cri.pod-annotations": true},
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+        ],
+    });
+    let mut plugins = vec![plugin];
+    // loopback: containerd's CRI brings up every pod's lo with it.
+    for reference in ["portmap", "bandwidth", "tuning", "loopback"] {
+        plugins.push(Path::new("/usr/lib/cni").join(reference));
+    }
+    CniNetwork { conflist, plugins }
+}
+
+/// Starts containerd in each gateway's namespace and waits until its CRI
+/// reports the runtime and the network ready.
+fn start_runtimes(lab: &Lab, image: &SandboxImage) -> Vec<(Containerd, Cri)> {
+    GATEWAYS
+        .iter()
+        .map(|&(name, i)| {
+            let network = pisek_network(&lab.nodes[i].socket);
+            let containerd = Containerd::start(&lab.nodes[i].netns, &network, image)
+                .unwrap_or_else(|e| panic!("containerd on {name}: {e:#}"));
+            let mut cri = Cri::connect(&containerd.socket);
+            poll(
+                "the CRI's RuntimeReady and NetworkReady",
+                Duration::from_secs(20),
+                || Ok(cri.ready().unwrap_or(false).then_some(())),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e:#}\n{}", containerd.log_tail(30)));
+            (containerd, cri)
+        })
+        .collect()
+}
+
+/// The agent's endpoints on node `i`.
+fn endpoints(lab: &Lab, i: usize) -> Vec<Attachment> {
+    ApiClient::connect(&lab.nodes[i].socket)
+        .expect("connect to the agent's API")
+        .call(&Request::Endpoints)
+        .expect("endpoints")
+}
+
+/// Runs `program args` in the network namespace at `netns` (a pod's, which
+/// the CRI names by path, not by `ip netns` name).
+fn in_pod(netns: &Path, program: &str, args: &[&str]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("nsenter {program}: {e}"))
+}
+
+/// `ping -c count` from a pod: whether every reply came, and the summary.
+fn ping(netns: &Path, to: IpAddr, count: u32) -> (bool, String) {
+    let count = count.to_string();
+    let to = to.to_string();
+    let out = in_pod(netns, "ping", &["-c", &count, "-i", "0.2", "-W", "1", &to]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .filter(|l| l.contains("packets transmitted"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (out.status.success(), summary)
+}
+
+/// ICMP echo requests the pod's namespace received (`InEchos` of
+/// /proc/net/snmp, which is per network namespace): whether pings arrived,
+/// whatever the pod answered.
+fn echo_requests_received(netns: &Path) -> u64 {
+    let out = in_pod(netns, "cat", &["/proc/net/snmp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (
+        icmp.next().expect("Icmp names"),
+        icmp.next().expect("values"),
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InEchos")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("InEchos")
+}
+
+/// `ip ARGS` in gateway `netns`: its stdout.
+fn ip_in(netns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["-n", netns])
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(out.status.success(), "ip {args:?} in {netns}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a pod and reads back what it got: addresses and netns from the CRI,
+/// the tenant and host veth from the gateway's agent.
+fn run_pod(lab: &Lab, cri: &mut Cri, spec: &PodSpec, logs: &Path) -> Pod {
+    let started = Instant::now();
+    let id = cri
+        .run_pod(sandbox_config(spec, logs))
+        .unwrap_or_else(|e| panic!("RunPodSandbox {}: {e}", spec.name));
+    let (addresses, netns) = cri.pod_network(&id);
+    println!(
+        "{} on gw{}: {addresses:?} in {} ({:?})",
+        spec.name,
+        spec.gateway,
+        netns.display(),
+        started.elapsed()
+    );
+    let address = addresses.iter().find_map(|a| match a {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    });
+    let address_v6 = addresses.iter().find_map(|a| match a {
+        IpAddr::V6(v6) => Some(*v6),
+        IpAddr::V4(_) => None,
+    });
+    let endpoint = endpoints(lab, spec.gateway)
+        .into_iter()
+        .find(|e| e.container_id == id)
+        .unwrap_or_else(|| panic!("{}: the agent has no endpoint for {id}", spec.name));
+    assert_eq!(endpoint.tenant, spec.tenant, "{}'s tenant", spec.name);
+    assert_eq!(
+        endpoint.netns, netns,
+        "{}: the agent's netns is the CRI's",
+        spec.name
+    );
+    assert_eq!(
+        endpoint.owner.as_deref(),
+        Some("cni:pisek"),
+        "{}",
+        spec.name
+    );
+    let routes = String::from_utf8_lossy(&in_pod(&netns, "ip", &["route"]).stdout).into_owned();
+    assert!(
+        routes.contains("default via 169.254.1.1 dev eth0"),
+        "{}'s routes: {routes}",
+        spec.name
+    );
+    Pod {
+        name: spec.name,
+        tenant: spec.tenant,
+        gateway: spec.gateway,
+        id,
+        address: address.unwrap_or_else(|| panic!("{} has no IPv4 address", spec.name)),
+        address_v6: address_v6.unwrap_or_else(|| panic!("{} has no IPv6 address", spec.name)),
+        netns,
+        host_ifname: endpoint.host_ifname,
+    }
+}
+
+/// Pings in parallel (they are independent); every one must get its replies.
+fn all_answer(pings: &[(String, &Pod, IpAddr)]) {
+    std::thread::scope(|s| {
+        let running: Vec<_> = pings
+            .iter()
+            .map(|(what, from, to)| s.spawn(move || (what, ping(&from.netns, *to, 3))))
+            .collect();
+        for handle in running {
+            let (what, (ok, summary)) = handle.join().expect("ping thread");
+            assert!(ok, "{what}: {summary}");
+        }
+    });
+}
+
+#[test]
+fn pods_through_containerd_cri_join_their_tenants_and_leave_nothing() {
+    if !require(
+        "cni_cri",
+        &["containerd", "runc", "ctr", "ip", "ping", "nsenter"],
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let scratch = TempDir::new("cri");
+    let image = build_sandbox_image(&scratch.path, "pisek.local/sandbox:busybox")
+        .expect("the sandbox image");
+    let lab = Lab::start(&unique_tag("cr"), pisek_lab::lab_binaries()).expect("the lab starts");
+    // Dropped before the lab: pods and containerds go before the namespaces.
+    let mut runtimes = start_runtimes(&lab, &image);
+    lab.wait_until_ready(Duration::from_secs(30))
+        .expect("peers, sessions and routes come up");
+    println!("lab and runtimes ready after {:?}", started.elapsed());
+
+    let specs = [
+        PodSpec {
+            name: "meter-reader",
+            namespace: "team-city",
+            gateway: 1,
+            annotations: &[],
+            host_port: None,
+            tenant: "city",
+        },
+        PodSpec {
+            name: "badge-scanner",
+            namespace: "team-conference",
+            gateway: 1,
+            annotations: &[],
+            host_port: None,
+            tenant: "conference",
+        },
+        PodSpec {
+            name: "traffic-light",
+            namespace: "team-city",
+            gateway: 2,
+            annotations: &[],
+            host_port: Some(18080),
+            tenant: "city",
+        },
+        PodSpec {
+            name: "co2-sensor",
+            namespace: "team-conference",
+            gateway: 2,
+            annotations: &[],
+            host_port: None,
+            tenant: "conference",
+        },
+        // In team-city, but its annotation names conference, which wins.
+        PodSpec {
+            name: "room-display",
+            namespace: "team-city",
+            gateway: 2,
+            annotations: &[(TENANT_ANNOTATION, "conference")],
+            host_port: None,
+            tenant: "conference",
+        },
+    ];
+    let logs = scratch.path.join("pod-logs");
+    let pods: Vec<Pod> = specs
+        .iter()
+        .map(|spec| {
+            let (_, cri) = &mut runtimes[spec.gateway - 1];
+            run_pod(&lab, cri, spec, &logs)
+        })
+        .collect();
+    let pod = |name: &str| pods.iter().find(|p| p.name == name).expect("a pod");
+    println!("pods running after {:?}", started.elapsed());
+
+    // Same tenant: gw1 -> gw2 over the overlay (both ways, both families),
+    // and every pod to its tenant's datacenter service on the edge.
+    let (city1, city2) = (pod("meter-reader"), pod("traffic-light"));
+    let (conf1, conf2, annotated) = (pod("badge-scanner"), pod("co2-sensor"), pod("room-display"));
+    let mut pings: Vec<(String, &Pod, IpAddr)> = vec![
+        ("city gw1 -> gw2".into(), city1, city2.address.into()),
+        ("city gw2 -> gw1".into(), city2, city1.address.into()),
+        (
+            "city gw1 -> gw2 IPv6".into(),
+            city1,
+            city2.address_v6.into(),
+        ),
+        ("conference gw1 -> gw2".into(), conf1, conf2.address.into()),
+        (
+            "conference gw2 -> gw1 IPv6".into(),
+            conf2,
+            conf1.address_v6.into(),
+        ),
+        (
+            "conference gw1 -> annotated pod".into(),
+            conf1,
+            annotated.address.into(),
+        ),
+        (
+            "annotated pod -> conference gw1".into(),
+            annotated,
+            conf1.address.into(),
+        ),
+    ];
+    for p in &pods {
+        let dc = lab.workload("edge", p.tenant, 1);
+        pings.push((
+            format!("{} -> {} datacenter service", p.name, p.tenant),
+            p,
+            dc.address.into(),
+        ));
+        pings.push((
+            format!("{} -> {} datacenter service IPv6", p.name, p.tenant),
+            p,
+            dc.address_v6.into(),
+        ));
+    }
+    all_answer(&pings);
+    println!("same-tenant pings answered after {:?}", started.elapsed());
+
+    // Across tenants nothing arrives. The annotated pod's address exists
+    // only in conference on gw2: from city it gets no reply and the pod
+    // sees no request. And where the tenants overlap (the first pods of
+    // each on gw2 may share an address), city's ping is answered by city's
+    // pod while conference's twin sees nothing.
+    let (before_annotated, before_conf2) = (
+        echo_requests_received(&annotated.netns),
+        echo_requests_received(&conf2.netns),
+    );
+    let (ok, summary) = ping(&city1.netns, annotated.address.into(), 3);
+    assert!(!ok, "city reached conference's annotated pod: {summary}");
+    let (ok, summary) = ping(&city1.netns, city2.address.into(), 3);
+    assert!(ok, "city gw1 -> gw2 again: {summary}");
+    assert_eq!(
+        echo_requests_received(&annotated.netns),
+        before_annotated,
+        "a city ping arrived in conference's annotated pod"
+    );
+    assert_eq!(
+        echo_requests_received(&conf2.netns),
+        before_conf2,
+        "a city ping arrived in conference's pod (address {}, city's twin {})",
+        conf2.address,
+        city2.address
+    );
+
+    // kubelet's teardown: StopPodSandbox then RemovePodSandbox, every pod.
+    let teardown = Instant::now();
+    for p in &pods {
+        let (_, cri) = &mut runtimes[p.gateway - 1];
+        let one = Instant::now();
+        cri.stop_and_remove(&p.id);
+        println!("{} stopped and removed in {:?}", p.name, one.elapsed());
+    }
+    println!("teardown took {:?}", teardown.elapsed());
+    for (_, cri) in &mut runtimes {
+        assert_eq!(cri.pod_count(), 0, "the CRI lists no pod");
+    }
+    assert_nothing_left(&lab, &pods);
+    println!("the test took {:?}", started.elapsed());
+}
+
+/// After teardown, on each gateway: no lease (the agent's endpoints), no
+/// host veth, no `iif` rule, no route to the pods' addresses in any table,
+/// and no pod netns file.
+fn assert_nothing_left(lab: &Lab, pods: &[Pod]) {
+    for &(name, i) in &GATEWAYS {
+        let netns = &lab.nodes[i].netns;
+        let on_gateway: Vec<&Pod> = pods.iter().filter(|p| p.gateway == i).collect();
+        let left: Vec<String> = endpoints(lab, i)
+            .into_iter()
+            .filter(|e| {
+                on_gateway
+                    .iter()
+                    .any(|p| p.id == e.container_id || p.netns == e.netns)
+            })
+            .map(|e| format!("{} {:?}", e.container_id, e.addresses))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{name}: the agent still has leases {left:?}"
+        );
+        let links = ip_in(netns, &["-o", "link", "show"]);
+        let rules = ip_in(netns, &["rule", "show"]) + &ip_in(netns, &["-6", "rule", "show"]);
+        let routes = ip_in(netns, &["route", "show", "table", "all"])
+            + &ip_in(netns, &["-6", "route", "show", "table", "all"]);
+        for p in &on_gateway {
+            let veth = &p.host_ifname;
+            assert!(
+                !links.contains(&format!(": {veth}@")) && !links.contains(&format!(": {veth}:")),
+                "{name}: {}'s host veth {veth} is still there:\n{links}",
+                p.name
+            );
+            assert!(
+                !rules.contains(&format!("iif {veth} ")),
+                "{name}: a rule for {}'s veth {veth} is left:\n{rules}",
+                p.name
+            );
+            for address in [p.address.to_string(), p.address_v6.to_string()] {
+                let stale = routes.lines().find(|l| {
+                    l.starts_with(&format!("{address} ")) || l.contains(&format!("dev {veth} "))
+                });
+                assert!(
+                    stale.is_none(),
+                    "{name}: a route to {} is left: {stale:?}",
+                    p.name
+                );
+            }
+            assert!(
+                !p.netns.exists(),
+                "{}'s netns file {} is left",
+                p.name,
+                p.netns.display()
+            );
+        }
+    }
+}
