@@ -184,7 +184,7 @@ struct Pod {
 /// the kubelet's labels and annotations, port mappings of host ports, and a
 /// Linux security context with the pod's namespaces (network and IPC per
 /// pod, PID per container).
-fn sandbox_config(spec: &PodSpec, logs: &Path) -> PodSandboxConfig {
+fn sandbox_config(spec: &PodSpec, logs: &Path, cgroup_parent: &str) -> PodSandboxConfig {
     let uid = format!("{}-{}", spec.name, unique_tag("u"));
     let labels = HashMap::from([
         ("io.kubernetes.pod.name".to_string(), spec.name.to_string()),
@@ -234,6 +234,7 @@ fn sandbox_config(spec: &PodSpec, logs: &Path) -> PodSandboxConfig {
         labels,
         annotations,
         linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.to_string(),
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
                     network: NamespaceMode::Pod as i32,
@@ -364,12 +365,23 @@ fn ip_in(netns: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The nat table of gateway `netns` (where portmap puts a pod's host ports).
+fn nat_rules(netns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "iptables", "-w", "-t", "nat", "-S"])
+        .output()
+        .expect("run iptables");
+    assert!(out.status.success(), "iptables -t nat -S in {netns}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs a pod and reads back what it got: addresses and netns from the CRI,
 /// the tenant and host veth from the gateway's agent.
-fn run_pod(lab: &Lab, cri: &mut Cri, spec: &PodSpec, logs: &Path) -> Pod {
+fn run_pod(lab: &Lab, runtime: &mut (Containerd, Cri), spec: &PodSpec, logs: &Path) -> Pod {
     let started = Instant::now();
+    let (containerd, cri) = runtime;
     let id = cri
-        .run_pod(sandbox_config(spec, logs))
+        .run_pod(sandbox_config(spec, logs, containerd.cgroup_parent()))
         .unwrap_or_else(|e| panic!("RunPodSandbox {}: {e}", spec.name));
     let (addresses, netns) = cri.pod_network(&id);
     println!(
@@ -439,7 +451,15 @@ fn all_answer(pings: &[(String, &Pod, IpAddr)]) {
 fn pods_through_containerd_cri_join_their_tenants_and_leave_nothing() {
     if !require(
         "cni_cri",
-        &["containerd", "runc", "ctr", "ip", "ping", "nsenter"],
+        &[
+            "containerd",
+            "runc",
+            "ctr",
+            "ip",
+            "ping",
+            "nsenter",
+            "iptables",
+        ],
     ) {
         return;
     }
@@ -500,13 +520,19 @@ fn pods_through_containerd_cri_join_their_tenants_and_leave_nothing() {
     let logs = scratch.path.join("pod-logs");
     let pods: Vec<Pod> = specs
         .iter()
-        .map(|spec| {
-            let (_, cri) = &mut runtimes[spec.gateway - 1];
-            run_pod(&lab, cri, spec, &logs)
-        })
+        .map(|spec| run_pod(&lab, &mut runtimes[spec.gateway - 1], spec, &logs))
         .collect();
     let pod = |name: &str| pods.iter().find(|p| p.name == name).expect("a pod");
     println!("pods running after {:?}", started.elapsed());
+    // portmap ran after pisek-cni (prevResult chaining): the host port's
+    // DNAT to the pod is in gw2's nat table.
+    let dnat = nat_rules(&lab.nodes[2].netns);
+    let traffic_light = pod("traffic-light");
+    assert!(
+        dnat.lines().any(|l| l.contains("--dport 18080")
+            && l.contains(&format!("{}:8080", traffic_light.address))),
+        "gw2's nat table has no DNAT of port 18080 to traffic-light:\n{dnat}"
+    );
 
     // Same tenant: gw1 -> gw2 over the overlay (both ways, both families),
     // and every pod to its tenant's datacenter service on the edge.
@@ -592,6 +618,11 @@ fn pods_through_containerd_cri_join_their_tenants_and_leave_nothing() {
         assert_eq!(cri.pod_count(), 0, "the CRI lists no pod");
     }
     assert_nothing_left(&lab, &pods);
+    let dnat = nat_rules(&lab.nodes[2].netns);
+    assert!(
+        !dnat.contains("18080"),
+        "portmap's DNAT for traffic-light is left in gw2:\n{dnat}"
+    );
     println!("the test took {:?}", started.elapsed());
 }
 
@@ -649,4 +680,103 @@ fn assert_nothing_left(lab: &Lab, pods: &[Pod]) {
             );
         }
     }
+}
+
+/// Processes whose command line names `socket` (containerd's shims do).
+fn processes_naming(socket: &Path) -> Vec<String> {
+    let needle = socket.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&needle).then_some(cmdline)
+        })
+        .collect()
+}
+
+/// The rig's own cleanup, on the reference `bridge` + `host-local`: a
+/// containerd dropped with a pod still running (a test that panicked)
+/// takes its shim, the pod, the pod's netns file, its mounts, its cgroup
+/// and its directory with it.
+#[test]
+fn dropping_containerd_with_a_running_pod_leaves_nothing() {
+    if !require(
+        "dropping_containerd_with_a_running_pod_leaves_nothing",
+        &["containerd", "runc", "ctr", "ip", "ping", "nsenter"],
+    ) {
+        return;
+    }
+    let scratch = TempDir::new("crd");
+    let image = build_sandbox_image(&scratch.path, "pisek.local/sandbox:busybox")
+        .expect("the sandbox image");
+    let gateway = pisek_lab::Netns::new("crd");
+    let bridge = format!("pkb{}", unique_tag(""));
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "reference",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": bridge,
+            "isGateway": true,
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.99.0.0/24",
+                "dataDir": scratch.path.join("ipam"),
+            },
+        }],
+    });
+    let plugins = ["bridge", "host-local", "loopback"]
+        .iter()
+        .map(|p| Path::new("/usr/lib/cni").join(p))
+        .collect();
+    let containerd = Containerd::start(&gateway.name, &CniNetwork { conflist, plugins }, &image)
+        .unwrap_or_else(|e| panic!("containerd: {e:#}"));
+    let mut cri = Cri::connect(&containerd.socket);
+    poll("the CRI's readiness", Duration::from_secs(20), || {
+        Ok(cri.ready().unwrap_or(false).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
+    let spec = PodSpec {
+        name: "left-running",
+        namespace: "default",
+        gateway: 0,
+        annotations: &[],
+        host_port: None,
+        tenant: "",
+    };
+    let config = sandbox_config(
+        &spec,
+        &scratch.path.join("logs"),
+        containerd.cgroup_parent(),
+    );
+    let id = cri.run_pod(config).expect("RunPodSandbox");
+    let (addresses, netns) = cri.pod_network(&id);
+    assert!(
+        ping(&netns, "10.99.0.1".parse().expect("an address"), 1).0,
+        "the pod {addresses:?} reaches the bridge"
+    );
+    let (socket, dir) = (containerd.socket.clone(), containerd.dir.clone());
+    assert!(!processes_naming(&socket).is_empty(), "a shim runs");
+    let cgroup =
+        Path::new("/sys/fs/cgroup/pids").join(containerd.cgroup_parent().trim_start_matches('/'));
+    drop(cri);
+    drop(containerd);
+
+    assert!(
+        !netns.exists(),
+        "the pod's netns file {} is left",
+        netns.display()
+    );
+    let left = processes_naming(&socket);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let prefix = dir.to_string_lossy().into_owned();
+    assert!(
+        !mounts.contains(&prefix),
+        "mounts left under {prefix}:\n{mounts}"
+    );
+    assert!(!dir.exists(), "{} is left", dir.display());
+    assert!(!cgroup.exists(), "the cgroup {} is left", cgroup.display());
 }

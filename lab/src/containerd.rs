@@ -36,6 +36,9 @@ use std::time::Duration;
 /// the sandbox image is one small layer, so the copy costs nothing.
 const SNAPSHOTTER: &str = "native";
 
+/// Where containerd 1.6's shims put their sockets, whatever the config says.
+const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
 /// How long containerd gets to serve its API after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -71,6 +74,10 @@ pub struct Containerd {
     /// Its gRPC socket (CRI and containerd's own API).
     pub socket: PathBuf,
     child: Option<Child>,
+    /// The cgroup its pods go under ([`Containerd::cgroup_parent`]).
+    cgroup_parent: String,
+    /// Whether /run/containerd was there before (its shims create it).
+    run_dir_existed: bool,
 }
 
 impl Containerd {
@@ -82,7 +89,8 @@ impl Containerd {
         network: &CniNetwork,
         image: &SandboxImage,
     ) -> anyhow::Result<Containerd> {
-        let dir = std::env::temp_dir().join(format!("pisek-ctrd-{}", unique_tag("c")));
+        let name = format!("pisek-ctrd-{}", unique_tag("c"));
+        let dir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut containerd = Containerd {
@@ -90,6 +98,10 @@ impl Containerd {
             socket: dir.join("containerd.sock"),
             dir,
             child: None,
+            cgroup_parent: format!("/{name}"),
+            run_dir_existed: Path::new(SHIM_SOCKET_DIR)
+                .parent()
+                .is_some_and(Path::exists),
         };
         containerd.write_cni(network)?;
         let config = containerd.dir.join("config.toml");
@@ -111,6 +123,14 @@ impl Containerd {
         containerd.wait_for_api()?;
         containerd.import(image)?;
         Ok(containerd)
+    }
+
+    /// The cgroup a pod's `linux.cgroup_parent` should name, as kubelet
+    /// gives its own (`/kubepods/...`): without one, containerd puts pods
+    /// under `/k8s.io`, shared with any other containerd and left behind.
+    /// Drop removes it.
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
     }
 
     /// `ctr` against this containerd, in the CRI's namespace (`k8s.io`).
@@ -293,6 +313,16 @@ impl Drop for Containerd {
         }
         remove_pod_netns(&pod_netns);
         remove_shim_sockets(&self.dir.join("state"));
+        if !self.run_dir_existed {
+            // Only when empty: another containerd's shims may use it.
+            let _ = std::fs::remove_dir(SHIM_SOCKET_DIR);
+            let _ = std::fs::remove_dir(
+                Path::new(SHIM_SOCKET_DIR)
+                    .parent()
+                    .unwrap_or(Path::new("/")),
+            );
+        }
+        remove_cgroup(&self.cgroup_parent);
         unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -398,12 +428,39 @@ fn remove_shim_sockets(state: &Path) {
             let address =
                 std::fs::read_to_string(bundle.path().join("address")).unwrap_or_default();
             if let Some(path) = address.trim().strip_prefix("unix://") {
-                if path.starts_with("/run/containerd/s/") {
+                if Path::new(path).parent() == Some(Path::new(SHIM_SOCKET_DIR)) {
                     let _ = std::fs::remove_file(path);
                 }
             }
         }
     }
+}
+
+/// Removes the cgroup `parent` (and what is left below it) from every
+/// hierarchy: each of cgroup v1's under /sys/fs/cgroup, or v2's there.
+/// A cgroup goes with rmdir once it has no process, children first.
+fn remove_cgroup(parent: &str) {
+    let relative = parent.trim_start_matches('/');
+    if relative.is_empty() {
+        return;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let hierarchies = std::fs::read_dir(root).into_iter().flatten().flatten();
+    let candidates = hierarchies
+        .map(|h| h.path().join(relative))
+        .chain([root.join(relative)]);
+    for cgroup in candidates.filter(|c| c.is_dir()) {
+        remove_cgroup_tree(&cgroup);
+    }
+}
+
+fn remove_cgroup_tree(cgroup: &Path) {
+    for child in std::fs::read_dir(cgroup).into_iter().flatten().flatten() {
+        if child.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&child.path());
+        }
+    }
+    let _ = std::fs::remove_dir(cgroup);
 }
 
 /// Unmounts everything mounted under `dir` (the pods' root file systems,
