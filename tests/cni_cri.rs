@@ -94,9 +94,10 @@ impl Cri {
         Ok(response.into_inner().pod_sandbox_id)
     }
 
-    /// The pod's addresses (CRI's primary IP and additional IPs) and its
-    /// network namespace (from the verbose info's runtime spec).
-    fn pod_network(&mut self, id: &str) -> (Vec<IpAddr>, PathBuf) {
+    /// The pod's addresses (CRI's primary IP and additional IPs), its
+    /// network namespace (from the verbose info's runtime spec) and the CNI
+    /// result as containerd took it (verbose info's `cniResult`).
+    fn pod_network(&mut self, id: &str) -> (Vec<IpAddr>, PathBuf, serde_json::Value) {
         let request = PodSandboxStatusRequest {
             pod_sandbox_id: id.to_string(),
             verbose: true,
@@ -124,7 +125,7 @@ impl Cri {
             .find(|ns| ns["type"] == "network")
             .and_then(|ns| ns["path"].as_str())
             .expect("the sandbox has a network namespace path");
-        (addresses, PathBuf::from(netns))
+        (addresses, PathBuf::from(netns), info["cniResult"].clone())
     }
 
     fn stop_and_remove(&mut self, id: &str) {
@@ -383,7 +384,7 @@ fn run_pod(lab: &Lab, runtime: &mut (Containerd, Cri), spec: &PodSpec, logs: &Pa
     let id = cri
         .run_pod(sandbox_config(spec, logs, containerd.cgroup_parent()))
         .unwrap_or_else(|e| panic!("RunPodSandbox {}: {e}", spec.name));
-    let (addresses, netns) = cri.pod_network(&id);
+    let (addresses, netns, cni_result) = cri.pod_network(&id);
     println!(
         "{} on gw{}: {addresses:?} in {} ({:?})",
         spec.name,
@@ -415,6 +416,13 @@ fn run_pod(lab: &Lab, runtime: &mut (Containerd, Cri), spec: &PodSpec, logs: &Pa
         "{}",
         spec.name
     );
+    assert_cni_result(
+        spec.name,
+        &cni_result,
+        &addresses,
+        &netns,
+        &endpoint.host_ifname,
+    );
     let routes = String::from_utf8_lossy(&in_pod(&netns, "ip", &["route"]).stdout).into_owned();
     assert!(
         routes.contains("default via 169.254.1.1 dev eth0"),
@@ -430,6 +438,62 @@ fn run_pod(lab: &Lab, runtime: &mut (Containerd, Cri), spec: &PodSpec, logs: &Pa
         address_v6: address_v6.unwrap_or_else(|| panic!("{} has no IPv6 address", spec.name)),
         netns,
         host_ifname: endpoint.host_ifname,
+    }
+}
+
+/// What containerd made of the chain's ADD result: `eth0` in the pod's
+/// netns with the pod's addresses and the link-local gateways, the host
+/// veth outside it, default routes of both families.
+fn assert_cni_result(
+    pod: &str,
+    result: &serde_json::Value,
+    addresses: &[IpAddr],
+    netns: &Path,
+    host_ifname: &str,
+) {
+    let eth0 = &result["Interfaces"]["eth0"];
+    assert_eq!(
+        eth0["Sandbox"],
+        netns.display().to_string(),
+        "{pod}: {result}"
+    );
+    let configs: Vec<(String, String)> = eth0["IPConfigs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pod}: eth0 has no IPConfigs: {result}"))
+        .iter()
+        .map(|c| {
+            (
+                c["IP"].as_str().unwrap_or("").into(),
+                c["Gateway"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = addresses
+        .iter()
+        .map(|a| {
+            let gateway = if a.is_ipv4() {
+                "169.254.1.1"
+            } else {
+                "fe80::1"
+            };
+            (a.to_string(), gateway.to_string())
+        })
+        .collect();
+    assert_eq!(configs, expected, "{pod}: eth0's addresses and gateways");
+    let host = &result["Interfaces"][host_ifname];
+    assert!(
+        host.is_object() && host["Sandbox"] == "",
+        "{pod}: the host veth {host_ifname} in {result}"
+    );
+    let routes = result["Routes"].to_string();
+    for route in [
+        r#"{"dst":"0.0.0.0/0","gw":"169.254.1.1"}"#,
+        r#"{"dst":"::/0","gw":"fe80::1"}"#,
+    ] {
+        assert!(
+            routes.contains(route),
+            "{pod}: no route {route} in {routes}"
+        );
     }
 }
 
@@ -752,7 +816,7 @@ fn dropping_containerd_with_a_running_pod_leaves_nothing() {
         containerd.cgroup_parent(),
     );
     let id = cri.run_pod(config).expect("RunPodSandbox");
-    let (addresses, netns) = cri.pod_network(&id);
+    let (addresses, netns, _) = cri.pod_network(&id);
     assert!(
         ping(&netns, "10.99.0.1".parse().expect("an address"), 1).0,
         "the pod {addresses:?} reaches the bridge"
