@@ -29,6 +29,7 @@ use anyhow::{Context, bail};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The snapshotter: `native` copies layers and needs nothing of the file
@@ -38,6 +39,7 @@ const SNAPSHOTTER: &str = "native";
 
 /// Where containerd 1.6's shims put their sockets, whatever the config says.
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+const SHIM_RUN_DIR: &str = "/run/containerd";
 
 /// How long containerd gets to serve its API after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -76,9 +78,13 @@ pub struct Containerd {
     child: Option<Child>,
     /// The cgroup its pods go under ([`Containerd::cgroup_parent`]).
     cgroup_parent: String,
-    /// Whether /run/containerd was there before (its shims create it).
-    run_dir_existed: bool,
 }
+
+/// The containerds of this process that are running, and whether
+/// /run/containerd was there before the first of them (its shims create
+/// it): the last one to go removes it then, and not before, so no shim of
+/// another is left without its directory.
+static LIVE: Mutex<(usize, bool)> = Mutex::new((0, false));
 
 impl Containerd {
     /// Writes the config and CNI directories, starts containerd in `netns`
@@ -99,10 +105,14 @@ impl Containerd {
             dir,
             child: None,
             cgroup_parent: format!("/{name}"),
-            run_dir_existed: Path::new(SHIM_SOCKET_DIR)
-                .parent()
-                .is_some_and(Path::exists),
         };
+        {
+            let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+            if live.0 == 0 {
+                live.1 = Path::new(SHIM_RUN_DIR).exists();
+            }
+            live.0 += 1;
+        }
         containerd.write_cni(network)?;
         let config = containerd.dir.join("config.toml");
         std::fs::write(&config, containerd.config_toml(&image.reference))?;
@@ -313,14 +323,14 @@ impl Drop for Containerd {
         }
         remove_pod_netns(&pod_netns);
         remove_shim_sockets(&self.dir.join("state"));
-        if !self.run_dir_existed {
-            // Only when empty: another containerd's shims may use it.
-            let _ = std::fs::remove_dir(SHIM_SOCKET_DIR);
-            let _ = std::fs::remove_dir(
-                Path::new(SHIM_SOCKET_DIR)
-                    .parent()
-                    .unwrap_or(Path::new("/")),
-            );
+        {
+            let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+            live.0 = live.0.saturating_sub(1);
+            if live.0 == 0 && !live.1 {
+                // Only when empty: a containerd of another process may use it.
+                let _ = std::fs::remove_dir(SHIM_SOCKET_DIR);
+                let _ = std::fs::remove_dir(SHIM_RUN_DIR);
+            }
         }
         remove_cgroup(&self.cgroup_parent);
         unmount_under(&self.dir);
