@@ -33,9 +33,12 @@ use crate::packet::Label;
 
 mod export;
 mod neighbor;
+mod show;
 #[cfg(test)]
 mod tests;
 mod update;
+
+pub use show::RibPath;
 
 use export::ReflectedCache;
 use neighbor::{Connection, Neighbor};
@@ -353,6 +356,7 @@ impl Speaker {
             label,
             source: LOCAL,
             stale: false,
+            since: now,
         };
         let change = self.rib.update(vpn, path, &self.source_info());
         if let Some(c) = change {

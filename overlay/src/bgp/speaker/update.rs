@@ -74,6 +74,7 @@ impl Speaker {
                 label,
                 source,
                 stale: false,
+                since: now,
             };
             if let Some(c) = self.rib.update(prefix, path, &info) {
                 self.best_changed(c, now);
