@@ -57,6 +57,8 @@ pub struct SourceInfo {
     pub router_id: Ipv4Addr,
     /// The peer's address (unspecified for [`LOCAL`]).
     pub address: IpAddr,
+    /// The peer is in another AS.
+    pub ebgp: bool,
 }
 
 /// The best path of a prefix changed.
@@ -109,7 +111,9 @@ pub fn compare(a: &Path, b: &Path, info: &dyn Fn(Source) -> SourceInfo) -> Order
                 Ordering::Equal
             }
         })
-        // d), e): all paths are iBGP with no IGP cost to compare.
+        // d) a path from an external peer over one from an internal peer;
+        // e) there is no IGP cost to compare.
+        .then_with(|| info(b.source).ebgp.cmp(&info(a.source).ebgp))
         // f) lower BGP Identifier, the ORIGINATOR_ID for reflected routes
         // (RFC 4456 §9).
         .then_with(|| {
@@ -365,6 +369,7 @@ mod tests {
         SourceInfo {
             router_id: Ipv4Addr::new(10, 0, 0, s as u8),
             address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, s as u8)),
+            ebgp: false,
         }
     }
 

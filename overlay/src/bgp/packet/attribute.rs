@@ -528,13 +528,15 @@ impl PathAttributes {
         if let Some(med) = self.med {
             emit_attribute(opt, ty::MED, &med.to_be_bytes(), out);
         }
-        // LOCAL_PREF is always sent on iBGP (RFC 4271 §5.1.5).
-        emit_attribute(
-            wk,
-            ty::LOCAL_PREF,
-            &self.local_pref.unwrap_or(100).to_be_bytes(),
-            out,
-        );
+        // LOCAL_PREF is always sent on iBGP, never on eBGP (RFC 4271 §5.1.5).
+        if !ctx.external {
+            emit_attribute(
+                wk,
+                ty::LOCAL_PREF,
+                &self.local_pref.unwrap_or(100).to_be_bytes(),
+                out,
+            );
+        }
         if self.atomic_aggregate {
             emit_attribute(wk, ty::ATOMIC_AGGREGATE, &[], out);
         }
@@ -580,6 +582,7 @@ mod tests {
     fn ctx() -> SessionContext {
         SessionContext {
             four_octet_as: true,
+            external: false,
         }
     }
 
