@@ -44,6 +44,14 @@ impl Speaker {
         if update.announced.is_empty() {
             return;
         }
+        // The real 4-octet path from a 2-octet speaker (RFC 6793 §4.2.3),
+        // before the loop check reads it.
+        let mut update = update;
+        let four_octet = self.peers[i]
+            .up
+            .as_ref()
+            .is_none_or(|n| n.context.four_octet_as);
+        crate::bgp::as4::apply(&mut update.attributes, four_octet);
         let attrs = &update.attributes;
         let ebgp = self.is_ebgp(i);
         // RFC 4456 §8: a route we originated or already reflected is a loop;
