@@ -129,6 +129,7 @@ fn build_updates(n: usize, one_label: bool) -> Vec<u8> {
     let rd = "65000:1".parse().expect("rd");
     let mut enc = UpdateEncoder::new(SessionContext {
         four_octet_as: true,
+        external: false,
     });
     let mut out = Vec::new();
     for i in 0..n as u32 {
@@ -437,6 +438,7 @@ fn pisek_child(n: usize) -> anyhow::Result<()> {
                     address: IpAddr::V4(SENDER),
                     rr_client: false,
                     passive: true,
+                    remote_as: None,
                 },
                 179,
             )],

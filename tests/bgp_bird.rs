@@ -170,3 +170,43 @@ fn bird_keeps_pisek_routes_stale_across_a_graceful_restart() {
     });
     assert!(learned_block(&bird, "vpntab4", "65000:1 10.1.0.0/24 ").is_some());
 }
+
+#[test]
+fn over_ebgp_bird_sees_our_as_and_next_hop_and_we_take_its_routes() {
+    let Some(dir) = prerequisites("bird ebgp") else {
+        return;
+    };
+    const BIRD_AS: u32 = 65020;
+    let statics = |s: &str| vec![s.replace("65000:2", "65020:2")];
+    let bird = Bird::start_in_as(&dir.path, &statics(STATIC4), &statics(STATIC6), BIRD_AS);
+    let mut pisek = Pisek::start_ebgp(
+        speaker_config(bird.pisek),
+        bird.pisek.into(),
+        bird.addr.into(),
+        BIRD_AS,
+        vec![vrf(1, "65000:1", "65000:100")],
+    );
+    pisek.wait_established();
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    let nh = bird.pisek.to_string();
+    let block = poll("BIRD learns our route over eBGP", || {
+        learned_block(&bird, "vpntab4", "65000:1 10.1.0.0/24 ")
+    });
+    assert!(block.contains("BGP.as_path: 65000\n"), "{block}");
+    assert!(block.contains(&format!("BGP.next_hop: {nh}\n")), "{block}");
+    assert!(
+        block.contains("BGP.ext_community: (rt, 65000, 100)"),
+        "{block}"
+    );
+    // BIRD's routes: their next hop is on the link both share, so BIRD
+    // passes it on unchanged (a third-party next hop, RFC 4271 §5.1.3).
+    pisek.expect_imported(
+        "both BIRD routes imported over eBGP",
+        "65020:2",
+        IpAddr::V4(bird.gateway),
+        &[
+            ("10.2.0.0/24", 200, Family::VPNV4),
+            ("fd00:2::/64", 201, Family::VPNV6),
+        ],
+    );
+}

@@ -26,6 +26,7 @@ fn gobgp_pair(lo: &Loopback, dir: &pisek_lab::TempDir) -> (Gobgp, Pisek) {
             address: lo.ip(1),
             rr_client: false,
             passive: false,
+            peer_as: None,
         }],
         None,
     );
@@ -184,11 +185,13 @@ fn gobgp_reflects_routes_between_two_pisek_speakers() {
                 address: a,
                 rr_client: true,
                 passive: false,
+                peer_as: None,
             },
             GobgpdNeighbor {
                 address: b,
                 rr_client: true,
                 passive: false,
+                peer_as: None,
             },
         ],
         Some(cluster),
@@ -269,6 +272,7 @@ fn pisek_reflects_routes_between_two_gobgp_clients() {
         address: rr,
         rr_client: false,
         passive: false,
+        peer_as: None,
     }];
     let ga = Gobgp::start(&dir.path, a, &to_rr, None);
     let gb = Gobgp::start(&dir.path, b, &to_rr, None);
@@ -356,4 +360,138 @@ fn pisek_keeps_gobgp_routes_while_gobgp_is_down() {
     pisek.wait_established();
     let gone = pisek.wait_withdrawal("the stale route is removed");
     assert_eq!(gone.prefix.prefix.to_string(), "10.2.0.0/24");
+}
+
+/// gobgpd's AS in the eBGP tests: a datacenter PE in an AS of its own.
+const PE_AS: u32 = 65010;
+
+/// The AS_PATH (flattened) and LOCAL_PREF of every path of gobgp's RIB.
+fn as_paths(gobgp: &Gobgp, family: &str) -> Vec<(String, Vec<u64>, Option<u64>)> {
+    let rib = gobgp.rib(family);
+    let mut out = Vec::new();
+    for (key, paths) in rib.as_object().into_iter().flatten() {
+        for p in paths.as_array().into_iter().flatten() {
+            let attrs = p["attrs"].as_array().cloned().unwrap_or_default();
+            let as_path = attrs
+                .iter()
+                .filter(|a| a["type"] == 2)
+                .flat_map(|a| a["as_paths"].as_array().cloned().unwrap_or_default())
+                .flat_map(|s| s["asns"].as_array().cloned().unwrap_or_default())
+                .filter_map(|n| n.as_u64())
+                .collect();
+            let local_pref = attrs
+                .iter()
+                .find(|a| a["type"] == 5)
+                .and_then(|a| a["value"].as_u64());
+            out.push((key.clone(), as_path, local_pref));
+        }
+    }
+    out
+}
+
+#[test]
+fn over_ebgp_pisek_prepends_its_as_sets_next_hop_self_and_refuses_loops() {
+    let Some((lo, dir)) = prerequisites("gobgp ebgp") else {
+        return;
+    };
+    let gobgp = Gobgp::start_in_as(
+        &dir.path,
+        lo.ip(2),
+        PE_AS,
+        &[GobgpdNeighbor {
+            address: lo.ip(1),
+            rr_client: false,
+            passive: false,
+            peer_as: Some(AS),
+        }],
+    );
+    let mut pisek = Pisek::start_ebgp(
+        speaker_config(lo.v4(1)),
+        lo.ip(1),
+        lo.ip(2),
+        PE_AS,
+        vec![vrf(1, "65000:1", "65000:100")],
+    );
+    pisek.wait_established();
+
+    // Ours at the PE: our AS first, our next hop, no LOCAL_PREF, the
+    // route target kept.
+    pisek.advertise(1, "10.1.0.0/24", 100);
+    let v4 = gobgp.wait_paths("gobgp has the route over eBGP", "vpnv4", 1);
+    assert_eq!(v4[0].key, "65000:1:10.1.0.0/24");
+    assert_eq!(v4[0].next_hop, lo.ip(1).to_string());
+    assert_eq!(v4[0].route_targets, vec!["65000:100".to_string()]);
+    assert_eq!(
+        as_paths(&gobgp, "vpnv4"),
+        vec![("65000:1:10.1.0.0/24".to_string(), vec![u64::from(AS)], None)]
+    );
+
+    // The PE's route: learned, with the PE's next hop.
+    gobgp.add_route(&GobgpVpnRoute {
+        family: "vpnv4",
+        prefix: "10.2.0.0/24",
+        label: 200,
+        rd: "65010:2",
+        rt: "65000:100",
+        next_hop: lo.ip(2),
+    });
+    pisek.expect_imported(
+        "the PE's route over eBGP",
+        "65010:2",
+        lo.ip(2),
+        &[("10.2.0.0/24", 200, Family::VPNV4)],
+    );
+    // A route whose AS_PATH holds our AS is a loop: never imported.
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.4.0.0/24",
+        "label",
+        "400",
+        "rd",
+        "65010:4",
+        "rt",
+        "65000:100",
+        "nexthop",
+        &lo.ip(2).to_string(),
+        "aspath",
+        "65000",
+    ]);
+    gobgp.add_route(&GobgpVpnRoute {
+        family: "vpnv4",
+        prefix: "10.5.0.0/24",
+        label: 500,
+        rd: "65010:5",
+        rt: "65000:100",
+        next_hop: lo.ip(2),
+    });
+    let later = pisek_lab::poll_until("the route after the looped one", WAIT, || {
+        let events = pisek.drain_events();
+        (!events.is_empty()).then_some(events)
+    });
+    assert!(
+        later
+            .iter()
+            .all(|e| e.prefix.prefix.to_string() != "10.4.0.0/24"),
+        "the looped route was imported: {later:?}"
+    );
+    assert!(
+        later
+            .iter()
+            .any(|e| e.prefix.prefix.to_string() == "10.5.0.0/24"),
+        "{later:?}"
+    );
+    // gobgpd did send it (its Adj-RIB-Out towards us holds it): the
+    // refusal is Pisek's.
+    let adj_out = gobgp.cli(&["neighbor", &lo.ip(1).to_string(), "adj-out", "-a", "vpnv4"]);
+    assert!(adj_out.contains("10.4.0.0/24"), "{adj_out}");
+    let rib = pisek.rt.block_on(pisek.handle().rib()).expect("rib");
+    assert!(
+        rib.iter()
+            .all(|p| p.prefix.prefix.to_string() != "10.4.0.0/24"),
+        "a looped path is not even kept: {rib:?}"
+    );
 }

@@ -107,6 +107,7 @@ fn route_update(prefix: &str, label: u32, attrs: &PathAttributes) -> Vec<u8> {
     };
     let mut enc = UpdateEncoder::new(SessionContext {
         four_octet_as: true,
+        external: false,
     });
     let mut out = Vec::new();
     enc.announce(attrs, attrs.next_hop.unwrap(), &nlri, &mut out);

@@ -17,8 +17,8 @@ pub use client::{ApiClient, ClientError};
 pub use error::{ApiError, codes};
 pub use request::{MAX_REQUEST_BYTES, Request};
 pub use response::{
-    BgpSessionInfo, Detached, DropCounter, GcResult, PeerInfo, Response, RouteInfo, Status,
-    TenantChoice, VrfInfo,
+    BgpSessionInfo, Detached, DropCounter, GcResult, PeerInfo, Response, RibRoute, RouteInfo,
+    Status, TenantChoice, VrfInfo,
 };
 pub use workload::{Attachment, WorkloadKey};
 

@@ -91,6 +91,15 @@ pub enum Request {
     Peers,
     /// BGP sessions.
     Bgp,
+    /// Every path of the BGP RIB (`show bgp vpnv4 all`).
+    BgpRib {
+        /// Only paths this tenant's VRF imports.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vrf: Option<String>,
+        /// Only `vpnv4` or `vpnv6`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        family: Option<String>,
+    },
     /// Drop counters.
     Drops,
 }

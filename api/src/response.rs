@@ -186,6 +186,39 @@ pub struct BgpSessionInfo {
     pub advertised: u64,
 }
 
+/// One path of the BGP RIB.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RibRoute {
+    /// `vpnv4` or `vpnv6`.
+    pub family: String,
+    /// The route distinguisher (`10.255.0.12:1`, `65000:7`).
+    pub rd: String,
+    /// The prefix.
+    pub prefix: String,
+    /// The label stack (one label for MPLS/BGP VPNs).
+    pub labels: Vec<u32>,
+    /// The route targets (`65000:1`).
+    pub route_targets: Vec<String>,
+    /// The BGP next hop.
+    pub next_hop: Option<IpAddr>,
+    /// `local`, or the address of the peer it came from.
+    pub from: String,
+    /// The peer's configured name, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The best path of its prefix.
+    pub best: bool,
+    /// Kept across the sender's restart, waiting for a refresh.
+    pub stale: bool,
+    /// Seconds since it was learned or last changed.
+    pub age_secs: u64,
+    /// LOCAL_PREF, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+    /// The tenants whose VRFs import it.
+    pub vrfs: Vec<String>,
+}
+
 /// One drop counter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropCounter {

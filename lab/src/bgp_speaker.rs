@@ -107,6 +107,33 @@ pub struct Pisek {
 }
 
 impl Pisek {
+    /// Starts a speaker on `local` (port 179) with one external neighbor,
+    /// `peer` in AS `peer_as` (eBGP).
+    pub fn start_ebgp(
+        speaker: SpeakerConfig,
+        local: IpAddr,
+        peer: IpAddr,
+        peer_as: u32,
+        vrfs: Vec<VrfConfig>,
+    ) -> Pisek {
+        Pisek::start_with(BgpConfig {
+            speaker,
+            local_address: local,
+            listen_port: Some(179),
+            peers: vec![(
+                NeighborConfig {
+                    address: peer,
+                    rr_client: false,
+                    passive: false,
+                    remote_as: Some(peer_as),
+                },
+                179,
+            )],
+            vrfs,
+            routes: Vec::new(),
+        })
+    }
+
     /// Starts a speaker on `local` (port 179) peering with `peers` (port 179).
     pub fn start(
         speaker: SpeakerConfig,
@@ -126,6 +153,7 @@ impl Pisek {
                             address: *a,
                             rr_client: false,
                             passive: false,
+                            remote_as: None,
                         },
                         179,
                     )
@@ -157,6 +185,7 @@ impl Pisek {
                             address: *a,
                             rr_client: true,
                             passive: false,
+                            remote_as: None,
                         },
                         179,
                     )
@@ -191,6 +220,7 @@ impl Pisek {
                     address: peer,
                     rr_client: false,
                     passive: false,
+                    remote_as: None,
                 },
                 179,
             )],

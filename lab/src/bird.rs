@@ -36,6 +36,12 @@ impl Bird {
     /// over vpn4 and vpn6 channels. `statics4`/`statics6` are `route ...;`
     /// lines for static protocols in the VPN tables.
     pub fn start(dir: &Path, statics4: &[String], statics6: &[String]) -> Bird {
+        Bird::start_in_as(dir, statics4, statics6, AS)
+    }
+
+    /// [`Bird::start`] with BIRD in AS `bird_as`: an external (eBGP) peer
+    /// of Pisek when it is not [`AS`].
+    pub fn start_in_as(dir: &Path, statics4: &[String], statics6: &[String], bird_as: u32) -> Bird {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let base = [
@@ -81,7 +87,7 @@ protocol static static_vpn6 {{
   vpn6 {{ table vpntab6; }};
 {routes6}}}
 protocol bgp pisek {{
-  local {addr} as {AS};
+  local {addr} as {bird_as};
   neighbor {pisek} as {AS};
   direct;
   hold time 9;

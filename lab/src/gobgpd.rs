@@ -39,6 +39,8 @@ pub struct GobgpdNeighbor {
     pub rr_client: bool,
     /// gobgpd waits for the neighbor to connect.
     pub passive: bool,
+    /// The neighbor's AS; `None`: gobgpd's own (iBGP).
+    pub peer_as: Option<u32>,
 }
 
 impl GobgpdConfig {
@@ -57,7 +59,7 @@ impl GobgpdConfig {
 [[neighbors]]
   [neighbors.config]
     neighbor-address = "{a}"
-    peer-as = {asn}
+    peer-as = {peer_as}
   [neighbors.transport.config]
     local-address = "{addr}"
     passive-mode = {passive}
@@ -81,6 +83,7 @@ impl GobgpdConfig {
 "#,
                 a = n.address,
                 passive = n.passive,
+                peer_as = n.peer_as.unwrap_or(asn),
             ));
             if n.rr_client {
                 let cluster = self.cluster_id.unwrap_or(self.router_id);
@@ -141,12 +144,24 @@ impl Gobgp {
         neighbors: &[GobgpdNeighbor],
         cluster_id: Option<IpAddr>,
     ) -> PathBuf {
+        Gobgp::write_config_in_as(dir, addr, AS, neighbors, cluster_id)
+    }
+
+    /// [`Gobgp::write_config`] for a gobgpd in AS `asn` (an external peer
+    /// of the speakers in [`AS`]).
+    pub fn write_config_in_as(
+        dir: &Path,
+        addr: IpAddr,
+        asn: u32,
+        neighbors: &[GobgpdNeighbor],
+        cluster_id: Option<IpAddr>,
+    ) -> PathBuf {
         let v4 = |a: IpAddr| match a {
             IpAddr::V4(a) => a,
             IpAddr::V6(_) => panic!("gobgpd's router and cluster ids are IPv4: {a}"),
         };
         let config = GobgpdConfig {
-            asn: AS,
+            asn,
             router_id: v4(addr),
             listen: addr,
             cluster_id: cluster_id.map(v4),
@@ -164,7 +179,19 @@ impl Gobgp {
         neighbors: &[GobgpdNeighbor],
         cluster_id: Option<IpAddr>,
     ) -> Gobgp {
-        let config = Gobgp::write_config(dir, addr, neighbors, cluster_id);
+        Gobgp::start_config(addr, Gobgp::write_config(dir, addr, neighbors, cluster_id))
+    }
+
+    /// Starts gobgpd in AS `asn` with `neighbors` (eBGP when their AS
+    /// differs).
+    pub fn start_in_as(dir: &Path, addr: IpAddr, asn: u32, neighbors: &[GobgpdNeighbor]) -> Gobgp {
+        Gobgp::start_config(
+            addr,
+            Gobgp::write_config_in_as(dir, addr, asn, neighbors, None),
+        )
+    }
+
+    fn start_config(addr: IpAddr, config: PathBuf) -> Gobgp {
         let mut g = Gobgp {
             addr,
             daemon: None,

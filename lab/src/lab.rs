@@ -170,6 +170,7 @@ impl Lab {
                     address: IpAddr::V4(node.tunnel_address),
                     rr_client: true,
                     passive: true,
+                    peer_as: None,
                 })
                 .collect(),
         };

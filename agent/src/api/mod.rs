@@ -19,11 +19,12 @@
 //! The wire types are re-exported here so the agent's modules name them as
 //! `crate::api::X`.
 
+mod rib;
 mod server;
 
 pub use pisek_api::{
     ApiError, BgpSessionInfo, Detached, DropCounter, GcResult, MAX_REQUEST_BYTES, PeerInfo,
-    Request, Response, RouteInfo, Status, TenantChoice, VrfInfo, codes,
+    Request, Response, RibRoute, RouteInfo, Status, TenantChoice, VrfInfo, codes,
 };
 pub use server::{ApiServer, DataplaneView, NoDataplane, bind_socket};
 

@@ -6,6 +6,7 @@ use super::{
 };
 use crate::attach::{AttachRequest, Attachments};
 use crate::config::{Config, Role};
+use crate::control::BgpHandle;
 use crate::ipam::WorkloadKey;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -75,6 +76,7 @@ pub struct ApiServer {
     config: Arc<Config>,
     attachments: Arc<Attachments>,
     view: Arc<dyn DataplaneView>,
+    bgp: Option<BgpHandle>,
     started: Instant,
 }
 
@@ -85,10 +87,21 @@ impl ApiServer {
         attachments: Arc<Attachments>,
         view: Arc<dyn DataplaneView>,
     ) -> Arc<ApiServer> {
+        ApiServer::with_bgp(config, attachments, view, None)
+    }
+
+    /// A server that also answers `bgp_rib` from this node's speaker.
+    pub fn with_bgp(
+        config: Arc<Config>,
+        attachments: Arc<Attachments>,
+        view: Arc<dyn DataplaneView>,
+        bgp: Option<BgpHandle>,
+    ) -> Arc<ApiServer> {
         Arc::new(ApiServer {
             config,
             attachments,
             view,
+            bgp,
             started: Instant::now(),
         })
     }
@@ -227,6 +240,15 @@ impl ApiServer {
             },
             Request::Peers => Response::success(self.peers()),
             Request::Bgp => Response::success(self.bgp_sessions()),
+            Request::BgpRib { vrf, family } => {
+                super::rib::bgp_rib(
+                    &self.config,
+                    self.bgp.as_ref(),
+                    vrf.as_deref(),
+                    family.as_deref(),
+                )
+                .await
+            }
             Request::Drops => Response::success(self.view.drops()),
         }
     }

@@ -172,7 +172,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("serving metrics on {}", config.metrics.listen))?;
-    serve_until_signal(&config, attachments, view, adopted).await?;
+    let bgp = routing.as_ref().map(|r| r.handle.clone());
+    serve_until_signal(&config, attachments, view, bgp, adopted).await?;
     if let Some(routing) = routing {
         routing.stop_for_restart().await;
     }
@@ -256,6 +257,7 @@ async fn serve_until_signal(
     config: &Arc<Config>,
     attachments: Arc<Attachments>,
     view: Arc<dyn DataplaneView>,
+    bgp: Option<routing::BgpHandle>,
     adopted: usize,
 ) -> anyhow::Result<()> {
     let listener = bind_socket(&config.api.socket)
@@ -270,7 +272,7 @@ async fn serve_until_signal(
         Arc::clone(&attachments),
         std::time::Duration::from_secs(config.api.vanished_sweep_secs),
     ));
-    let server = ApiServer::new(Arc::clone(config), attachments, view);
+    let server = ApiServer::with_bgp(Arc::clone(config), attachments, view, bgp);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = server.serve(listener) => r.context("serving the API")?,

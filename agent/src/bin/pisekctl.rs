@@ -5,8 +5,8 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use pisek_api::{
-    ApiClient, Attachment, BgpSessionInfo, Detached, DropCounter, PeerInfo, Request, RouteInfo,
-    Status, VrfInfo,
+    ApiClient, Attachment, BgpSessionInfo, Detached, DropCounter, PeerInfo, Request, RibRoute,
+    RouteInfo, Status, VrfInfo,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,21 @@ struct Args {
 }
 
 #[derive(Subcommand)]
+enum BgpCommand {
+    /// Every path of the BGP RIB, as `show bgp vpnv4 all` lists it: RD,
+    /// prefix, next hop, labels, route targets, the peer it came from,
+    /// best (`*>`) or not (`*`), stale (`S`), age.
+    Rib {
+        /// Only the paths this tenant's VRF imports.
+        #[arg(long)]
+        vrf: Option<String>,
+        /// Only `vpnv4` or `vpnv6`.
+        #[arg(long)]
+        family: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// The agent's summary.
     Status,
@@ -43,8 +58,11 @@ enum Command {
     /// WireGuard peers: handshakes, packets and bytes each way, endpoint
     /// changes, drops by reason.
     Peers,
-    /// BGP sessions.
-    Bgp,
+    /// BGP sessions; `bgp rib` lists every path of the RIB.
+    Bgp {
+        #[command(subcommand)]
+        what: Option<BgpCommand>,
+    },
     /// Drop counters by reason: the node's total (tenant `-`) and each
     /// tenant's (rows at zero left out; `--json` lists them all).
     Drops,
@@ -142,7 +160,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
             show(&mut client, &request, json, routes_table)
         }
         Command::Peers => show(&mut client, &Request::Peers, json, peers_table),
-        Command::Bgp => show(&mut client, &Request::Bgp, json, bgp_table),
+        Command::Bgp { what: None } => show(&mut client, &Request::Bgp, json, bgp_table),
+        Command::Bgp {
+            what: Some(BgpCommand::Rib { vrf, family }),
+        } => show(
+            &mut client,
+            &Request::BgpRib {
+                vrf: vrf.clone(),
+                family: family.clone(),
+            },
+            json,
+            rib_table,
+        ),
         Command::Drops => show(&mut client, &Request::Drops, json, drops_table),
         Command::Attach {
             netns,
@@ -307,6 +336,75 @@ fn routes_table(routes: Vec<RouteInfo>) -> String {
             })
             .collect(),
     )
+}
+
+/// The RIB grouped by route distinguisher, in the shape of `show bgp vpnv4
+/// all` (Cisco, FRR): status codes, network, next hop, labels, targets,
+/// where it came from, age.
+fn rib_table(routes: Vec<RibRoute>) -> String {
+    let mut out = String::from("Status codes: * valid, > best, S stale\n");
+    let mut rds: Vec<&str> = routes.iter().map(|r| r.rd.as_str()).collect();
+    rds.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    for rd in rds {
+        if !seen.insert(rd) {
+            continue;
+        }
+        out.push_str(&format!("\nRoute Distinguisher: {rd}\n"));
+        let rows = routes
+            .iter()
+            .filter(|r| r.rd == rd)
+            .map(|r| {
+                vec![
+                    format!(
+                        "*{}{}",
+                        if r.best { ">" } else { " " },
+                        if r.stale { "S" } else { "" }
+                    ),
+                    r.prefix.clone(),
+                    r.next_hop.map_or("-".into(), |a| a.to_string()),
+                    r.labels
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    r.route_targets.join(" "),
+                    match &r.peer {
+                        Some(name) => format!("{} ({name})", r.from),
+                        None => r.from.clone(),
+                    },
+                    age(r.age_secs),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "",
+                "NETWORK",
+                "NEXT HOP",
+                "LABELS",
+                "ROUTE TARGETS",
+                "FROM",
+                "AGE",
+            ],
+            rows,
+        ));
+    }
+    out
+}
+
+/// `hh:mm:ss`, or `NdHHh` past a day, as routers print a route's age.
+fn age(secs: u64) -> String {
+    if secs >= 86_400 {
+        format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600)
+    } else {
+        format!(
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
+    }
 }
 
 fn bgp_table(sessions: Vec<BgpSessionInfo>) -> String {

@@ -186,6 +186,10 @@ pub struct BgpNeighbor {
     /// Passive: wait for the neighbor to connect (the reflector side).
     #[serde(default)]
     pub passive: bool,
+    /// The neighbor's AS; absent or equal to `bgp.asn`: iBGP. Another AS
+    /// makes the session eBGP (a PE or route server of the datacenter).
+    #[serde(default)]
+    pub remote_as: Option<u32>,
 }
 
 /// `[[tenant]]`

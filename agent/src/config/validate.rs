@@ -249,6 +249,13 @@ fn bgp(config: &Config, p: &mut Problems) {
                 "a passive neighbor needs bgp.listen = true (with listen = false nothing would accept its connection)",
             );
         }
+        // 0 and AS_TRANS are never a real AS (RFC 7607, RFC 6793 §9).
+        if let Some(asn @ (0 | 23456)) = n.remote_as {
+            p.add(
+                format!("{at}.remote_as"),
+                format!("{asn} is not a usable AS number"),
+            );
+        }
     }
 }
 

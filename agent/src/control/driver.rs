@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use pisek_overlay::bgp::packet::{Family, VpnPrefix};
 use pisek_overlay::bgp::policy::{TenantId, VrfConfig};
 use pisek_overlay::bgp::speaker::{
-    ConnId, NeighborConfig, NeighborId, NeighborStatus, Output, Speaker, SpeakerConfig,
+    ConnId, NeighborConfig, NeighborId, NeighborStatus, Output, RibPath, Speaker, SpeakerConfig,
 };
 pub use pisek_overlay::bgp::speaker::{ImportedRoute, RouteEvent};
 use pisek_overlay::packet::Label;
@@ -93,6 +93,7 @@ enum Command {
     Sessions(oneshot::Sender<Vec<NeighborStatus>>),
     RouteCount(oneshot::Sender<usize>),
     Advertised(oneshot::Sender<Vec<(VpnPrefix, TenantId, Label)>>),
+    Rib(oneshot::Sender<Vec<RibPath>>),
     Refresh,
     Stop { notify_peers: bool },
 }
@@ -191,6 +192,11 @@ impl BgpHandle {
     /// Every peer's session state and route count.
     pub async fn sessions(&self) -> anyhow::Result<Vec<NeighborStatus>> {
         self.call(Command::Sessions).await
+    }
+
+    /// Every path of the RIB (`pisekctl bgp rib`).
+    pub async fn rib(&self) -> anyhow::Result<Vec<RibPath>> {
+        self.call(Command::Rib).await
     }
 
     /// The routes this node advertises: (VPN prefix, tenant, label).
@@ -409,6 +415,9 @@ impl Driver {
             }
             Command::Advertised(reply) => {
                 let _ = reply.send(self.speaker.advertised().collect());
+            }
+            Command::Rib(reply) => {
+                let _ = reply.send(self.speaker.rib_paths(now));
             }
             Command::RouteCount(reply) => {
                 let _ = reply.send(self.speaker.rib().len());

@@ -206,10 +206,13 @@ pub fn bgp_config(
             .neighbors
             .iter()
             .map(|n| {
+                let ebgp = n.remote_as.is_some_and(|asn| asn != config.bgp.asn);
                 let peer = NeighborConfig {
                     address: n.address,
-                    rr_client: reflector,
+                    // Reflection is within the AS (RFC 4456).
+                    rr_client: reflector && !ebgp,
                     passive: n.passive,
+                    remote_as: n.remote_as,
                 };
                 (peer, bgp::BGP_PORT)
             })

@@ -53,7 +53,7 @@ fn open_bytes() -> Vec<u8> {
 
 fn decode_round_trip(data: &[u8]) {
     for four_octet_as in [false, true] {
-        let ctx = SessionContext { four_octet_as };
+        let ctx = SessionContext { four_octet_as, external: false };
         let Ok(m) = Message::decode(data, &ctx) else { continue };
         let Message::Update(u) = &m else { continue };
         if u.treat_as_withdraw.is_some() || u.attributes.next_hop.is_none() {
@@ -84,7 +84,7 @@ fuzz_target!(|input: &[u8]| {
         mode => {
             let mut s = speaker();
             let peer = s
-                .add_peer(NeighborConfig { address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), rr_client: true, passive: true }, now)
+                .add_peer(NeighborConfig { address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), rr_client: true, passive: true, remote_as: None }, now)
                 .expect("one peer");
             s.connected(peer, ConnId(1), false, now);
             if mode == 1 {

@@ -561,6 +561,7 @@ pub fn negotiate(cfg: &SessionConfig, open: &Open) -> Result<Negotiated, DecodeE
                 .capabilities
                 .iter()
                 .any(|c| matches!(c, Capability::FourOctetAs(_))),
+            external: cfg.remote_as != cfg.local_as,
         },
         route_refresh: open.capabilities.contains(&Capability::RouteRefresh),
         graceful_restart: cfg.graceful_restart.is_some() && peer_graceful_restart.is_some(),

@@ -14,6 +14,7 @@
 //! No I/O, no clock: the agent's driver feeds bytes, connection events and
 //! the time in, and carries bytes and route changes out.
 
+pub mod as4;
 pub mod fsm;
 pub mod gr;
 pub mod import;

@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::packet::{Family, PathAttributes, VpnPrefix};
 use crate::packet::Label;
@@ -22,7 +23,7 @@ pub type Source = u16;
 pub const LOCAL: Source = 0;
 
 /// One path to a prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Path {
     /// Shared attributes (next hop, route targets, ...).
     pub attrs: Arc<PathAttributes>,
@@ -32,7 +33,22 @@ pub struct Path {
     pub source: Source,
     /// Kept across the sender's restart, waiting for a refresh (RFC 4724).
     pub stale: bool,
+    /// When the path was learned or last changed; an identical refresh
+    /// keeps it (the path's age, as `show bgp` prints it). Not part of a
+    /// path's equality.
+    pub since: Instant,
 }
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Path) -> bool {
+        self.attrs == other.attrs
+            && self.label == other.label
+            && self.source == other.source
+            && self.stale == other.stale
+    }
+}
+
+impl Eq for Path {}
 
 /// What the best-path tie-breaks need to know about a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +57,8 @@ pub struct SourceInfo {
     pub router_id: Ipv4Addr,
     /// The peer's address (unspecified for [`LOCAL`]).
     pub address: IpAddr,
+    /// The peer is in another AS.
+    pub ebgp: bool,
 }
 
 /// The best path of a prefix changed.
@@ -93,7 +111,9 @@ pub fn compare(a: &Path, b: &Path, info: &dyn Fn(Source) -> SourceInfo) -> Order
                 Ordering::Equal
             }
         })
-        // d), e): all paths are iBGP with no IGP cost to compare.
+        // d) a path from an external peer over one from an internal peer;
+        // e) there is no IGP cost to compare.
+        .then_with(|| info(b.source).ebgp.cmp(&info(a.source).ebgp))
         // f) lower BGP Identifier, the ORIGINATOR_ID for reflected routes
         // (RFC 4456 §9).
         .then_with(|| {
@@ -153,6 +173,14 @@ impl Rib {
         self.routes.get(prefix).map(|e| &e.best)
     }
 
+    /// Every path of every prefix, with whether it is the best.
+    pub fn iter_paths(&self) -> impl Iterator<Item = (&VpnPrefix, &Path, bool)> {
+        self.routes.iter().flat_map(|(prefix, e)| {
+            std::iter::once((prefix, &e.best, true))
+                .chain(e.others.iter().map(move |p| (prefix, p, false)))
+        })
+    }
+
     /// Every prefix with its best path.
     pub fn iter_best(&self) -> impl Iterator<Item = (&VpnPrefix, &Path)> {
         self.routes.iter().map(|(p, e)| (p, &e.best))
@@ -197,10 +225,17 @@ impl Rib {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
         };
         let old = entry.best.clone();
+        // An identical refresh keeps the path's age.
+        let replace = |slot: &mut Path, mut path: Path| {
+            if *slot == path {
+                path.since = slot.since;
+            }
+            *slot = path;
+        };
         if entry.best.source == path.source {
-            entry.best = path;
+            replace(&mut entry.best, path);
         } else if let Some(p) = entry.others.iter_mut().find(|p| p.source == path.source) {
-            *p = path;
+            replace(p, path);
         } else {
             entry.others.push(path);
         }
@@ -334,6 +369,7 @@ mod tests {
         SourceInfo {
             router_id: Ipv4Addr::new(10, 0, 0, s as u8),
             address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, s as u8)),
+            ebgp: false,
         }
     }
 
@@ -347,7 +383,26 @@ mod tests {
             label: Label::new(100 + u32::from(source)).unwrap(),
             source,
             stale: false,
+            since: Instant::now(),
         }
+    }
+
+    #[test]
+    fn an_identical_refresh_keeps_the_age_and_a_change_resets_it() {
+        let mut rib = Rib::new();
+        let first = path(&mut rib, 1, PathAttributes::default());
+        let learned_at = first.since;
+        rib.update(prefix(), first.clone(), &info);
+        let mut again = first.clone();
+        again.since = learned_at + std::time::Duration::from_secs(5);
+        assert_eq!(rib.update(prefix(), again, &info), None, "no change");
+        assert_eq!(rib.best(&prefix()).map(|p| p.since), Some(learned_at));
+        let mut changed = path(&mut rib, 1, PathAttributes::default());
+        changed.label = Label::new(999).unwrap();
+        changed.since = learned_at + std::time::Duration::from_secs(9);
+        assert!(rib.update(prefix(), changed.clone(), &info).is_some());
+        assert_eq!(rib.best(&prefix()).map(|p| p.since), Some(changed.since));
+        assert_eq!(rib.iter_paths().count(), 1);
     }
 
     #[test]

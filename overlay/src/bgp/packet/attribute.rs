@@ -525,16 +525,39 @@ impl PathAttributes {
             }
         }
         emit_attribute(wk, ty::AS_PATH, &path, out);
+        // A 2-octet peer sees AS_TRANS for every large AS; AS4_PATH carries
+        // the real ones (RFC 6793 §4.2.2).
+        if !ctx.four_octet_as
+            && self
+                .as_path
+                .iter()
+                .flat_map(|s| &s.asns)
+                .any(|a| *a > 0xffff)
+        {
+            let mut as4 = Vec::new();
+            for seg in &self.as_path {
+                for chunk in seg.asns.chunks(255) {
+                    as4.push(seg.kind);
+                    as4.push(chunk.len() as u8);
+                    for asn in chunk {
+                        as4.extend_from_slice(&asn.to_be_bytes());
+                    }
+                }
+            }
+            emit_attribute(opt_tr, ty::AS4_PATH, &as4, out);
+        }
         if let Some(med) = self.med {
             emit_attribute(opt, ty::MED, &med.to_be_bytes(), out);
         }
-        // LOCAL_PREF is always sent on iBGP (RFC 4271 §5.1.5).
-        emit_attribute(
-            wk,
-            ty::LOCAL_PREF,
-            &self.local_pref.unwrap_or(100).to_be_bytes(),
-            out,
-        );
+        // LOCAL_PREF is always sent on iBGP, never on eBGP (RFC 4271 §5.1.5).
+        if !ctx.external {
+            emit_attribute(
+                wk,
+                ty::LOCAL_PREF,
+                &self.local_pref.unwrap_or(100).to_be_bytes(),
+                out,
+            );
+        }
         if self.atomic_aggregate {
             emit_attribute(wk, ty::ATOMIC_AGGREGATE, &[], out);
         }
@@ -580,6 +603,7 @@ mod tests {
     fn ctx() -> SessionContext {
         SessionContext {
             four_octet_as: true,
+            external: false,
         }
     }
 

@@ -19,6 +19,7 @@ static BIRD_END_OF_RIB_VPNV4: &[u8] = include_bytes!("fixtures/bird_end_of_rib_v
 
 const CTX: SessionContext = SessionContext {
     four_octet_as: true,
+    external: false,
 };
 /// gobgpd's address in the recording.
 const GOBGP: Ipv4Addr = Ipv4Addr::new(127, 239, 1, 2);

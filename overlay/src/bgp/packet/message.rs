@@ -535,6 +535,7 @@ mod tests {
     fn ctx() -> SessionContext {
         SessionContext {
             four_octet_as: true,
+            external: false,
         }
     }
 

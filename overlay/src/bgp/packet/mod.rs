@@ -25,4 +25,7 @@ pub struct SessionContext {
     /// Both sides announced four-octet AS support (RFC 6793): AS numbers in
     /// AS_PATH and AGGREGATOR are 4 octets.
     pub four_octet_as: bool,
+    /// The peer is in another AS (eBGP): LOCAL_PREF is not sent
+    /// (RFC 4271 §5.1.5).
+    pub external: bool,
 }

@@ -8,12 +8,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{NeighborId, Speaker, source_of};
+use crate::bgp::packet::attribute::{AS_SEQUENCE, AsSegment};
 use crate::bgp::packet::message::encode_end_of_rib;
 use crate::bgp::packet::{PathAttributes, UpdateEncoder, VpnNlri, VpnPrefix};
 use crate::bgp::rib::{LOCAL, Path, Source};
 
 pub(super) type ReflectedCache =
     HashMap<(usize, Ipv4Addr), (Arc<PathAttributes>, Arc<PathAttributes>)>;
+
+/// What an external peer gets for an attribute set, by the set's address
+/// (the source `Arc` is held so the address is not reused meanwhile).
+pub(super) type ExternalCache = HashMap<usize, (Arc<PathAttributes>, Arc<PathAttributes>)>;
 
 impl Speaker {
     /// Queues a best-path change for the neighbors that may get the new
@@ -26,12 +31,21 @@ impl Speaker {
     ) {
         let reflector = self.config.cluster_id.is_some();
         let mrai = self.config.mrai;
+        let from_ebgp = new_source
+            .filter(|s| *s != LOCAL)
+            .is_some_and(|s| self.is_ebgp(usize::from(s) - 1));
+        let ebgp: Vec<bool> = (0..self.peers.len()).map(|i| self.is_ebgp(i)).collect();
         for (i, p) in self.peers.iter_mut().enumerate() {
             if p.up.is_none() {
                 continue;
             }
-            let may_get = new_source
-                .is_some_and(|s| s == LOCAL || (reflector && s != source_of(NeighborId(i as u16))));
+            // Every route goes to an external peer and every route from
+            // one to everyone; between internal peers only our own and,
+            // as a reflector, reflected ones.
+            let may_get = new_source.is_some_and(|s| {
+                s == LOCAL
+                    || (s != source_of(NeighborId(i as u16)) && (reflector || ebgp[i] || from_ebgp))
+            });
             if may_get || p.sent.contains(&prefix) {
                 p.pending.insert(prefix);
                 let allowed = p.last_flush.map_or(now, |t| (t + mrai).max(now));
@@ -43,8 +57,24 @@ impl Speaker {
     /// What peer `to` should have for a best path, if anything (RFC 4456 §6
     /// reflection rules; our own routes go to everyone).
     pub(super) fn export_for(&mut self, to: usize, best: &Path) -> Option<Arc<PathAttributes>> {
+        if best.source != LOCAL && usize::from(best.source) - 1 == to {
+            return None;
+        }
+        if self.is_ebgp(to) {
+            return Some(self.external(best));
+        }
         if best.source == LOCAL {
             return Some(best.attrs.clone());
+        }
+        // From an external peer to an internal one: as learned, with the
+        // LOCAL_PREF every internal peer expects (RFC 4271 §5.1.5).
+        if self.is_ebgp(usize::from(best.source) - 1) {
+            if best.attrs.local_pref.is_some() {
+                return Some(best.attrs.clone());
+            }
+            let mut attrs = (*best.attrs).clone();
+            attrs.local_pref = Some(100);
+            return Some(self.rib.intern(attrs));
         }
         let cluster_id = self.config.cluster_id?;
         let from = usize::from(best.source) - 1;
@@ -78,6 +108,44 @@ impl Speaker {
         }
         self.reflected.insert(key, (best.attrs.clone(), a.clone()));
         Some(a)
+    }
+
+    /// A path as an external peer gets it (RFC 4271 §5.1): our AS first
+    /// in AS_PATH, next hop self, no LOCAL_PREF, no MED learned from
+    /// another peer, no reflection attributes. Interned and cached per
+    /// attribute set, so a full table costs one copy per set.
+    fn external(&mut self, best: &Path) -> Arc<PathAttributes> {
+        let key = Arc::as_ptr(&best.attrs) as usize;
+        if let Some((_, a)) = self.external_cache.get(&key) {
+            return a.clone();
+        }
+        let mut attrs = (*best.attrs).clone();
+        match attrs.as_path.first_mut() {
+            Some(seg) if seg.kind == AS_SEQUENCE && seg.asns.len() < 255 => {
+                seg.asns.insert(0, self.config.local_as);
+            }
+            _ => attrs.as_path.insert(
+                0,
+                AsSegment {
+                    kind: AS_SEQUENCE,
+                    asns: vec![self.config.local_as],
+                },
+            ),
+        }
+        attrs.next_hop = Some(self.config.next_hop);
+        attrs.local_pref = None;
+        if best.source != LOCAL {
+            attrs.med = None;
+        }
+        attrs.originator_id = None;
+        attrs.cluster_list.clear();
+        let a = self.rib.intern(attrs);
+        if self.external_cache.len() > 4096 {
+            self.external_cache.clear();
+        }
+        self.external_cache
+            .insert(key, (best.attrs.clone(), a.clone()));
+        a
     }
 
     /// Sends pending UPDATEs to every peer whose MRAI allows it.

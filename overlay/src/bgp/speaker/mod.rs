@@ -33,11 +33,14 @@ use crate::packet::Label;
 
 mod export;
 mod neighbor;
+mod show;
 #[cfg(test)]
 mod tests;
 mod update;
 
-use export::ReflectedCache;
+pub use show::RibPath;
+
+use export::{ExternalCache, ReflectedCache};
 use neighbor::{Connection, Neighbor};
 use update::imported;
 
@@ -94,6 +97,10 @@ pub struct NeighborConfig {
     pub rr_client: bool,
     /// Only accept connections from this peer.
     pub passive: bool,
+    /// The peer's AS; `None` (or our own AS): iBGP. Another AS makes the
+    /// session eBGP (RFC 4271 §9.1.3, §5.1): our AS prepended, next hop
+    /// self, no LOCAL_PREF or MED sent, routes with our AS refused.
+    pub remote_as: Option<u32>,
 }
 
 /// Something the driver must do, or hear.
@@ -200,6 +207,7 @@ pub struct Speaker {
     /// added), keyed by the original's address; the original is kept in the
     /// value so that address cannot be reused while the entry lives.
     reflected: ReflectedCache,
+    external_cache: ExternalCache,
     /// Route selection is deferred after our restart (RFC 4724 §4.1).
     deferral: SelectionDeferral,
 }
@@ -215,6 +223,7 @@ impl Speaker {
             local: HashMap::new(),
             outputs: VecDeque::new(),
             reflected: HashMap::new(),
+            external_cache: HashMap::new(),
             deferral: SelectionDeferral::new(config_restarting(&config)),
             config,
         }
@@ -244,7 +253,7 @@ impl Speaker {
         let session = SessionConfig {
             local_as: self.config.local_as,
             router_id: self.config.router_id,
-            remote_as: self.config.local_as,
+            remote_as: config.remote_as.unwrap_or(self.config.local_as),
             hold_time: self.config.hold_time,
             families: self.config.families.clone(),
             graceful_restart: self.config.graceful_restart,
@@ -353,6 +362,7 @@ impl Speaker {
             label,
             source: LOCAL,
             stale: false,
+            since: now,
         };
         let change = self.rib.update(vpn, path, &self.source_info());
         if let Some(c) = change {
@@ -509,14 +519,26 @@ impl Speaker {
         ids.push(SourceInfo {
             router_id: self.config.router_id,
             address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ebgp: false,
         });
-        for p in &self.peers {
+        for (i, p) in self.peers.iter().enumerate() {
             ids.push(SourceInfo {
                 router_id: p.router_id.unwrap_or(Ipv4Addr::BROADCAST),
                 address: p.config.address,
+                ebgp: self.is_ebgp(i),
             });
         }
         move |s: Source| ids.get(usize::from(s)).copied().unwrap_or(ids[0])
+    }
+}
+
+impl Speaker {
+    /// Whether peer `i` is in another AS.
+    pub(super) fn is_ebgp(&self, i: usize) -> bool {
+        self.peers
+            .get(i)
+            .and_then(|p| p.config.remote_as)
+            .is_some_and(|asn| asn != self.config.local_as)
     }
 }
 

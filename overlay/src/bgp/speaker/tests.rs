@@ -79,6 +79,7 @@ impl Lab {
                         address: addr(j),
                         rr_client,
                         passive,
+                        remote_as: None,
                     },
                     now,
                 )
@@ -328,6 +329,7 @@ fn reflected_route_that_loops_back_is_ignored() {
                 address: addr(1),
                 rr_client: false,
                 passive: true,
+                remote_as: None,
             },
             now,
         )
@@ -396,6 +398,7 @@ fn helper_keeps_routes_stale_until_end_of_rib() {
             address: addr(1),
             rr_client: false,
             passive: false,
+            remote_as: None,
         },
         lab.now,
     )
@@ -540,6 +543,7 @@ fn restarted_reflector_with_one_client_back() -> Lab {
                 address: addr(j),
                 rr_client,
                 passive,
+                remote_as: None,
             },
             lab.now,
         )

@@ -44,13 +44,28 @@ impl Speaker {
         if update.announced.is_empty() {
             return;
         }
+        // The real 4-octet path from a 2-octet speaker (RFC 6793 §4.2.3),
+        // before the loop check reads it.
+        let mut update = update;
+        let four_octet = self.peers[i]
+            .up
+            .as_ref()
+            .is_none_or(|n| n.context.four_octet_as);
+        crate::bgp::as4::apply(&mut update.attributes, four_octet);
         let attrs = &update.attributes;
-        // RFC 4456 §8: a route we originated or already reflected is a loop.
+        let ebgp = self.is_ebgp(i);
+        // RFC 4456 §8: a route we originated or already reflected is a loop;
+        // RFC 4271 §9.1.2: so is one from another AS with ours in its path.
         let looped = attrs.originator_id == Some(self.config.router_id)
             || self
                 .config
                 .cluster_id
-                .is_some_and(|id| attrs.cluster_list.contains(&id));
+                .is_some_and(|id| attrs.cluster_list.contains(&id))
+            || (ebgp
+                && attrs
+                    .as_path
+                    .iter()
+                    .any(|s| s.asns.contains(&self.config.local_as)));
         if update.treat_as_withdraw.is_some() || looped || attrs.next_hop.is_none() {
             for a in &update.announced {
                 if let Some(c) = self.rib.withdraw(&a.prefix, source, &info) {
@@ -61,9 +76,16 @@ impl Speaker {
         }
         let Update {
             announced,
-            attributes,
+            mut attributes,
             ..
         } = *update;
+        if ebgp {
+            // LOCAL_PREF is ours to set (RFC 4271 §5.1.5); the reflection
+            // attributes never cross an AS boundary (RFC 4456 §8).
+            attributes.local_pref = None;
+            attributes.originator_id = None;
+            attributes.cluster_list.clear();
+        }
         let shared = self.rib.intern(attributes);
         for VpnNlri { prefix, label } in announced {
             if !families.contains(&prefix.family()) {
@@ -74,6 +96,7 @@ impl Speaker {
                 label,
                 source,
                 stale: false,
+                since: now,
             };
             if let Some(c) = self.rib.update(prefix, path, &info) {
                 self.best_changed(c, now);
