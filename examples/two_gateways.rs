@@ -26,7 +26,7 @@ use anyhow::Context;
 use clap::Parser;
 use pisek_lab::sensor_lab::carbon::Carbon;
 use pisek_lab::sensor_lab::{CarbonMode, GatewayStatus, SensorLab, SensorPlan, unix_now};
-use pisek_lab::{Binaries, Lab, build_agent, on_signal, profile_dir};
+use pisek_lab::{Binaries, Lab, LabOptions, Reflector, build_agent, on_signal, profile_dir};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -50,6 +50,25 @@ struct Args {
     /// readings wait in the collectors' queues.
     #[arg(long)]
     no_carbon: bool,
+    /// The prefix of every namespace (`<name>-edge`, `<name>-gw1`, ...):
+    /// 1-8 lowercase letters and digits.
+    #[arg(long)]
+    name: Option<String>,
+    /// Gateways behind the edge (2-200).
+    #[arg(long, default_value_t = 2)]
+    gateways: usize,
+    /// The route reflector: the edge agent's own speaker, or gobgpd beside it.
+    #[arg(long = "with", value_enum, default_value_t = ReflectorArg::Agent)]
+    reflector: ReflectorArg,
+}
+
+/// `--with`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReflectorArg {
+    /// The edge agent reflects.
+    Agent,
+    /// gobgpd on the edge reflects; the edge agent is its client.
+    Gobgp,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,10 +85,41 @@ fn main() -> anyhow::Result<()> {
     let flag = Arc::clone(&stop);
     on_signal(move || flag.store(true, Ordering::Relaxed))?;
 
-    println!("building the lab: edge + 2 gateways, tenants city and conference ...");
-    let tag = format!("pl{}", std::process::id() % 10000);
-    let lab = Lab::start(&tag, binaries)?;
-    lab.wait_until_ready(Duration::from_secs(30))?;
+    let tag = match &args.name {
+        Some(name) => {
+            anyhow::ensure!(
+                (1..=8).contains(&name.len())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "--name {name:?}: 1-8 lowercase letters and digits"
+            );
+            name.clone()
+        }
+        None => format!("pl{}", std::process::id() % 10000),
+    };
+    anyhow::ensure!(
+        (2..=200).contains(&args.gateways),
+        "--gateways {}: 2 to 200",
+        args.gateways
+    );
+    let options = LabOptions {
+        gateways: args.gateways,
+        reflector: match args.reflector {
+            ReflectorArg::Agent => Reflector::Agent,
+            ReflectorArg::Gobgp => Reflector::Gobgpd,
+        },
+    };
+    println!(
+        "building the lab: edge + {} gateways, tenants city and conference ...",
+        args.gateways
+    );
+    let started = Instant::now();
+    let lab = Lab::start_opts(&tag, binaries, options)?;
+    let up = started.elapsed();
+    lab.wait_until_ready(Duration::from_secs(30 + 3 * args.gateways as u64))?;
+    let converged = started.elapsed();
+    print_discovery(&lab, up, converged);
 
     for (i, node) in lab.nodes.iter().enumerate() {
         println!("\n== {} ({}) ==", node.name, node.tunnel_address);
@@ -171,6 +221,59 @@ fn main() -> anyhow::Result<()> {
     drop(sensors);
     drop(lab);
     Ok(())
+}
+
+/// Where everything is (also in `lab.json`), how long the lab took to start
+/// and to converge, and each agent's memory.
+fn print_discovery(lab: &Lab, up: Duration, converged: Duration) {
+    println!(
+        "\nlab up in {:.1} s (agents started, workloads attached); WireGuard, BGP and every route in place after {:.1} s",
+        up.as_secs_f64(),
+        converged.as_secs_f64()
+    );
+    println!(
+        "where everything is: {}",
+        lab.dir.join("lab.json").display()
+    );
+    let description = lab.describe();
+    let mut rss_total = 0u64;
+    let nodes = description["nodes"].as_array().cloned().unwrap_or_default();
+    for node in &nodes {
+        let pid = node["agent_pid"].as_u64();
+        let rss = pid.and_then(rss_kib);
+        rss_total += rss.unwrap_or(0);
+        println!(
+            "  {:<6} netns {:<14} pid {:<7} RSS {:>6} KiB  pisekctl --socket {}",
+            node["name"].as_str().unwrap_or("?"),
+            node["netns"].as_str().unwrap_or("?"),
+            pid.map_or("-".into(), |p| p.to_string()),
+            rss.map_or("?".into(), |r| r.to_string()),
+            node["socket"].as_str().unwrap_or("?"),
+        );
+    }
+    if !nodes.is_empty() {
+        println!(
+            "  memory per agent: {} KiB on average over {} agents",
+            rss_total / nodes.len() as u64,
+            nodes.len()
+        );
+    }
+    println!(
+        "  workloads: {} (ip netns exec <netns> ...; addresses in lab.json)",
+        description["workloads"].as_array().map_or(0, Vec::len)
+    );
+}
+
+/// A process's resident memory in KiB, from /proc.
+fn rss_kib(pid: u64) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// gw1's per-tenant overlay counters at one moment.

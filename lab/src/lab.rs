@@ -102,7 +102,26 @@ pub struct Lab {
     binaries: Binaries,
     namespaces: Vec<Netns>,
     reflector: Reflector,
+    gateways: usize,
     gobgpd: Option<Child>,
+}
+
+/// The shape of a lab: how many gateways, who reflects the routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabOptions {
+    /// Gateways behind the edge (1 to 200).
+    pub gateways: usize,
+    /// Who reflects the gateways' routes.
+    pub reflector: Reflector,
+}
+
+impl Default for LabOptions {
+    fn default() -> LabOptions {
+        LabOptions {
+            gateways: 2,
+            reflector: Reflector::Agent,
+        }
+    }
 }
 
 impl Lab {
@@ -115,6 +134,24 @@ impl Lab {
 
     /// [`Lab::start`] with the route reflector of choice.
     pub fn start_with(tag: &str, binaries: Binaries, reflector: Reflector) -> anyhow::Result<Lab> {
+        Lab::start_opts(
+            tag,
+            binaries,
+            LabOptions {
+                reflector,
+                ..LabOptions::default()
+            },
+        )
+    }
+
+    /// [`Lab::start`] in the shape of `options`.
+    pub fn start_opts(tag: &str, binaries: Binaries, options: LabOptions) -> anyhow::Result<Lab> {
+        let reflector = options.reflector;
+        anyhow::ensure!(
+            (1..=200).contains(&options.gateways),
+            "a lab has 1 to 200 gateways, not {}",
+            options.gateways
+        );
         let dir = std::env::temp_dir().join(format!("pisek-lab-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -125,6 +162,7 @@ impl Lab {
             binaries,
             namespaces: Vec::new(),
             reflector,
+            gateways: options.gateways,
             gobgpd: None,
         };
         lab.build_underlay(tag)?;
@@ -139,12 +177,58 @@ impl Lab {
             lab.start_agent(i)?;
         }
         lab.attach_workloads(tag)?;
+        std::fs::write(
+            lab.dir.join("lab.json"),
+            serde_json::to_vec_pretty(&lab.describe())?,
+        )?;
         Ok(lab)
+    }
+
+    /// Where everything is, for a person at a second terminal: every node's
+    /// namespace, API socket, config, log and agent pid, every workload's
+    /// namespace and addresses. Written as `lab.json` next to the configs.
+    pub fn describe(&self) -> serde_json::Value {
+        let nodes: Vec<serde_json::Value> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name,
+                    "netns": n.netns,
+                    "tunnel_address": n.tunnel_address,
+                    "socket": n.socket,
+                    "config": n.config,
+                    "log": self.dir.join(format!("{}.log", n.name)),
+                    "agent_pid": n.agent.as_ref().map(Child::id),
+                })
+            })
+            .collect();
+        let workloads: Vec<serde_json::Value> = self
+            .workloads
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "node": w.gateway,
+                    "tenant": w.tenant,
+                    "netns": w.netns,
+                    "addresses": [w.address.to_string(), w.address_v6.to_string()],
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "dir": self.dir,
+            "reflector": match self.reflector {
+                Reflector::Agent => "edge agent",
+                Reflector::Gobgpd => "gobgpd",
+            },
+            "nodes": nodes,
+            "workloads": workloads,
+        })
     }
 
     /// gobgpd in the edge's namespace on the edge's tunnel address,
     /// reflecting VPNv4/VPNv6 routes (RFC 4456) between its three clients:
-    /// gw1, gw2 and the edge agent. All three connect to it (passive here).
+    /// the gateways and the edge agent. All connect to it (passive here).
     ///
     /// The edge agent connects from the very address gobgpd listens on
     /// (its tunnel address, 10.255.0.1 -> 10.255.0.1:179 over the kernel's

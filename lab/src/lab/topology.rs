@@ -26,7 +26,10 @@ impl Lab {
             "-qw",
             "net.ipv4.ip_forward=1",
         ])?;
-        for (i, name) in ["edge", "gw1", "gw2"].iter().enumerate() {
+        let names: Vec<String> = std::iter::once("edge".to_string())
+            .chain((1..=self.gateways).map(|n| format!("gw{n}")))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
             let netns = format!("{tag}-{name}");
             self.add_netns(&netns)?;
             let subnet = format!("172.16.{i}");
@@ -105,7 +108,11 @@ impl Lab {
                 &public[i].0,
             )
             .underlay_listen(format!("172.16.{i}.2:51820"));
-            let peers: Vec<usize> = if i == 0 { vec![1, 2] } else { vec![0] };
+            let peers: Vec<usize> = if i == 0 {
+                (1..self.nodes.len()).collect()
+            } else {
+                vec![0]
+            };
             for p in &peers {
                 let peer = &self.nodes[*p];
                 let mut wg = WireguardPeerToml::new(&peer.name, &public[*p].1, peer.tunnel_address);
