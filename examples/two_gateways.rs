@@ -85,31 +85,7 @@ fn main() -> anyhow::Result<()> {
     let flag = Arc::clone(&stop);
     on_signal(move || flag.store(true, Ordering::Relaxed))?;
 
-    let tag = match &args.name {
-        Some(name) => {
-            anyhow::ensure!(
-                (1..=8).contains(&name.len())
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
-                "--name {name:?}: 1-8 lowercase letters and digits"
-            );
-            name.clone()
-        }
-        None => format!("pl{}", std::process::id() % 10000),
-    };
-    anyhow::ensure!(
-        (2..=200).contains(&args.gateways),
-        "--gateways {}: 2 to 200",
-        args.gateways
-    );
-    let options = LabOptions {
-        gateways: args.gateways,
-        reflector: match args.reflector {
-            ReflectorArg::Agent => Reflector::Agent,
-            ReflectorArg::Gobgp => Reflector::Gobgpd,
-        },
-    };
+    let (tag, options) = lab_options(&args)?;
     println!(
         "building the lab: edge + {} gateways, tenants city and conference ...",
         args.gateways
@@ -221,6 +197,36 @@ fn main() -> anyhow::Result<()> {
     drop(sensors);
     drop(lab);
     Ok(())
+}
+
+/// The namespace prefix and the lab's shape from the arguments.
+fn lab_options(args: &Args) -> anyhow::Result<(String, LabOptions)> {
+    let tag = match &args.name {
+        Some(name) => {
+            anyhow::ensure!(
+                (1..=8).contains(&name.len())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "--name {name:?}: 1-8 lowercase letters and digits"
+            );
+            name.clone()
+        }
+        None => format!("pl{}", std::process::id() % 10000),
+    };
+    anyhow::ensure!(
+        (2..=200).contains(&args.gateways),
+        "--gateways {}: 2 to 200",
+        args.gateways
+    );
+    let options = LabOptions {
+        gateways: args.gateways,
+        reflector: match args.reflector {
+            ReflectorArg::Agent => Reflector::Agent,
+            ReflectorArg::Gobgp => Reflector::Gobgpd,
+        },
+    };
+    Ok((tag, options))
 }
 
 /// Where everything is (also in `lab.json`), how long the lab took to start
