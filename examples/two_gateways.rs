@@ -97,17 +97,7 @@ fn main() -> anyhow::Result<()> {
     let converged = started.elapsed();
     print_discovery(&lab, up, converged);
 
-    for (i, node) in lab.nodes.iter().enumerate() {
-        println!("\n== {} ({}) ==", node.name, node.tunnel_address);
-        print!("{}", lab.pisekctl(i, &["peers"])?);
-        print!("{}", lab.pisekctl(i, &["bgp"])?);
-        if i > 0 {
-            for (tenant, _) in pisek_lab::TENANTS {
-                println!("-- routes, tenant {tenant}");
-                print!("{}", lab.pisekctl(i, &["routes", "--tenant", tenant])?);
-            }
-        }
-    }
+    print_nodes(&lab)?;
 
     if let Some(secs) = args.iperf {
         let from = lab.workload("gw1", "city", 1);
@@ -196,6 +186,22 @@ fn main() -> anyhow::Result<()> {
     println!("tearing down ...");
     drop(sensors);
     drop(lab);
+    Ok(())
+}
+
+/// Each node's WireGuard peers and BGP sessions, and each gateway's routes.
+fn print_nodes(lab: &Lab) -> anyhow::Result<()> {
+    for (i, node) in lab.nodes.iter().enumerate() {
+        println!("\n== {} ({}) ==", node.name, node.tunnel_address);
+        print!("{}", lab.pisekctl(i, &["peers"])?);
+        print!("{}", lab.pisekctl(i, &["bgp"])?);
+        if i > 0 {
+            for (tenant, _) in pisek_lab::TENANTS {
+                println!("-- routes, tenant {tenant}");
+                print!("{}", lab.pisekctl(i, &["routes", "--tenant", tenant])?);
+            }
+        }
+    }
     Ok(())
 }
 
