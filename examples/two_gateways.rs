@@ -31,6 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "two_gateways/control.rs"]
+mod control;
+
 /// Pisek two-gateway lab.
 #[derive(Parser)]
 #[command(about)]
@@ -60,6 +63,11 @@ struct Args {
     /// The route reflector: the edge agent's own speaker, or gobgpd beside it.
     #[arg(long = "with", value_enum, default_value_t = ReflectorArg::Agent)]
     reflector: ReflectorArg,
+    /// Inject a fault into the running lab `--name` and exit:
+    /// `cut-wan <node> <seconds>`, `restart <node>`, `stop-carbon`,
+    /// `start-carbon`.
+    #[arg(long)]
+    fault: Option<String>,
 }
 
 /// `--with`.
@@ -73,6 +81,14 @@ enum ReflectorArg {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(fault) = &args.fault {
+        let name = args
+            .name
+            .as_deref()
+            .context("--fault needs the --name of the running lab")?;
+        println!("{}", control::send(name, fault)?);
+        return Ok(());
+    }
     let dir = profile_dir()?;
     if !args.no_build {
         build_agent(&dir)?;
@@ -138,10 +154,32 @@ fn main() -> anyhow::Result<()> {
             sensors.carbon_address()
         );
     }
-    println!("\nlive (Ctrl-C to stop):");
-    let mut traffic = TenantTraffic::read(&lab)?;
+    let control = control::Control::listen(&lab, &tag)?;
+    live(&lab, sensors, &stop, deadline, &control)?;
+    println!("tearing down ...");
+    drop(lab);
+    Ok(())
+}
+
+/// The live view until Ctrl-C or the deadline: pings, traffic, isolation
+/// and sensors every few seconds, and the faults asked for meanwhile.
+fn live(
+    lab: &Lab,
+    mut sensors: SensorLab<'_>,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+    control: &control::Control,
+) -> anyhow::Result<()> {
+    println!(
+        "\nlive (Ctrl-C to stop; faults from another terminal: {} --name {} --fault \"cut-wan gw1 10\"):",
+        "scripts/lab",
+        control.name()
+    );
+    let mut traffic = TenantTraffic::read(lab)?;
+    let mut outages = [None; 2];
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        for (tenant, _) in pisek_lab::TENANTS {
+        control.apply_due(lab, &mut sensors);
+        for (t, (tenant, _)) in pisek_lab::TENANTS.iter().enumerate() {
             let from = lab.workload("gw1", tenant, 1);
             let to = lab.workload("gw2", tenant, 2);
             let (ok, line) = lab.ping(from, to.address, 3)?;
@@ -151,10 +189,23 @@ fn main() -> anyhow::Result<()> {
                 to.address,
                 if ok { "ok  " } else { "FAIL" }
             );
+            // The measured gap: from the first failed round to the first
+            // good one after it.
+            match (ok, outages[t]) {
+                (false, None) => outages[t] = Some(Instant::now()),
+                (true, Some(since)) => {
+                    println!(
+                        "{tenant:>10}: traffic gw1 -> gw2 back after {:.1} s",
+                        since.elapsed().as_secs_f64()
+                    );
+                    outages[t] = None;
+                }
+                _ => {}
+            }
         }
         // What each tenant sent and received through gw1's agent since the
         // last round (its Prometheus counters): pings, sensor data, anything.
-        let now = TenantTraffic::read(&lab)?;
+        let now = TenantTraffic::read(lab)?;
         for (tenant, _) in pisek_lab::TENANTS {
             println!("{:>10}: {}", tenant, now.rate_line(&traffic, tenant));
         }
@@ -183,9 +234,6 @@ fn main() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    println!("tearing down ...");
-    drop(sensors);
-    drop(lab);
     Ok(())
 }
 

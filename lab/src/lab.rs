@@ -26,6 +26,7 @@
 //! Dropping the [`Lab`] stops the agents and deletes every namespace and
 //! the temporary directory.
 
+pub mod faults;
 mod probes;
 mod topology;
 
@@ -73,7 +74,23 @@ pub struct Node {
     pub socket: PathBuf,
     /// Its agent.config file.
     pub config: PathBuf,
-    agent: Option<Child>,
+    /// Its agent process; behind a lock so that a running lab (borrowed by
+    /// its sensors) can still restart an agent on demand.
+    agent: std::sync::Mutex<Option<Child>>,
+}
+
+impl Node {
+    fn lock_agent(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        // A panic while holding it leaves a plain Option: still usable.
+        self.agent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The agent's pid, while it runs.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.lock_agent().as_ref().map(Child::id)
+    }
 }
 
 /// An attached workload.
@@ -199,7 +216,7 @@ impl Lab {
                     "socket": n.socket,
                     "config": n.config,
                     "log": self.dir.join(format!("{}.log", n.name)),
-                    "agent_pid": n.agent.as_ref().map(Child::id),
+                    "agent_pid": n.agent_pid(),
                 })
             })
             .collect();
@@ -294,7 +311,7 @@ impl Lab {
     }
 
     /// Starts (or restarts) node `i`'s agent and waits for its API socket.
-    pub fn start_agent(&mut self, i: usize) -> anyhow::Result<()> {
+    pub fn start_agent(&self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];
         let _ = std::fs::remove_file(&node.socket);
         let log = std::fs::File::options()
@@ -315,17 +332,17 @@ impl Lab {
             .stderr(log)
             .spawn()
             .context("starting pisek-agent")?;
-        self.nodes[i].agent = Some(child);
+        *self.nodes[i].lock_agent() = Some(child);
         let socket = self.nodes[i].socket.clone();
         poll(
             &format!("{}'s API socket", self.nodes[i].name),
             Duration::from_secs(10),
             || {
-                if let Some(status) = self.nodes[i]
-                    .agent
+                let exited = self.nodes[i]
+                    .lock_agent()
                     .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
+                    .and_then(|c| c.try_wait().ok().flatten());
+                if let Some(status) = exited {
                     return Err(anyhow::anyhow!(
                         "pisek-agent on {} exited with {status}; logs:\n{}",
                         self.nodes[i].name,
@@ -338,8 +355,9 @@ impl Lab {
     }
 
     /// Stops node `i`'s agent with SIGTERM (interfaces and routes stay).
-    pub fn stop_agent(&mut self, i: usize) -> anyhow::Result<()> {
-        if let Some(mut child) = self.nodes[i].agent.take() {
+    pub fn stop_agent(&self, i: usize) -> anyhow::Result<()> {
+        let child = self.nodes[i].lock_agent().take();
+        if let Some(mut child) = child {
             let status = terminate(&mut child)?;
             if !status.success() {
                 bail!("pisek-agent on {} exited with {status}", self.nodes[i].name);

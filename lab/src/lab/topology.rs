@@ -76,7 +76,7 @@ impl Lab {
                 tunnel_address: Ipv4Addr::new(10, 255, 0, host),
                 socket: self.dir.join(format!("{name}.sock")),
                 config: self.dir.join(format!("{name}.toml")),
-                agent: None,
+                agent: std::sync::Mutex::new(None),
             });
         }
         Ok(())
