@@ -336,6 +336,14 @@ fn decode_update(body: &[u8], ctx: &SessionContext) -> Result<Update, DecodeErro
         });
     }
     let parsed = parse_attributes(attrs, ctx)?;
+    // RFC 7606 §5.2: attributes with no reachable NLRI leave us unsure the
+    // NLRI was found at all, so any fault stronger than attribute discard
+    // resets (an End-of-RIB, only MP_UNREACH_NLRI, has no such fault).
+    if parsed.reach_family.is_none() && nlri.is_empty() {
+        if let Some(e) = parsed.treat_as_withdraw {
+            return Err(e);
+        }
+    }
     let mut update = Update {
         withdrawn: parsed.unreach,
         announced: parsed.reach,

@@ -51,7 +51,11 @@ impl Speaker {
                 .config
                 .cluster_id
                 .is_some_and(|id| attrs.cluster_list.contains(&id));
-        if update.treat_as_withdraw.is_some() || looped || attrs.next_hop.is_none() {
+        // RFC 4271 §6.3: our own address as next hop is semantically wrong;
+        // the routes are ignored (withdrawn if held), the session stays.
+        let own_next_hop = attrs.next_hop == Some(self.config.next_hop);
+        if update.treat_as_withdraw.is_some() || looped || own_next_hop || attrs.next_hop.is_none()
+        {
             for a in &update.announced {
                 if let Some(c) = self.rib.withdraw(&a.prefix, source, &info) {
                     self.best_changed(c, now);
