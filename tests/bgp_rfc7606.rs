@@ -107,6 +107,10 @@ const RD: [u8; 8] = [0, 0, 0xfd, 0xe8, 0, 0, 0, 2];
 /// Route target 65000:100, the one tenant 1 imports (RFC 4360 §4).
 const RT: [u8; 8] = [0, 2, 0xfd, 0xe8, 0, 0, 0, 100];
 
+/// An MP_REACH_NLRI value without NLRI: AFI 1, SAFI 128, next hop RD 0 +
+/// 192.0.2.7, the reserved octet (RFC 4760 §3).
+const REACH_HEAD: [u8; 17] = [0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2, 7, 0];
+
 /// The labeled VPNv4 NLRI 65000:2:10.9.<n>.0/24 (RFC 8277 §2).
 fn nlri(n: u8, label: u32) -> Vec<u8> {
     let l = (label << 4) | 1; // bottom of stack
@@ -198,345 +202,106 @@ fn carries(attrs: &PathAttributes, type_code: u8) -> bool {
 
 /// Rows that keep the session up (RFC 7606 §2 treat-as-withdraw and
 /// attribute discard, and faults that are none).
+#[rustfmt::skip]
 fn session_keeping_rows(pisek: Ipv4Addr) -> Vec<Row> {
     use Action::*;
     use Edit::*;
     let taw = TreatAsWithdraw;
     vec![
         // ORIGIN: RFC 7606 §7.1, flags §3(c), missing §3(d).
-        row("ORIGIN value 7", vec![Set(attr(WK, 1, &[7]))], taw),
-        row("ORIGIN length 2", vec![Set(attr(WK, 1, &[0, 0]))], taw),
-        row(
-            "ORIGIN flags optional",
-            vec![Set(attr(OPT_TR, 1, &[0]))],
-            taw,
-        ),
+        row("ORIGIN value 7", vec![Set(attr(WK, ty::ORIGIN, &[7]))], taw),
+        row("ORIGIN length 2", vec![Set(attr(WK, ty::ORIGIN, &[0, 0]))], taw),
+        row("ORIGIN flags optional", vec![Set(attr(OPT_TR, ty::ORIGIN, &[0]))], taw),
         row("ORIGIN missing", vec![Remove(ty::ORIGIN)], taw),
         // AS_PATH: RFC 7606 §7.2, flags §3(c), missing §3(d).
-        row(
-            "AS_PATH segment type 9",
-            vec![Set(attr(WK, 2, &[9, 1, 0, 0, 0, 1]))],
-            taw,
-        ),
-        row(
-            "AS_PATH segment of 0 ASes",
-            vec![Set(attr(WK, 2, &[2, 0]))],
-            taw,
-        ),
-        row(
-            "AS_PATH segment overrun",
-            vec![Set(attr(WK, 2, &[2, 2, 0, 0, 0, 1]))],
-            taw,
-        ),
-        row(
-            "AS_PATH one octet left",
-            vec![Set(attr(WK, 2, &[2, 1, 0, 0, 0, 1, 2]))],
-            taw,
-        ),
-        row(
-            "AS_PATH flags optional",
-            vec![Set(attr(OPT_TR, 2, &[]))],
-            taw,
-        ),
+        row("AS_PATH segment type 9", vec![Set(attr(WK, ty::AS_PATH, &[9, 1, 0, 0, 0, 1]))], taw),
+        row("AS_PATH segment of 0 ASes", vec![Set(attr(WK, ty::AS_PATH, &[2, 0]))], taw),
+        row("AS_PATH segment overrun", vec![Set(attr(WK, ty::AS_PATH, &[2, 2, 0, 0, 0, 1]))], taw),
+        row("AS_PATH one octet left", vec![Set(attr(WK, ty::AS_PATH, &[2, 1, 0, 0, 0, 1, 2]))], taw),
+        row("AS_PATH flags optional", vec![Set(attr(OPT_TR, ty::AS_PATH, &[]))], taw),
         row("AS_PATH missing", vec![Remove(ty::AS_PATH)], taw),
         // NEXT_HOP: RFC 7606 §7.3, flags §3(c).
-        row(
-            "NEXT_HOP length 5",
-            vec![Set(attr(WK, 3, &[192, 0, 2, 7, 0]))],
-            taw,
-        ),
-        row(
-            "NEXT_HOP flags optional",
-            vec![Set(attr(OPT, 3, &[192, 0, 2, 7]))],
-            taw,
-        ),
+        row("NEXT_HOP length 5", vec![Set(attr(WK, ty::NEXT_HOP, &[192, 0, 2, 7, 0]))], taw),
+        row("NEXT_HOP flags optional", vec![Set(attr(OPT, ty::NEXT_HOP, &[192, 0, 2, 7]))], taw),
         // MP_REACH_NLRI next hop semantics (RFC 4271 §6.3: the route is
         // ignored, no NOTIFICATION; the NLRI is located, so the routes go).
-        row(
-            "MP_REACH next hop 0.0.0.0",
-            vec![ReachNextHop(vpn_next_hop(Ipv4Addr::UNSPECIFIED))],
-            taw,
-        ),
-        row(
-            "MP_REACH next hop multicast",
-            vec![ReachNextHop(vpn_next_hop(Ipv4Addr::new(224, 0, 0, 1)))],
-            taw,
-        ),
-        row(
-            "MP_REACH next hop is the receiver",
-            vec![ReachNextHop(vpn_next_hop(pisek))],
-            taw,
-        ),
+        row("MP_REACH next hop 0.0.0.0", vec![ReachNextHop(vpn_next_hop(Ipv4Addr::UNSPECIFIED))], taw),
+        row("MP_REACH next hop multicast", vec![ReachNextHop(vpn_next_hop(Ipv4Addr::new(224, 0, 0, 1)))], taw),
+        row("MP_REACH next hop is the receiver", vec![ReachNextHop(vpn_next_hop(pisek))], taw),
         // MED: RFC 7606 §7.4, flags §3(c).
-        row("MED length 3", vec![Set(attr(OPT, 4, &[0, 0, 5]))], taw),
-        row(
-            "MED flags well-known",
-            vec![Set(attr(WK, 4, &[0, 0, 0, 5]))],
-            taw,
-        ),
+        row("MED length 3", vec![Set(attr(OPT, ty::MED, &[0, 0, 5]))], taw),
+        row("MED flags well-known", vec![Set(attr(WK, ty::MED, &[0, 0, 0, 5]))], taw),
         // LOCAL_PREF (internal neighbour): RFC 7606 §7.5, flags §3(c).
-        row(
-            "LOCAL_PREF length 3",
-            vec![Set(attr(WK, 5, &[0, 0, 100]))],
-            taw,
-        ),
-        row(
-            "LOCAL_PREF flags optional",
-            vec![Set(attr(OPT, 5, &[0, 0, 0, 100]))],
-            taw,
-        ),
+        row("LOCAL_PREF length 3", vec![Set(attr(WK, ty::LOCAL_PREF, &[0, 0, 100]))], taw),
+        row("LOCAL_PREF flags optional", vec![Set(attr(OPT, ty::LOCAL_PREF, &[0, 0, 0, 100]))], taw),
         // ATOMIC_AGGREGATE: RFC 7606 §7.6; flags §3(f).
-        row(
-            "ATOMIC_AGGREGATE length 1",
-            vec![Set(attr(WK, 6, &[0]))],
-            AttributeDiscard(6),
-        ),
-        row(
-            "ATOMIC_AGGREGATE flags optional",
-            vec![Set(attr(OPT_TR, 6, &[]))],
-            AttributeDiscard(6),
-        ),
+        row("ATOMIC_AGGREGATE length 1", vec![Set(attr(WK, ty::ATOMIC_AGGREGATE, &[0]))], AttributeDiscard(ty::ATOMIC_AGGREGATE)),
+        row("ATOMIC_AGGREGATE flags optional", vec![Set(attr(OPT_TR, ty::ATOMIC_AGGREGATE, &[]))], AttributeDiscard(ty::ATOMIC_AGGREGATE)),
         // AGGREGATOR (4-octet AS session: 8 octets): RFC 7606 §7.7; flags §3(f).
-        row(
-            "AGGREGATOR length 7",
-            vec![Set(attr(OPT_TR, 7, &[0, 0, 0xfd, 0xe8, 1, 2, 3]))],
-            AttributeDiscard(7),
-        ),
-        row(
-            "AGGREGATOR flags well-known",
-            vec![Set(attr(WK, 7, &[0, 0, 0xfd, 0xe8, 1, 2, 3, 4]))],
-            AttributeDiscard(7),
-        ),
+        row("AGGREGATOR length 7", vec![Set(attr(OPT_TR, ty::AGGREGATOR, &[0, 0, 0xfd, 0xe8, 1, 2, 3]))], AttributeDiscard(ty::AGGREGATOR)),
+        row("AGGREGATOR flags well-known", vec![Set(attr(WK, ty::AGGREGATOR, &[0, 0, 0xfd, 0xe8, 1, 2, 3, 4]))], AttributeDiscard(ty::AGGREGATOR)),
         // COMMUNITIES: RFC 7606 §7.8 (non-zero multiple of 4), flags §3(c),
         // a repeat §3(g) (the first counts).
-        row(
-            "COMMUNITIES length 5",
-            vec![Set(attr(OPT_TR, 8, &[0, 0, 0, 1, 0]))],
-            taw,
-        ),
-        row("COMMUNITIES length 0", vec![Set(attr(OPT_TR, 8, &[]))], taw),
-        row(
-            "COMMUNITIES flags non-transitive",
-            vec![Set(attr(OPT, 8, &[0, 0, 0, 1]))],
-            taw,
-        ),
-        row(
-            "COMMUNITIES twice, the second broken",
-            vec![
-                Set(attr(OPT_TR, 8, &[0, 0, 0, 1])),
-                Append(attr(OPT_TR, 8, &[0])),
-            ],
-            Accept(8),
-        ),
+        row("COMMUNITIES length 5", vec![Set(attr(OPT_TR, ty::COMMUNITIES, &[0, 0, 0, 1, 0]))], taw),
+        row("COMMUNITIES length 0", vec![Set(attr(OPT_TR, ty::COMMUNITIES, &[]))], taw),
+        row("COMMUNITIES flags non-transitive", vec![Set(attr(OPT, ty::COMMUNITIES, &[0, 0, 0, 1]))], taw),
+        row("COMMUNITIES twice, the second broken", vec![Set(attr(OPT_TR, ty::COMMUNITIES, &[0, 0, 0, 1])), Append(attr(OPT_TR, ty::COMMUNITIES, &[0]))], Accept(ty::COMMUNITIES)),
         // ORIGINATOR_ID (internal neighbour): RFC 7606 §7.9, flags §3(c).
-        row(
-            "ORIGINATOR_ID length 5",
-            vec![Set(attr(OPT, 9, &[1, 2, 3, 4, 5]))],
-            taw,
-        ),
-        row(
-            "ORIGINATOR_ID flags transitive",
-            vec![Set(attr(OPT_TR, 9, &[1, 2, 3, 4]))],
-            taw,
-        ),
+        row("ORIGINATOR_ID length 5", vec![Set(attr(OPT, ty::ORIGINATOR_ID, &[1, 2, 3, 4, 5]))], taw),
+        row("ORIGINATOR_ID flags transitive", vec![Set(attr(OPT_TR, ty::ORIGINATOR_ID, &[1, 2, 3, 4]))], taw),
         // CLUSTER_LIST (internal neighbour): RFC 7606 §7.10, flags §3(c).
-        row(
-            "CLUSTER_LIST length 6",
-            vec![Set(attr(OPT, 10, &[1, 2, 3, 4, 5, 6]))],
-            taw,
-        ),
-        row("CLUSTER_LIST length 0", vec![Set(attr(OPT, 10, &[]))], taw),
-        row(
-            "CLUSTER_LIST flags well-known",
-            vec![Set(attr(WK, 10, &[1, 2, 3, 4]))],
-            taw,
-        ),
+        row("CLUSTER_LIST length 6", vec![Set(attr(OPT, ty::CLUSTER_LIST, &[1, 2, 3, 4, 5, 6]))], taw),
+        row("CLUSTER_LIST length 0", vec![Set(attr(OPT, ty::CLUSTER_LIST, &[]))], taw),
+        row("CLUSTER_LIST flags well-known", vec![Set(attr(WK, ty::CLUSTER_LIST, &[1, 2, 3, 4]))], taw),
         // EXTENDED COMMUNITIES: RFC 7606 §7.14 (non-zero multiple of 8),
         // flags §3(c); an unknown type is no error (§7.14, RFC 7153 §2).
-        row(
-            "EXTENDED_COMMUNITIES length 12",
-            vec![Set(attr(OPT_TR, 16, &[RT.as_slice(), &[0; 4]].concat()))],
-            taw,
-        ),
-        row(
-            "EXTENDED_COMMUNITIES length 0",
-            vec![Set(attr(OPT_TR, 16, &[]))],
-            taw,
-        ),
-        row(
-            "EXTENDED_COMMUNITIES flags non-transitive",
-            vec![Set(attr(OPT, 16, &RT))],
-            taw,
-        ),
-        row(
-            "EXTENDED_COMMUNITIES of an unknown type",
-            vec![Set(attr(
-                OPT_TR,
-                16,
-                &[RT.as_slice(), &[0x8f, 0x7f, 1, 2, 3, 4, 5, 6]].concat(),
-            ))],
-            Accept(16),
-        ),
+        row("EXTENDED_COMMUNITIES length 12", vec![Set(attr(OPT_TR, ty::EXTENDED_COMMUNITIES, &[RT.as_slice(), &[0; 4]].concat()))], taw),
+        row("EXTENDED_COMMUNITIES length 0", vec![Set(attr(OPT_TR, ty::EXTENDED_COMMUNITIES, &[]))], taw),
+        row("EXTENDED_COMMUNITIES flags non-transitive", vec![Set(attr(OPT, ty::EXTENDED_COMMUNITIES, &RT))], taw),
+        row("EXTENDED_COMMUNITIES of an unknown type", vec![Set(attr(OPT_TR, 16, &[RT.as_slice(), &[0x8f, 0x7f, 1, 2, 3, 4, 5, 6]].concat()))], Accept(ty::EXTENDED_COMMUNITIES)),
         // AS4_PATH / AS4_AGGREGATOR on a 4-octet AS session: RFC 6793 §4.1
         // (discarded even when well formed); malformed ones §6.
-        row(
-            "AS4_PATH from a NEW speaker",
-            vec![Set(attr(OPT_TR, 17, &[2, 1, 0, 0, 0xfd, 0xe9]))],
-            AttributeDiscard(17),
-        ),
-        row(
-            "AS4_PATH segment of 0 ASes",
-            vec![Set(attr(OPT_TR, 17, &[2, 0]))],
-            AttributeDiscard(17),
-        ),
-        row(
-            "AS4_PATH flags well-known",
-            vec![Set(attr(WK, 17, &[2, 1, 0, 0, 0xfd, 0xe9]))],
-            AttributeDiscard(17),
-        ),
-        row(
-            "AS4_AGGREGATOR from a NEW speaker",
-            vec![Set(attr(OPT_TR, 18, &[0, 0, 0xfd, 0xe9, 1, 2, 3, 4]))],
-            AttributeDiscard(18),
-        ),
-        row(
-            "AS4_AGGREGATOR length 7",
-            vec![Set(attr(OPT_TR, 18, &[0, 0, 0xfd, 0xe9, 1, 2, 3]))],
-            AttributeDiscard(18),
-        ),
-        row(
-            "AS4_AGGREGATOR flags well-known",
-            vec![Set(attr(WK, 18, &[0, 0, 0xfd, 0xe9, 1, 2, 3, 4]))],
-            AttributeDiscard(18),
-        ),
+        row("AS4_PATH from a NEW speaker", vec![Set(attr(OPT_TR, ty::AS4_PATH, &[2, 1, 0, 0, 0xfd, 0xe9]))], AttributeDiscard(ty::AS4_PATH)),
+        row("AS4_PATH segment of 0 ASes", vec![Set(attr(OPT_TR, ty::AS4_PATH, &[2, 0]))], AttributeDiscard(ty::AS4_PATH)),
+        row("AS4_PATH flags well-known", vec![Set(attr(WK, ty::AS4_PATH, &[2, 1, 0, 0, 0xfd, 0xe9]))], AttributeDiscard(ty::AS4_PATH)),
+        row("AS4_AGGREGATOR from a NEW speaker", vec![Set(attr(OPT_TR, ty::AS4_AGGREGATOR, &[0, 0, 0xfd, 0xe9, 1, 2, 3, 4]))], AttributeDiscard(ty::AS4_AGGREGATOR)),
+        row("AS4_AGGREGATOR length 7", vec![Set(attr(OPT_TR, ty::AS4_AGGREGATOR, &[0, 0, 0xfd, 0xe9, 1, 2, 3]))], AttributeDiscard(ty::AS4_AGGREGATOR)),
+        row("AS4_AGGREGATOR flags well-known", vec![Set(attr(WK, ty::AS4_AGGREGATOR, &[0, 0, 0xfd, 0xe9, 1, 2, 3, 4]))], AttributeDiscard(ty::AS4_AGGREGATOR)),
         // LARGE_COMMUNITY: RFC 8092 §6 (non-zero multiple of 12), flags
         // RFC 7606 §3(c).
-        row(
-            "LARGE_COMMUNITY well formed",
-            vec![Set(attr(
-                OPT_TR,
-                32,
-                &[0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2],
-            ))],
-            Accept(32),
-        ),
-        row(
-            "LARGE_COMMUNITY length 13",
-            vec![Set(attr(
-                OPT_TR,
-                32,
-                &[0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2, 9],
-            ))],
-            taw,
-        ),
-        row(
-            "LARGE_COMMUNITY length 0",
-            vec![Set(attr(OPT_TR, 32, &[]))],
-            taw,
-        ),
-        row(
-            "LARGE_COMMUNITY flags non-transitive",
-            vec![Set(attr(
-                OPT,
-                32,
-                &[0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2],
-            ))],
-            taw,
-        ),
+        row("LARGE_COMMUNITY well formed", vec![Set(attr(OPT_TR, 32, &[0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2]))], Accept(ty::LARGE_COMMUNITY)),
+        row("LARGE_COMMUNITY length 13", vec![Set(attr(OPT_TR, 32, &[0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2, 9]))], taw),
+        row("LARGE_COMMUNITY length 0", vec![Set(attr(OPT_TR, ty::LARGE_COMMUNITY, &[]))], taw),
+        row("LARGE_COMMUNITY flags non-transitive", vec![Set(attr(OPT, 32, &[0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2]))], taw),
         // An attribute overrunning the list after MP_REACH_NLRI: RFC 7606 §4.
-        row(
-            "last attribute overruns the list",
-            vec![Append(vec![WK, ty::MED, 9, 0])],
-            taw,
-        ),
+        row("last attribute overruns the list", vec![Append(vec![WK, ty::MED, 9, 0])], taw),
         // Unknown optional attributes are no error (RFC 4271 §5): a
         // transitive one is passed on, a non-transitive one dropped.
-        row(
-            "unknown optional transitive",
-            vec![Set(attr(OPT_TR, 99, &[1]))],
-            Accept(99),
-        ),
-        row(
-            "unknown optional non-transitive",
-            vec![Set(attr(OPT, 98, &[1]))],
-            AttributeDiscard(98),
-        ),
+        row("unknown optional transitive", vec![Set(attr(OPT_TR, 99, &[1]))], Accept(99)),
+        row("unknown optional non-transitive", vec![Set(attr(OPT, 98, &[1]))], AttributeDiscard(98)),
     ]
 }
 
 /// Rows that end the session with a NOTIFICATION.
+#[rustfmt::skip]
 fn session_reset_rows() -> Vec<Row> {
     use Action::*;
     use Edit::*;
     vec![
         // RFC 7606 §7.11, §5.3: the NLRI cannot be located: reset (3/9).
-        row(
-            "MP_REACH next hop length 5",
-            vec![ReachNextHop(vec![1, 2, 3, 4, 5])],
-            SessionReset(3, 9),
-        ),
-        row(
-            "MP_REACH shorter than 5 octets",
-            vec![Set(attr(OPT, 14, &[0, 1, 128, 0]))],
-            SessionReset(3, 9),
-        ),
-        row(
-            "MP_REACH flags transitive",
-            vec![Set(attr(
-                OPT_TR,
-                14,
-                &[0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2, 7, 0],
-            ))],
-            SessionReset(3, 4),
-        ),
-        row(
-            "MP_REACH prefix longer than the family",
-            vec![Set(attr(
-                OPT,
-                14,
-                &[
-                    &[0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2, 7, 0][..],
-                    &[88 + 33, 0, 0, 0x11],
-                    &RD,
-                    &[10, 0, 0, 0, 0],
-                ]
-                .concat(),
-            ))],
-            SessionReset(3, 10),
-        ),
-        row(
-            "MP_UNREACH shorter than 3 octets",
-            vec![Append(attr(OPT, 15, &[0, 1]))],
-            SessionReset(3, 9),
-        ),
-        row(
-            "MP_UNREACH flags well-known",
-            vec![Append(attr(WK, 15, &[0, 1, 128]))],
-            SessionReset(3, 4),
-        ),
+        row("MP_REACH next hop length 5", vec![ReachNextHop(vec![1, 2, 3, 4, 5])], SessionReset(3, 9)),
+        row("MP_REACH shorter than 5 octets", vec![Set(attr(OPT, ty::MP_REACH_NLRI, &[0, 1, 128, 0]))], SessionReset(3, 9)),
+        row("MP_REACH flags transitive", vec![Set(attr(OPT_TR, ty::MP_REACH_NLRI, &REACH_HEAD))], SessionReset(3, 4)),
+        row("MP_REACH prefix longer than the family", vec![Set(attr(OPT, ty::MP_REACH_NLRI, &[&REACH_HEAD[..], &[88 + 33, 0, 0, 0x11], &RD, &[10, 0, 0, 0, 0]].concat()))], SessionReset(3, 10)),
+        row("MP_UNREACH shorter than 3 octets", vec![Append(attr(OPT, ty::MP_UNREACH_NLRI, &[0, 1]))], SessionReset(3, 9)),
+        row("MP_UNREACH flags well-known", vec![Append(attr(WK, ty::MP_UNREACH_NLRI, &[0, 1, 128]))], SessionReset(3, 4)),
         // RFC 7606 §3(g): a repeated MP attribute resets (3/1).
-        row(
-            "MP_REACH twice",
-            vec![Append(attr(
-                OPT,
-                14,
-                &[0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2, 7, 0],
-            ))],
-            SessionReset(3, 1),
-        ),
+        row("MP_REACH twice", vec![Append(attr(OPT, ty::MP_REACH_NLRI, &REACH_HEAD))], SessionReset(3, 1)),
         // RFC 4271 §6.3: an unrecognised well-known attribute (3/2).
-        row(
-            "unknown well-known attribute",
-            vec![Set(attr(WK, 99, &[]))],
-            SessionReset(3, 2),
-        ),
+        row("unknown well-known attribute", vec![Set(attr(WK, 99, &[]))], SessionReset(3, 2)),
         // RFC 7606 §5.2: no reachable NLRI, so the NLRI may be what broke:
         // an error stronger than attribute discard resets, with its own subcode.
-        row(
-            "no NLRI and ORIGIN value 7",
-            vec![Remove(ty::MP_REACH_NLRI), Set(attr(WK, 1, &[7]))],
-            SessionReset(3, 6),
-        ),
+        row("no NLRI and ORIGIN value 7", vec![Remove(ty::MP_REACH_NLRI), Set(attr(WK, ty::ORIGIN, &[7]))], SessionReset(3, 6)),
     ]
 }
 
