@@ -527,6 +527,11 @@ impl PathAttributes {
         let mut large = (!self.large_communities.is_empty())
             .then(|| emit_large_communities(&self.large_communities));
         for raw in &self.other {
+            // RFC 6793 §4.1: never between two four-octet AS speakers (we
+            // keep them only from two-octet ones, to pass on to such).
+            if ctx.four_octet_as && matches!(raw.type_code, ty::AS4_PATH | ty::AS4_AGGREGATOR) {
+                continue;
+            }
             if raw.type_code > ty::LARGE_COMMUNITY {
                 if let Some(v) = large.take() {
                     emit_attribute(opt_tr, ty::LARGE_COMMUNITY, &v, out);

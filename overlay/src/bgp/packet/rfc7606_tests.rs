@@ -329,6 +329,23 @@ fn as4_attributes_from_an_old_speaker_are_checked_and_passed_on() {
 }
 
 #[test]
+fn as4_attributes_are_not_sent_to_a_new_speaker() {
+    // RFC 6793 §4.1: what an OLD speaker gave us goes on to OLD ones only.
+    let p = parse(&attr(OPT_TR, ty::AS4_PATH, &[2, 1, 0, 0, 0xfd, 0xe9]), OLD).expect("ok");
+    let (mut to_new, mut to_old) = (Vec::new(), Vec::new());
+    p.attributes.emit(&NEW, &mut to_new);
+    p.attributes.emit(&OLD, &mut to_old);
+    let has_as4 = |b: &[u8]| {
+        parse_attributes(b, &OLD)
+            .expect("ok")
+            .attributes
+            .other
+            .len()
+    };
+    assert_eq!((has_as4(&to_new), has_as4(&to_old)), (0, 1));
+}
+
+#[test]
 fn mp_attribute_faults_reset_the_session() {
     // RFC 7606 §7.11 and §5.3: the NLRI cannot be trusted.
     let short_reach = attr(OPT, ty::MP_REACH_NLRI, &[0, 1, 128, 0]);
