@@ -317,8 +317,9 @@ fn routes_from_non_clients_reach_only_clients() {
     );
 }
 
-#[test]
-fn reflected_route_that_loops_back_is_ignored() {
+/// Speaker 0 (tenant 0's VRF) with an established session to speaker 1's
+/// address, set up by hand so a test can hand it any UPDATE.
+fn speaker_with_a_peer_up() -> (Speaker, NeighborId, Instant) {
     let mut s = Speaker::new(config(0));
     s.set_vrf(tenant_vrf(0));
     let now = Instant::now();
@@ -340,6 +341,24 @@ fn reflected_route_that_loops_back_is_ignored() {
         })
         .unwrap(),
     );
+    (s, peer, now)
+}
+
+/// A route of tenant 1's RD with `attributes`.
+fn one_route(attributes: PathAttributes) -> Update {
+    Update {
+        announced: vec![VpnNlri {
+            prefix: VpnPrefix::new(tenant_vrf(1).rd, "10.1.0.0/24".parse().unwrap()),
+            label: Label::new(100).unwrap(),
+        }],
+        attributes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn reflected_route_that_loops_back_is_ignored() {
+    let (mut s, peer, now) = speaker_with_a_peer_up();
     let update = Update {
         announced: vec![VpnNlri {
             prefix: VpnPrefix::new(tenant_vrf(1).rd, "10.1.0.0/24".parse().unwrap()),
@@ -357,6 +376,32 @@ fn reflected_route_that_loops_back_is_ignored() {
     assert!(
         s.rib().is_empty(),
         "ORIGINATOR_ID is ours: RFC 4456 §8 loop"
+    );
+}
+
+#[test]
+fn a_route_with_our_own_next_hop_is_ignored() {
+    // RFC 4271 §6.3: semantically wrong next hop, no NOTIFICATION.
+    let (mut s, peer, now) = speaker_with_a_peer_up();
+    let update = one_route(PathAttributes {
+        next_hop: Some(addr(0)),
+        ext_communities: vec!["65000:100".parse::<RouteTarget>().unwrap().0],
+        ..Default::default()
+    });
+    s.apply_update(peer, Box::new(update), now);
+    assert!(s.rib().is_empty());
+    s.apply_update(
+        peer,
+        Box::new(one_route(PathAttributes {
+            next_hop: Some(addr(1)),
+            ..Default::default()
+        })),
+        now,
+    );
+    assert_eq!(
+        s.rib().len(),
+        1,
+        "the same route with the peer's next hop is taken"
     );
 }
 
