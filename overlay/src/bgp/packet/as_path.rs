@@ -95,8 +95,12 @@ pub fn emit_aggregator(asn: u32, ip: Ipv4Addr, four_octet: bool) -> Vec<u8> {
 
 /// An AS4_PATH from an OLD speaker, re-encoded without its confederation
 /// segments (RFC 6793 §6: they MUST be discarded and the rest kept); None
-/// when it is malformed by AS_PATH's rules (§6: the attribute is discarded).
+/// when it is malformed by AS_PATH's rules or empty (RFC 7606 §4: only
+/// AS_PATH and ATOMIC_AGGREGATE may be), and §6 discards the attribute.
 pub fn clean_as4_path(value: &[u8]) -> Option<Vec<u8>> {
+    if value.is_empty() {
+        return None;
+    }
     let mut path = parse_as_path(value, true)?;
     path.retain(|s| matches!(s.kind, AS_SET | AS_SEQUENCE));
     let mut out = Vec::with_capacity(value.len());
@@ -125,6 +129,7 @@ mod tests {
         assert_eq!(clean_as4_path(&[2, 2, 0, 0, 0, 1]), None, "overrun");
         assert_eq!(clean_as4_path(&[2, 1, 0, 0, 0, 1, 2]), None, "underrun");
         assert_eq!(clean_as4_path(&[9, 1, 0, 0, 0, 1]), None, "segment type");
+        assert_eq!(clean_as4_path(&[]), None, "empty");
     }
 
     #[test]
