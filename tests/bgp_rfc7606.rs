@@ -359,11 +359,23 @@ impl Setup {
         assert_eq!(route.label.value(), label, "{what}");
     }
 
-    /// Checks what became of route `n` after the faulty UPDATE (label `label`).
-    fn check_fate(&mut self, n: u8, label: u32, action: Action, what: &str) {
+    /// Prefixes in Pisek's RIB (Adj-RIBs-In and Loc-RIB are one table).
+    fn rib_size(&self) -> usize {
+        let count = self.pisek.rt.block_on(self.pisek.handle().route_count());
+        count.expect("speaker answers")
+    }
+
+    /// Checks what became of route `n` after the faulty UPDATE (label
+    /// `label`); `rib_before` is the RIB's size before its good version.
+    fn check_fate(&mut self, n: u8, label: u32, action: Action, rib_before: usize, what: &str) {
         let e = self.event_for(n, &format!("{what}: {action:?}"));
         match (action, e.route) {
-            (Action::TreatAsWithdraw | Action::SessionReset(..), None) => {}
+            // Gone from the RIB, not only from the tenant's view (a route
+            // that lost its route target would leave the tenant too).
+            (Action::TreatAsWithdraw, None) => {
+                assert_eq!(self.rib_size(), rib_before, "{what}: out of the RIB");
+            }
+            (Action::SessionReset(..), None) => {}
             (Action::Accept(t), Some(r)) => {
                 assert_eq!(r.label.value(), label, "{what}: the new route is in");
                 assert!(
@@ -394,12 +406,13 @@ fn attribute_faults_that_keep_the_session() {
         let n = i as u8;
         let label = 1000 + 2 * u32::from(n);
         p.send(&KEEPALIVE);
+        let rib_before = s.rib_size();
         s.announce_good(&mut p, n, label, r.what);
         p.send(&update(n, label + 1, &r.edits));
         // A row that fails is recorded and the table goes on, so one run
         // shows every gap; the session must survive each row regardless.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            s.check_fate(n, label + 1, r.action, r.what)
+            s.check_fate(n, label + 1, r.action, rib_before, r.what)
         }));
         if outcome.is_err() {
             failures.push(r.what);
@@ -429,6 +442,12 @@ fn attribute_faults_that_reset_the_session() {
         p.send(&update(n, label + 1, &r.edits));
         let (got_code, got_subcode, _) = p.expect_notification();
         assert_eq!((got_code, got_subcode), (code, subcode), "{}", r.what);
-        s.check_fate(n, label + 1, r.action, r.what);
+        s.check_fate(n, label + 1, r.action, 0, r.what);
+        assert_eq!(
+            s.rib_size(),
+            0,
+            "{}: the peer's routes went with the session",
+            r.what
+        );
     }
 }
