@@ -149,7 +149,7 @@ impl Lab {
             }
             Output::Route(e) => self.events[i].push(e),
             Output::EndOfRib { peer, family } => self.eors[i].push((peer, family)),
-            Output::SessionState { .. } => {}
+            Output::SessionState { .. } | Output::MalformedUpdate { .. } => {}
         }
     }
 
@@ -402,6 +402,46 @@ fn a_route_with_our_own_next_hop_is_ignored() {
         s.rib().len(),
         1,
         "the same route with the peer's next hop is taken"
+    );
+}
+
+#[test]
+fn an_update_handled_by_rfc_7606_is_reported_with_its_routes_and_bytes() {
+    let mut lab = Lab::pair();
+    let conn = lab
+        .links
+        .keys()
+        .find(|(i, _)| *i == 1)
+        .map(|(_, c)| *c)
+        .unwrap();
+    let attrs = PathAttributes {
+        next_hop: Some(addr(0)),
+        ext_communities: vec!["65000:100".parse::<RouteTarget>().unwrap().0],
+        ..Default::default()
+    };
+    let route = one_route(PathAttributes::default()).announced[0];
+    let mut bytes = Vec::new();
+    let mut enc = crate::bgp::packet::UpdateEncoder::new(crate::bgp::packet::SessionContext {
+        four_octet_as: true,
+    });
+    enc.announce(&attrs, addr(0), &route, &mut bytes);
+    enc.flush(&mut bytes);
+    let origin_at = bytes.windows(3).position(|w| w == [0x40, 1, 1]).unwrap() + 3;
+    bytes[origin_at] = 7;
+    let now = lab.now;
+    lab.speakers[1].received(conn, &bytes, now);
+    let reports: Vec<Output> = std::iter::from_fn(|| lab.speakers[1].poll_output())
+        .filter(|o| matches!(o, Output::MalformedUpdate { .. }))
+        .collect();
+    assert_eq!(
+        reports,
+        [Output::MalformedUpdate {
+            peer: NeighborId(0),
+            reason: crate::bgp::packet::DecodeError::InvalidOrigin(7),
+            action: crate::bgp::packet::ErrorAction::TreatAsWithdraw,
+            routes: vec![route.prefix],
+            message: bytes,
+        }]
     );
 }
 

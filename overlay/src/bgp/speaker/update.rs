@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{ImportedRoute, NeighborId, Output, RouteEvent, Speaker, source_of};
-use crate::bgp::packet::{Update, VpnNlri};
+use crate::bgp::packet::{ErrorAction, Update, VpnNlri};
 use crate::bgp::rib::{BestChange, LOCAL, Path};
 
 impl Speaker {
@@ -83,6 +83,23 @@ impl Speaker {
                 self.best_changed(c, now);
             }
         }
+    }
+
+    /// Reports an UPDATE whose fault was handled without a reset, with the
+    /// routes it announced and the whole `message` (RFC 7606 §6).
+    pub(super) fn report_malformed(&mut self, peer: NeighborId, update: &Update, message: &[u8]) {
+        let (reason, action) = match (&update.treat_as_withdraw, update.discarded.first()) {
+            (Some(e), _) => (e.clone(), ErrorAction::TreatAsWithdraw),
+            (None, Some(e)) => (e.clone(), ErrorAction::AttributeDiscard),
+            (None, None) => return,
+        };
+        self.outputs.push_back(Output::MalformedUpdate {
+            peer,
+            reason,
+            action,
+            routes: update.announced.iter().map(|n| n.prefix).collect(),
+            message: message.to_vec(),
+        });
     }
 
     /// Reports a best-path change to the tenants and queues it for peers.
