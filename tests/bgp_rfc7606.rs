@@ -6,12 +6,12 @@
 //! (label L), then the same prefix again with label L+1 and the fault, and
 //! looks at the route's fate and at the session:
 //!
-//! | action            | route's fate                          | session            |
-//! |-------------------|---------------------------------------|--------------------|
-//! | accept            | installed (label L+1) with the attribute | stays Established |
-//! | attribute discard | installed (label L+1) without it      | stays Established  |
-//! | treat-as-withdraw | withdrawn                             | stays Established  |
-//! | session reset     | withdrawn (the session went)          | NOTIFICATION code/subcode |
+//! | action            | route's fate                             | session                   |
+//! |-------------------|------------------------------------------|---------------------------|
+//! | accept            | installed (label L+1) with the attribute | stays Established         |
+//! | attribute discard | installed (label L+1) without it         | stays Established         |
+//! | treat-as-withdraw | withdrawn, out of the RIB                | stays Established         |
+//! | session reset     | withdrawn (the session went)             | NOTIFICATION code/subcode |
 //!
 //! The expected action of each row comes from the RFC section named in the
 //! row (RFC 7606 §3, §4, §5.2, §7; RFC 8092 §6; RFC 6793 §4.1, §6; RFC 4271

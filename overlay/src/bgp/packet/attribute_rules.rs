@@ -11,6 +11,7 @@
 //! nothing that route selection reads, which is what §2 asks of a discard.
 
 use super::iana::{attr_flag as flag, attr_type as ty};
+use ErrorAction::{AttributeDiscard as DISCARD, SessionReset as RESET, TreatAsWithdraw as TAW};
 
 /// The error-handling approaches of RFC 7606 §2, weakest first, so that the
 /// larger of two is the one to use when an UPDATE has several faults (§3(h)).
@@ -60,107 +61,28 @@ const fn rule(
     }
 }
 
-use ErrorAction::{AttributeDiscard as DISCARD, SessionReset as RESET, TreatAsWithdraw as TAW};
-
 /// Every attribute the codec parses, in type order. Sessions are iBGP only
 /// (the OPEN check refuses another AS), so the external-neighbour discards
 /// of RFC 7606 §7.5, §7.9 and §7.10 never apply.
+#[rustfmt::skip]
 pub static ATTRIBUTE_RULES: [AttributeRule; 17] = [
-    rule(ty::ORIGIN, "ORIGIN", WELL_KNOWN, TAW, "RFC 7606 §7.1"),
-    rule(ty::AS_PATH, "AS_PATH", WELL_KNOWN, TAW, "RFC 7606 §7.2"),
-    rule(ty::NEXT_HOP, "NEXT_HOP", WELL_KNOWN, TAW, "RFC 7606 §7.3"),
-    rule(ty::MED, "MULTI_EXIT_DISC", OPTIONAL, TAW, "RFC 7606 §7.4"),
-    rule(
-        ty::LOCAL_PREF,
-        "LOCAL_PREF",
-        WELL_KNOWN,
-        TAW,
-        "RFC 7606 §7.5",
-    ),
-    rule(
-        ty::ATOMIC_AGGREGATE,
-        "ATOMIC_AGGREGATE",
-        WELL_KNOWN,
-        DISCARD,
-        "RFC 7606 §7.6, §3(f)",
-    ),
-    rule(
-        ty::AGGREGATOR,
-        "AGGREGATOR",
-        OPTIONAL_TRANSITIVE,
-        DISCARD,
-        "RFC 7606 §7.7, §3(f)",
-    ),
-    rule(
-        ty::COMMUNITIES,
-        "COMMUNITIES",
-        OPTIONAL_TRANSITIVE,
-        TAW,
-        "RFC 7606 §7.8",
-    ),
-    rule(
-        ty::ORIGINATOR_ID,
-        "ORIGINATOR_ID",
-        OPTIONAL,
-        TAW,
-        "RFC 7606 §7.9",
-    ),
-    rule(
-        ty::CLUSTER_LIST,
-        "CLUSTER_LIST",
-        OPTIONAL,
-        TAW,
-        "RFC 7606 §7.10",
-    ),
-    rule(
-        ty::MP_REACH_NLRI,
-        "MP_REACH_NLRI",
-        OPTIONAL,
-        RESET,
-        "RFC 7606 §7.11, §5.3",
-    ),
-    rule(
-        ty::MP_UNREACH_NLRI,
-        "MP_UNREACH_NLRI",
-        OPTIONAL,
-        RESET,
-        "RFC 7606 §7.11, §5.3",
-    ),
-    rule(
-        ty::EXTENDED_COMMUNITIES,
-        "EXTENDED COMMUNITIES",
-        OPTIONAL_TRANSITIVE,
-        TAW,
-        "RFC 7606 §7.14",
-    ),
-    rule(
-        ty::AS4_PATH,
-        "AS4_PATH",
-        OPTIONAL_TRANSITIVE,
-        DISCARD,
-        "RFC 6793 §6",
-    ),
-    rule(
-        ty::AS4_AGGREGATOR,
-        "AS4_AGGREGATOR",
-        OPTIONAL_TRANSITIVE,
-        DISCARD,
-        "RFC 6793 §6",
-    ),
-    rule(
-        ty::IPV6_EXTENDED_COMMUNITIES,
-        "IPv6 Address Specific Extended Community",
-        OPTIONAL_TRANSITIVE,
-        TAW,
-        "RFC 7606 §7.15",
-    ),
-    rule(
-        ty::LARGE_COMMUNITY,
-        "LARGE_COMMUNITY",
-        OPTIONAL_TRANSITIVE,
-        TAW,
-        "RFC 8092 §6",
-    ),
+    rule(ty::ORIGIN,                    "ORIGIN",                                   WELL_KNOWN,          TAW,     "RFC 7606 §7.1"),
+    rule(ty::AS_PATH,                   "AS_PATH",                                  WELL_KNOWN,          TAW,     "RFC 7606 §7.2"),
+    rule(ty::NEXT_HOP,                  "NEXT_HOP",                                 WELL_KNOWN,          TAW,     "RFC 7606 §7.3"),
+    rule(ty::MED,                       "MULTI_EXIT_DISC",                          OPTIONAL,            TAW,     "RFC 7606 §7.4"),
+    rule(ty::LOCAL_PREF,                "LOCAL_PREF",                               WELL_KNOWN,          TAW,     "RFC 7606 §7.5"),
+    rule(ty::ATOMIC_AGGREGATE,          "ATOMIC_AGGREGATE",                         WELL_KNOWN,          DISCARD, "RFC 7606 §7.6, §3(f)"),
+    rule(ty::AGGREGATOR,                "AGGREGATOR",                               OPTIONAL_TRANSITIVE, DISCARD, "RFC 7606 §7.7, §3(f)"),
+    rule(ty::COMMUNITIES,               "COMMUNITIES",                              OPTIONAL_TRANSITIVE, TAW,     "RFC 7606 §7.8"),
+    rule(ty::ORIGINATOR_ID,             "ORIGINATOR_ID",                            OPTIONAL,            TAW,     "RFC 7606 §7.9"),
+    rule(ty::CLUSTER_LIST,              "CLUSTER_LIST",                             OPTIONAL,            TAW,     "RFC 7606 §7.10"),
+    rule(ty::MP_REACH_NLRI,             "MP_REACH_NLRI",                            OPTIONAL,            RESET,   "RFC 7606 §7.11, §5.3"),
+    rule(ty::MP_UNREACH_NLRI,           "MP_UNREACH_NLRI",                          OPTIONAL,            RESET,   "RFC 7606 §7.11, §5.3"),
+    rule(ty::EXTENDED_COMMUNITIES,      "EXTENDED COMMUNITIES",                     OPTIONAL_TRANSITIVE, TAW,     "RFC 7606 §7.14"),
+    rule(ty::AS4_PATH,                  "AS4_PATH",                                 OPTIONAL_TRANSITIVE, DISCARD, "RFC 6793 §6"),
+    rule(ty::AS4_AGGREGATOR,            "AS4_AGGREGATOR",                           OPTIONAL_TRANSITIVE, DISCARD, "RFC 6793 §6"),
+    rule(ty::IPV6_EXTENDED_COMMUNITIES, "IPv6 Address Specific Extended Community", OPTIONAL_TRANSITIVE, TAW,     "RFC 7606 §7.15"),
+    rule(ty::LARGE_COMMUNITY,           "LARGE_COMMUNITY",                          OPTIONAL_TRANSITIVE, TAW,     "RFC 8092 §6"),
 ];
 
 /// The rule for a type code, or None for an attribute the codec does not
