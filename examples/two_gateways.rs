@@ -171,8 +171,7 @@ fn live(
     control: &control::Control,
 ) -> anyhow::Result<()> {
     println!(
-        "\nlive (Ctrl-C to stop; faults from another terminal: {} --name {} --fault \"cut-wan gw1 10\"):",
-        "scripts/lab",
+        "\nlive (Ctrl-C to stop; faults from another terminal: scripts/lab --name {} --fault \"cut-wan gw1 10\"):",
         control.name()
     );
     let mut traffic = TenantTraffic::read(lab)?;
