@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 #[path = "two_gateways/control.rs"]
 mod control;
+#[path = "two_gateways/plots.rs"]
+mod plots;
 
 /// Pisek two-gateway lab.
 #[derive(Parser)]
@@ -68,6 +70,10 @@ struct Args {
     /// `start-carbon`.
     #[arg(long)]
     fault: Option<String>,
+    /// Write PNG plots (sensor readings, overlay traffic and RTT per
+    /// tenant) into this directory while the lab runs and at the end.
+    #[arg(long)]
+    plots: Option<std::path::PathBuf>,
 }
 
 /// `--with`.
@@ -155,7 +161,8 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let control = control::Control::listen(&lab, &tag)?;
-    live(&lab, sensors, &stop, deadline, &control)?;
+    let plots = args.plots.as_deref().map(plots::Plots::new).transpose()?;
+    live(&lab, sensors, &stop, deadline, &control, plots)?;
     println!("tearing down ...");
     drop(lab);
     Ok(())
@@ -169,7 +176,10 @@ fn live(
     stop: &AtomicBool,
     deadline: Option<Instant>,
     control: &control::Control,
+    mut plots: Option<plots::Plots>,
 ) -> anyhow::Result<()> {
+    let since = unix_now();
+    let mut round = 0u64;
     println!(
         "\nlive (Ctrl-C to stop; faults from another terminal: scripts/lab --name {} --fault \"cut-wan gw1 10\"):",
         control.name()
@@ -182,6 +192,9 @@ fn live(
             let from = lab.workload("gw1", tenant, 1);
             let to = lab.workload("gw2", tenant, 2);
             let (ok, line) = lab.ping(from, to.address, 3)?;
+            if let Some(p) = plots.as_mut() {
+                p.record(tenant, &line, now_kbits(lab, &traffic, tenant));
+            }
             println!(
                 "{tenant:>10}: gw1 {} -> gw2 {}: {} {line}",
                 from.address,
@@ -231,7 +244,21 @@ fn live(
             };
             println!("{:>10}: {} {line}", "sensors", g.gateway);
         }
+        round += 1;
+        if let Some(p) = &plots
+            && round % 5 == 0
+            && let Err(e) = p.write(&sensors, since)
+        {
+            println!("plots: {e:#}");
+        }
         std::thread::sleep(Duration::from_secs(2));
+    }
+    if let Some(p) = &plots {
+        p.write(&sensors, since)?;
+        println!(
+            "plots written: {}/readings.png, traffic.png, rtt.png",
+            p.dir().display()
+        );
     }
     Ok(())
 }
@@ -335,6 +362,11 @@ fn rss_kib(pid: u64) -> Option<u64> {
         .ok()
 }
 
+/// `tenant`'s traffic out of gw1 since `before`, in kbit/s.
+fn now_kbits(lab: &Lab, before: &TenantTraffic, tenant: &str) -> f64 {
+    TenantTraffic::read(lab).map_or(0.0, |now| now.kbits(before, tenant, "out"))
+}
+
 /// gw1's per-tenant overlay counters at one moment.
 struct TenantTraffic {
     at: Instant,
@@ -383,6 +415,15 @@ impl TenantTraffic {
             at: Instant::now(),
             counters,
         })
+    }
+
+    /// kbit/s in `direction` since `before`.
+    fn kbits(&self, before: &TenantTraffic, tenant: &str, direction: &str) -> f64 {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(0.001);
+        let key = (tenant.to_string(), direction.to_string());
+        let (_, b1) = self.counters.get(&key).copied().unwrap_or_default();
+        let (_, b0) = before.counters.get(&key).copied().unwrap_or_default();
+        b1.saturating_sub(b0) as f64 * 8.0 / 1000.0 / secs
     }
 
     /// `gw1 overlay: out 12 pkt/s 9.6 kbit/s, in ...` since `before`.

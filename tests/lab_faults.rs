@@ -3,7 +3,8 @@
 //! once through its control socket — a WAN cut, a gateway and an edge
 //! agent restart, carbon stopped and started — and its live view reports
 //! the outage and the recovery; no reading is lost; the machine's
-//! namespaces, links and rules are exactly as before.
+//! namespaces, links and rules are exactly as before; the PNG plots are
+//! written.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -54,8 +55,11 @@ fn the_live_lab_takes_each_fault_reports_it_and_loses_no_reading() {
     );
     let before = root_state();
     let name = pisek_lab::unique_tag("lf");
+    let plots = pisek_lab::TempDir::new("lfp");
     let mut lab = Command::new(&example)
         .args(["--no-build", "--duration", "40", "--name", &name])
+        .arg("--plots")
+        .arg(&plots.path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -113,4 +117,9 @@ fn the_live_lab_takes_each_fault_reports_it_and_loses_no_reading() {
         assert!(last.ends_with("queue 0 B"), "{last}");
     }
     assert_eq!(root_state(), before, "the machine as before");
+    // The pictures: written and not empty.
+    for png in ["readings.png", "traffic.png", "rtt.png"] {
+        let size = std::fs::metadata(plots.path.join(png)).map_or(0, |m| m.len());
+        assert!(size > 10_000, "{png}: {size} bytes");
+    }
 }
