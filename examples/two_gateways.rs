@@ -62,6 +62,12 @@ struct Args {
     /// Gateways behind the edge (2-200).
     #[arg(long, default_value_t = 2)]
     gateways: usize,
+    /// Tenants on every node (2-16): city, conference, t3, t4, ...
+    #[arg(long, default_value_t = 2)]
+    tenants: usize,
+    /// Sensors per gateway (2-100): rooms on MQTT plus one IQRF node.
+    #[arg(long, default_value_t = 4)]
+    sensors_per_gateway: usize,
     /// The route reflector: the edge agent's own speaker, or gobgpd beside it.
     #[arg(long = "with", value_enum, default_value_t = ReflectorArg::Agent)]
     reflector: ReflectorArg,
@@ -109,8 +115,8 @@ fn main() -> anyhow::Result<()> {
 
     let (tag, options) = lab_options(&args)?;
     println!(
-        "building the lab: edge + {} gateways, tenants city and conference ...",
-        args.gateways
+        "building the lab: edge + {} gateways, {} tenants ...",
+        args.gateways, args.tenants
     );
     let started = Instant::now();
     let lab = Lab::start_opts(&tag, binaries, options)?;
@@ -138,12 +144,14 @@ fn main() -> anyhow::Result<()> {
         CarbonMode::IfInstalled
     };
     let collector = dir.join("pisek-collector");
-    let sensors = SensorLab::start_with(&lab, &collector, SensorPlan::live(), carbon)?;
+    let plan = SensorPlan::live().sensors_per_gateway(args.sensors_per_gateway);
+    let sensors = SensorLab::start_with(&lab, &collector, plan, carbon)?;
     println!();
     for g in sensors.gateways() {
         println!(
-            "sensors on {}: 3 rooms + 1 IQRF node -> pisek-collector in {} ({}) -> carbon {}",
+            "sensors on {}: {} rooms + 1 IQRF node -> pisek-collector in {} ({}) -> carbon {}",
             g.gateway,
+            g.model.rooms,
             g.netns,
             g.address,
             sensors.carbon_address()
@@ -299,8 +307,19 @@ fn lab_options(args: &Args) -> anyhow::Result<(String, LabOptions)> {
         "--gateways {}: 2 to 200",
         args.gateways
     );
+    anyhow::ensure!(
+        (2..=16).contains(&args.tenants),
+        "--tenants {}: 2 to 16",
+        args.tenants
+    );
+    anyhow::ensure!(
+        (2..=100).contains(&args.sensors_per_gateway),
+        "--sensors-per-gateway {}: 2 to 100",
+        args.sensors_per_gateway
+    );
     let options = LabOptions {
         gateways: args.gateways,
+        tenants: args.tenants,
         reflector: match args.reflector {
             ReflectorArg::Agent => Reflector::Agent,
             ReflectorArg::Gobgp => Reflector::Gobgpd,

@@ -19,9 +19,9 @@ fn namespaces_with(prefix: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_lab_of_three_gateways_says_where_everything_is_and_leaves_nothing() {
+fn a_lab_of_three_gateways_and_tenants_says_where_everything_is_and_leaves_nothing() {
     if !pisek_lab::require(
-        "a_lab_of_three_gateways_says_where_everything_is_and_leaves_nothing",
+        "a_lab_of_three_gateways_and_tenants_says_where_everything_is_and_leaves_nothing",
         &["ip"],
     ) {
         return;
@@ -29,6 +29,7 @@ fn a_lab_of_three_gateways_says_where_everything_is_and_leaves_nothing() {
     let tag = pisek_lab::unique_tag("ld");
     let options = LabOptions {
         gateways: 3,
+        tenants: 3,
         reflector: Reflector::Agent,
     };
     let lab = Lab::start_opts(&tag, pisek_lab::lab_binaries(), options).expect("the lab starts");
@@ -52,9 +53,14 @@ fn a_lab_of_three_gateways_says_where_everything_is_and_leaves_nothing() {
         let netns = node["netns"].as_str().expect("netns");
         assert!(netns.starts_with(&tag), "{node}");
     }
-    // Two workloads per tenant per gateway, one per tenant on the edge.
+    // Two workloads per tenant per gateway, one per tenant on the edge;
+    // the third tenant overlaps the first two.
     let workloads = description["workloads"].as_array().expect("workloads");
-    assert_eq!(workloads.len(), 3 * 2 * 2 + 2);
+    assert_eq!(workloads.len(), 3 * 3 * 2 + 3);
+    let t3 = lab.workload("gw2", "t3", 1).clone();
+    let t3_far = lab.workload("gw3", "t3", 2).clone();
+    let (ok, line) = lab.ping(&t3, t3_far.address, 3).expect("ping");
+    assert!(ok, "t3 gw2 reaches t3 gw3: {line}");
     let gw3 = lab.workload("gw3", "city", 1).clone();
     let gw1 = lab.workload("gw1", "city", 1).clone();
     let (ok, line) = lab.ping(&gw3, gw1.address, 3).expect("ping");

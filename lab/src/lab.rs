@@ -120,6 +120,7 @@ pub struct Lab {
     namespaces: Vec<Netns>,
     reflector: Reflector,
     gateways: usize,
+    tenants: Vec<(String, u32)>,
     gobgpd: Option<Child>,
 }
 
@@ -128,6 +129,9 @@ pub struct Lab {
 pub struct LabOptions {
     /// Gateways behind the edge (1 to 200).
     pub gateways: usize,
+    /// Tenants on every node (1 to 16): `city` and `conference` (which
+    /// overlap), then `t3`, `t4`, ... with the same prefixes again.
+    pub tenants: usize,
     /// Who reflects the gateways' routes.
     pub reflector: Reflector,
 }
@@ -136,6 +140,7 @@ impl Default for LabOptions {
     fn default() -> LabOptions {
         LabOptions {
             gateways: 2,
+            tenants: TENANTS.len(),
             reflector: Reflector::Agent,
         }
     }
@@ -169,6 +174,17 @@ impl Lab {
             "a lab has 1 to 200 gateways, not {}",
             options.gateways
         );
+        anyhow::ensure!(
+            (1..=16).contains(&options.tenants),
+            "a lab has 1 to 16 tenants, not {}",
+            options.tenants
+        );
+        let tenants = (1..=options.tenants as u32)
+            .map(|id| match TENANTS.get(id as usize - 1) {
+                Some((name, id)) => (name.to_string(), *id),
+                None => (format!("t{id}"), id),
+            })
+            .collect();
         let dir = std::env::temp_dir().join(format!("pisek-lab-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -180,6 +196,7 @@ impl Lab {
             namespaces: Vec::new(),
             reflector,
             gateways: options.gateways,
+            tenants,
             gobgpd: None,
         };
         lab.build_underlay(tag)?;
@@ -449,7 +466,7 @@ impl Lab {
             timeout,
             || {
                 for g in 0..self.nodes.len() {
-                    for (tenant, _) in TENANTS {
+                    for (tenant, _) in &self.tenants {
                         let routes = self.pisekctl(g, &["routes", "--tenant", tenant, "--json"])?;
                         for other in (0..self.nodes.len()).filter(|&o| o != g) {
                             for prefix in [prefix_v4(other), prefix_v6(other)] {
@@ -470,6 +487,11 @@ impl Lab {
         let out = self.pisekctl(i, args)?;
         serde_json::from_str(&out)
             .with_context(|| format!("pisekctl {}: not JSON: {out}", args.join(" ")))
+    }
+
+    /// The lab's tenants: (name, id).
+    pub fn tenants(&self) -> &[(String, u32)] {
+        &self.tenants
     }
 
     /// A workload by gateway, tenant and number (1-based).

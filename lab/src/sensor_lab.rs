@@ -137,7 +137,8 @@ impl<'a> SensorLab<'a> {
         }
         for (i, node) in lab.nodes.iter().enumerate().skip(1) {
             let workload = lab.workload(&node.name, "conference", COLLECTOR_WORKLOAD);
-            let model = SensorModel::new(&node.name, i as u32);
+            let model = SensorModel::new(&node.name, i as u32)
+                .with_rooms(plan.sensors_per_gateway.saturating_sub(1).max(1));
             let gateway = GatewaySensors {
                 gateway: node.name.clone(),
                 netns: workload.netns.clone(),

@@ -2,7 +2,7 @@
 //! node's keys and `agent.toml` (written with the agent's config fixture),
 //! and the workloads attached through each agent's API.
 
-use super::{Lab, Node, Reflector, TENANTS, WORKLOADS_PER_TENANT, Workload};
+use super::{Lab, Node, Reflector, WORKLOADS_PER_TENANT, Workload};
 use crate::netns::Netns;
 use crate::process::sh;
 use anyhow::Context;
@@ -156,9 +156,9 @@ impl Lab {
             }
             // The edge carries the tenants too: the datacenter services
             // (carbon, APIs) attach there, in 10.1.0.0/24 and fd00:10:1:0::/64.
-            for (tenant, id) in TENANTS {
+            for (tenant, id) in &self.tenants {
                 config = config.tenant(
-                    TenantToml::new(tenant, id)
+                    TenantToml::new(tenant, *id)
                         .route_target(format!("65000:{id}"))
                         .prefixes([prefix_v4(i), prefix_v6(i)]),
                 );
@@ -176,10 +176,12 @@ impl Lab {
     pub(super) fn attach_workloads(&mut self, tag: &str) -> anyhow::Result<()> {
         for g in 0..self.nodes.len() {
             let count = if g == 0 { 1 } else { WORKLOADS_PER_TENANT };
-            for (tenant, _) in TENANTS {
+            for (tenant, _) in self.tenants.clone() {
+                let tenant = tenant.as_str();
                 for n in 1..=count {
                     let gateway = self.nodes[g].name.clone();
-                    let netns = format!("{tag}-{gateway}-{}{n}", &tenant[..4]);
+                    let short = tenant.get(..4).unwrap_or(tenant);
+                    let netns = format!("{tag}-{gateway}-{short}{n}");
                     self.add_netns(&netns)?;
                     ip(&netns, &["link", "set", "lo", "up"])?;
                     let out = self.pisekctl(
