@@ -89,6 +89,8 @@ enum ReflectorArg {
     Agent,
     /// gobgpd on the edge reflects; the edge agent is its client.
     Gobgp,
+    /// BIRD on the edge reflects; the edge agent is its client.
+    Bird,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -323,6 +325,7 @@ fn lab_options(args: &Args) -> anyhow::Result<(String, LabOptions)> {
         reflector: match args.reflector {
             ReflectorArg::Agent => Reflector::Agent,
             ReflectorArg::Gobgp => Reflector::Gobgpd,
+            ReflectorArg::Bird => Reflector::Bird,
         },
     };
     Ok((tag, options))

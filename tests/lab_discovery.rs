@@ -73,3 +73,38 @@ fn a_lab_of_three_gateways_and_tenants_says_where_everything_is_and_leaves_nothi
         "namespaces left"
     );
 }
+
+#[test]
+fn with_bird_as_route_reflector_the_lab_converges_and_tenants_stay_apart() {
+    if !pisek_lab::require(
+        "with_bird_as_route_reflector_the_lab_converges_and_tenants_stay_apart",
+        &["ip", "ping", "bird", "birdc"],
+    ) {
+        return;
+    }
+    let tag = pisek_lab::unique_tag("lb");
+    let options = LabOptions {
+        reflector: Reflector::Bird,
+        ..LabOptions::default()
+    };
+    let lab = Lab::start_opts(&tag, pisek_lab::lab_binaries(), options).expect("the lab starts");
+    lab.wait_until_ready(Duration::from_secs(30))
+        .expect("every node learns every other node's routes through BIRD");
+    let description = lab.describe();
+    assert_eq!(description["reflector"], "bird");
+    for tenant in ["city", "conference"] {
+        let a = lab.workload("gw1", tenant, 1).clone();
+        let b = lab.workload("gw2", tenant, 1).clone();
+        let (ok, line) = lab.ping(&a, b.address, 3).expect("ping");
+        assert!(
+            ok,
+            "{tenant}: gw1 reaches gw2 through BIRD's reflection: {line}"
+        );
+    }
+    // The overlapping twin in the other tenant hears nothing.
+    let city = lab.workload("gw1", "city", 1).clone();
+    let twin = lab.workload("gw2", "conference", 1).clone();
+    let before = lab.echo_requests_received(&twin).expect("counter");
+    let _ = lab.ping(&city, twin.address, 3).expect("ping");
+    assert_eq!(lab.echo_requests_received(&twin).expect("counter"), before);
+}

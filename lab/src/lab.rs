@@ -22,7 +22,7 @@
 //! mirrors the IPv4 one (`fd00:10:1:<node>::/64` beside `10.1.<node>.0/24`).
 //! WireGuard is hub and spoke (each gateway has the edge as its only peer);
 //! iBGP runs over the tunnel network with the edge as route reflector: the
-//! edge agent itself, or gobgpd beside it ([`Reflector`]).
+//! edge agent itself, or gobgpd or BIRD beside it ([`Reflector`]).
 //! Dropping the [`Lab`] stops the agents and deletes every namespace and
 //! the temporary directory.
 
@@ -59,6 +59,8 @@ pub enum Reflector {
     /// clients: the two gateways and the edge agent, whose speaker only
     /// connects out (`bgp.listen = false`) because gobgpd owns TCP 179 there.
     Gobgpd,
+    /// BIRD 2 in the same place, the same way.
+    Bird,
 }
 
 /// One node of the lab.
@@ -121,7 +123,8 @@ pub struct Lab {
     reflector: Reflector,
     gateways: usize,
     tenants: Vec<(String, u32)>,
-    gobgpd: Option<Child>,
+    /// The reflector daemon (gobgpd or BIRD), when it is not the agent.
+    daemon: Option<Child>,
 }
 
 /// The shape of a lab: how many gateways, who reflects the routes.
@@ -197,15 +200,17 @@ impl Lab {
             reflector,
             gateways: options.gateways,
             tenants,
-            gobgpd: None,
+            daemon: None,
         };
         lab.build_underlay(tag)?;
         lab.write_configs(tag)?;
         // The edge first: its agent brings up pisek0 with the tunnel address
         // that gobgpd binds to, and gobgpd is there before the gateways call.
         lab.start_agent(0)?;
-        if reflector == Reflector::Gobgpd {
-            lab.start_gobgpd()?;
+        match reflector {
+            Reflector::Gobgpd => lab.start_gobgpd()?,
+            Reflector::Bird => lab.start_bird()?,
+            Reflector::Agent => {}
         }
         for i in 1..lab.nodes.len() {
             lab.start_agent(i)?;
@@ -254,9 +259,69 @@ impl Lab {
             "reflector": match self.reflector {
                 Reflector::Agent => "edge agent",
                 Reflector::Gobgpd => "gobgpd",
+                Reflector::Bird => "bird",
             },
             "nodes": nodes,
             "workloads": workloads,
+        })
+    }
+
+    /// BIRD in the edge's namespace on the edge's tunnel address, as
+    /// [`Lab::start_gobgpd`] runs gobgpd: route reflector (RFC 4456) of the
+    /// gateways and the edge agent over vpn4/vpn6 channels, next hops
+    /// resolved over the tunnel network (`pisek0`).
+    fn start_bird(&mut self) -> anyhow::Result<()> {
+        let edge = &self.nodes[0];
+        let (addr, router_id) = (edge.tunnel_address, Ipv4Addr::new(172, 16, 0, 2));
+        let mut conf = format!(
+            r#"router id {router_id};
+log "{log}" all;
+vpn4 table vpntab4;
+vpn6 table vpntab6;
+protocol device {{ }}
+protocol direct {{ ipv4; interface "pisek0"; }}
+template bgp rrclient {{
+  local {addr} as 65000;
+  rr client;
+  rr cluster id {router_id};
+  passive on;
+  hold time 30;
+  graceful restart on;
+  vpn4 mpls {{ table vpntab4; import all; export all; igp table master4; }};
+  vpn6 mpls {{ table vpntab6; import all; export all; igp table master4; extended next hop on; }};
+}}
+"#,
+            log = self.dir.join("bird.log").display()
+        );
+        for node in &self.nodes {
+            conf.push_str(&format!(
+                "protocol bgp {} from rrclient {{ neighbor {} as 65000; }}\n",
+                node.name, node.tunnel_address
+            ));
+        }
+        let config = self.dir.join("bird.conf");
+        let socket = self.dir.join("bird.ctl");
+        std::fs::write(&config, conf)?;
+        let log = std::fs::File::create(self.dir.join("bird.stderr"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &edge.netns, "bird", "-f", "-c"])
+            .arg(&config)
+            .arg("-s")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting bird")?;
+        self.daemon = Some(child);
+        poll("BIRD's control socket", Duration::from_secs(10), || {
+            let out = Command::new("birdc")
+                .arg("-s")
+                .arg(&socket)
+                .arg("show status")
+                .stdin(Stdio::null())
+                .output()?;
+            Ok(out.status.success().then_some(()))
         })
     }
 
@@ -296,11 +361,11 @@ impl Lab {
         std::fs::write(&path, config.to_toml())?;
         let api = "127.0.0.1:50051".parse()?;
         let child = spawn_gobgpd(Some(&edge.netns), &path, api, &self.dir.join("gobgpd.log"))?;
-        self.gobgpd = Some(child);
+        self.daemon = Some(child);
         let netns = edge.netns.clone();
         poll("gobgpd's API", Duration::from_secs(10), || {
             if let Some(status) = self
-                .gobgpd
+                .daemon
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
@@ -416,12 +481,14 @@ impl Lab {
             .with_context(|| format!("agents' logs:\n{}", self.logs()))
     }
 
-    /// The last lines of every agent's log (and gobgpd's, if it runs).
+    /// The last lines of every agent's log (and the reflector daemon's).
     pub fn logs(&self) -> String {
         let mut text = String::new();
         let mut names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-        if self.gobgpd.is_some() {
-            names.push("gobgpd");
+        match self.reflector {
+            Reflector::Gobgpd => names.push("gobgpd"),
+            Reflector::Bird => names.push("bird"),
+            Reflector::Agent => {}
         }
         for name in names {
             let log =
@@ -509,9 +576,9 @@ impl Drop for Lab {
         for i in 0..self.nodes.len() {
             let _ = self.stop_agent(i);
         }
-        if let Some(mut gobgpd) = self.gobgpd.take() {
-            let _ = gobgpd.kill();
-            let _ = gobgpd.wait();
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
         }
         // Workloads before their gateways, the WAN last: each namespace
         // kills what runs inside it and goes.

@@ -138,18 +138,24 @@ impl Lab {
                         );
                     }
                 }
-                // A client of gobgpd, which owns TCP 179 of this very
-                // address: the agent connects from it to it.
-                (0, Reflector::Gobgpd) => {
+                // A client of the reflector daemon, which owns TCP 179 of
+                // this very address: the agent connects from it to it.
+                (0, daemon @ (Reflector::Gobgpd | Reflector::Bird)) => {
+                    let name = if daemon == Reflector::Bird {
+                        "bird"
+                    } else {
+                        "gobgpd"
+                    };
                     config = config
                         .bgp_listen(false)
                         .route_reflector(false)
-                        .neighbor(BgpNeighborToml::new(edge.tunnel_address).name("gobgpd"));
+                        .neighbor(BgpNeighborToml::new(edge.tunnel_address).name(name));
                 }
                 (_, reflector) => {
                     let name = match reflector {
                         Reflector::Agent => "edge",
                         Reflector::Gobgpd => "gobgpd",
+                        Reflector::Bird => "bird",
                     };
                     config = config.neighbor(BgpNeighborToml::new(edge.tunnel_address).name(name));
                 }
