@@ -247,6 +247,7 @@ fn live(
             twin.address,
             if leaked == 0 { "(isolated)" } else { "(LEAK)" }
         );
+        println!("{:>10}: {}", "control", control_line(lab));
         for g in sensors.gateways() {
             let line = match sensors.status(&g.gateway) {
                 Ok(status) => sensor_line(&g.gateway, &status, sensors.has_carbon()),
@@ -382,6 +383,27 @@ fn rss_kib(pid: u64) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// gw1's and gw2's BGP session and WireGuard handshake with the edge:
+/// what comes back after a fault.
+fn control_line(lab: &Lab) -> String {
+    let mut parts = Vec::new();
+    for i in [1, 2] {
+        let name = &lab.nodes[i].name;
+        let bgp = lab
+            .json(i, &["bgp", "--json"])
+            .ok()
+            .and_then(|s| s.as_array()?.first()?["state"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "no answer".into());
+        let handshake = lab
+            .json(i, &["peers", "--json"])
+            .ok()
+            .and_then(|p| p.as_array()?.first()?["last_handshake_secs"].as_u64())
+            .map_or("no handshake".into(), |s| format!("handshake {s} s ago"));
+        parts.push(format!("{name} BGP {bgp}, WireGuard {handshake}"));
+    }
+    parts.join("; ")
 }
 
 /// `tenant`'s traffic out of gw1 since `before`, in kbit/s.

@@ -89,6 +89,21 @@ fn the_live_lab_takes_each_fault_reports_it_and_loses_no_reading() {
     wait_for("traffic gw1 -> gw2 back after", 20);
     assert!(fault(&example, &name, "restart gw1").contains("gw1's agent restarted"));
     assert!(fault(&example, &name, "restart edge").contains("edge's agent restarted"));
+    // BGP and WireGuard come back, as the live view says.
+    let restarted_at = output.lock().expect("output").len();
+    pisek_lab::poll_until(
+        "BGP back after the edge restart",
+        Duration::from_secs(30),
+        || {
+            let o = output.lock().expect("output");
+            o[restarted_at..]
+                .lines()
+                .any(|l| {
+                    l.contains("control: gw1 BGP Established") && l.contains("gw2 BGP Established")
+                })
+                .then_some(())
+        },
+    );
     assert_eq!(fault(&example, &name, "stop-carbon"), "carbon stopped");
     wait_for("Graphite: no carbon", 20);
     assert_eq!(fault(&example, &name, "start-carbon"), "carbon started");
