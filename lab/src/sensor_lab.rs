@@ -248,6 +248,24 @@ impl<'a> SensorLab<'a> {
         )
     }
 
+    /// What carbon must hold for `gateway` after the rounds stamped
+    /// `from..until`: every metric with its value at each second.
+    pub fn expected(
+        &self,
+        gateway: &str,
+        from: i64,
+        until: i64,
+    ) -> anyhow::Result<BTreeMap<String, BTreeMap<i64, f64>>> {
+        let model = &self.gateway(gateway)?.model;
+        let mut points: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+        for ts in from..until {
+            for (metric, value) in model.expected(ts) {
+                points.entry(metric).or_default().insert(ts, value);
+            }
+        }
+        Ok(points)
+    }
+
     /// Every metric carbon stored for `gateway`, with its points from
     /// `since` on (read from the whisper files). Empty without carbon.
     pub fn stored(
