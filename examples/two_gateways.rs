@@ -26,10 +26,15 @@ use anyhow::Context;
 use clap::Parser;
 use pisek_lab::sensor_lab::carbon::Carbon;
 use pisek_lab::sensor_lab::{CarbonMode, GatewayStatus, SensorLab, SensorPlan, unix_now};
-use pisek_lab::{Binaries, Lab, build_agent, on_signal, profile_dir};
+use pisek_lab::{Binaries, Lab, LabOptions, Reflector, build_agent, on_signal, profile_dir};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "two_gateways/control.rs"]
+mod control;
+#[path = "two_gateways/plots.rs"]
+mod plots;
 
 /// Pisek two-gateway lab.
 #[derive(Parser)]
@@ -50,10 +55,54 @@ struct Args {
     /// readings wait in the collectors' queues.
     #[arg(long)]
     no_carbon: bool,
+    /// The prefix of every namespace (`<name>-edge`, `<name>-gw1`, ...):
+    /// 1-8 lowercase letters and digits.
+    #[arg(long)]
+    name: Option<String>,
+    /// Gateways behind the edge (2-200).
+    #[arg(long, default_value_t = 2)]
+    gateways: usize,
+    /// Tenants on every node (2-16): city, conference, t3, t4, ...
+    #[arg(long, default_value_t = 2)]
+    tenants: usize,
+    /// Sensors per gateway (2-100): rooms on MQTT plus one IQRF node.
+    #[arg(long, default_value_t = 4)]
+    sensors_per_gateway: usize,
+    /// The route reflector: the edge agent's own speaker, or gobgpd beside it.
+    #[arg(long = "with", value_enum, default_value_t = ReflectorArg::Agent)]
+    reflector: ReflectorArg,
+    /// Inject a fault into the running lab `--name` and exit:
+    /// `cut-wan <node> <seconds>`, `restart <node>`, `stop-carbon`,
+    /// `start-carbon`.
+    #[arg(long)]
+    fault: Option<String>,
+    /// Write PNG plots (sensor readings, overlay traffic and RTT per
+    /// tenant) into this directory while the lab runs and at the end.
+    #[arg(long)]
+    plots: Option<std::path::PathBuf>,
+}
+
+/// `--with`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReflectorArg {
+    /// The edge agent reflects.
+    Agent,
+    /// gobgpd on the edge reflects; the edge agent is its client.
+    Gobgp,
+    /// BIRD on the edge reflects; the edge agent is its client.
+    Bird,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(fault) = &args.fault {
+        let name = args
+            .name
+            .as_deref()
+            .context("--fault needs the --name of the running lab")?;
+        println!("{}", control::send(name, fault)?);
+        return Ok(());
+    }
     let dir = profile_dir()?;
     if !args.no_build {
         build_agent(&dir)?;
@@ -66,22 +115,19 @@ fn main() -> anyhow::Result<()> {
     let flag = Arc::clone(&stop);
     on_signal(move || flag.store(true, Ordering::Relaxed))?;
 
-    println!("building the lab: edge + 2 gateways, tenants city and conference ...");
-    let tag = format!("pl{}", std::process::id() % 10000);
-    let lab = Lab::start(&tag, binaries)?;
-    lab.wait_until_ready(Duration::from_secs(30))?;
+    let (tag, options) = lab_options(&args)?;
+    println!(
+        "building the lab: edge + {} gateways, {} tenants ...",
+        args.gateways, args.tenants
+    );
+    let started = Instant::now();
+    let lab = Lab::start_opts(&tag, binaries, options)?;
+    let up = started.elapsed();
+    lab.wait_until_ready(Duration::from_secs(30 + 3 * args.gateways as u64))?;
+    let converged = started.elapsed();
+    print_discovery(&lab, up, converged);
 
-    for (i, node) in lab.nodes.iter().enumerate() {
-        println!("\n== {} ({}) ==", node.name, node.tunnel_address);
-        print!("{}", lab.pisekctl(i, &["peers"])?);
-        print!("{}", lab.pisekctl(i, &["bgp"])?);
-        if i > 0 {
-            for (tenant, _) in pisek_lab::TENANTS {
-                println!("-- routes, tenant {tenant}");
-                print!("{}", lab.pisekctl(i, &["routes", "--tenant", tenant])?);
-            }
-        }
-    }
+    print_nodes(&lab)?;
 
     if let Some(secs) = args.iperf {
         let from = lab.workload("gw1", "city", 1);
@@ -100,12 +146,14 @@ fn main() -> anyhow::Result<()> {
         CarbonMode::IfInstalled
     };
     let collector = dir.join("pisek-collector");
-    let sensors = SensorLab::start_with(&lab, &collector, SensorPlan::live(), carbon)?;
+    let plan = SensorPlan::live().sensors_per_gateway(args.sensors_per_gateway);
+    let sensors = SensorLab::start_with(&lab, &collector, plan, carbon)?;
     println!();
     for g in sensors.gateways() {
         println!(
-            "sensors on {}: 3 rooms + 1 IQRF node -> pisek-collector in {} ({}) -> carbon {}",
+            "sensors on {}: {} rooms + 1 IQRF node -> pisek-collector in {} ({}) -> carbon {}",
             g.gateway,
+            g.model.rooms,
             g.netns,
             g.address,
             sensors.carbon_address()
@@ -122,23 +170,64 @@ fn main() -> anyhow::Result<()> {
             sensors.carbon_address()
         );
     }
-    println!("\nlive (Ctrl-C to stop):");
-    let mut traffic = TenantTraffic::read(&lab)?;
+    let control = control::Control::listen(&lab, &tag)?;
+    let plots = args.plots.as_deref().map(plots::Plots::new).transpose()?;
+    live(&lab, sensors, &stop, deadline, &control, plots)?;
+    println!("tearing down ...");
+    drop(lab);
+    Ok(())
+}
+
+/// The live view until Ctrl-C or the deadline: pings, traffic, isolation
+/// and sensors every few seconds, and the faults asked for meanwhile.
+fn live(
+    lab: &Lab,
+    mut sensors: SensorLab<'_>,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+    control: &control::Control,
+    mut plots: Option<plots::Plots>,
+) -> anyhow::Result<()> {
+    let since = unix_now();
+    let mut round = 0u64;
+    println!(
+        "\nlive (Ctrl-C to stop; faults from another terminal: scripts/lab --name {} --fault \"cut-wan gw1 10\"):",
+        control.name()
+    );
+    let mut traffic = TenantTraffic::read(lab)?;
+    let mut outages = [None; 2];
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        for (tenant, _) in pisek_lab::TENANTS {
+        control.apply_due(lab, &mut sensors);
+        for (t, (tenant, _)) in pisek_lab::TENANTS.iter().enumerate() {
             let from = lab.workload("gw1", tenant, 1);
             let to = lab.workload("gw2", tenant, 2);
             let (ok, line) = lab.ping(from, to.address, 3)?;
+            if let Some(p) = plots.as_mut() {
+                p.record(tenant, &line, now_kbits(lab, &traffic, tenant));
+            }
             println!(
                 "{tenant:>10}: gw1 {} -> gw2 {}: {} {line}",
                 from.address,
                 to.address,
                 if ok { "ok  " } else { "FAIL" }
             );
+            // The measured gap: from the first failed round to the first
+            // good one after it.
+            match (ok, outages[t]) {
+                (false, None) => outages[t] = Some(Instant::now()),
+                (true, Some(since)) => {
+                    println!(
+                        "{tenant:>10}: traffic gw1 -> gw2 back after {:.1} s",
+                        since.elapsed().as_secs_f64()
+                    );
+                    outages[t] = None;
+                }
+                _ => {}
+            }
         }
         // What each tenant sent and received through gw1's agent since the
         // last round (its Prometheus counters): pings, sensor data, anything.
-        let now = TenantTraffic::read(&lab)?;
+        let now = TenantTraffic::read(lab)?;
         for (tenant, _) in pisek_lab::TENANTS {
             println!("{:>10}: {}", tenant, now.rate_line(&traffic, tenant));
         }
@@ -158,6 +247,7 @@ fn main() -> anyhow::Result<()> {
             twin.address,
             if leaked == 0 { "(isolated)" } else { "(LEAK)" }
         );
+        println!("{:>10}: {}", "control", control_line(lab));
         for g in sensors.gateways() {
             let line = match sensors.status(&g.gateway) {
                 Ok(status) => sensor_line(&g.gateway, &status, sensors.has_carbon()),
@@ -165,12 +255,160 @@ fn main() -> anyhow::Result<()> {
             };
             println!("{:>10}: {} {line}", "sensors", g.gateway);
         }
+        round += 1;
+        if let Some(p) = &plots
+            && round % 5 == 0
+            && let Err(e) = p.write(&sensors, since)
+        {
+            println!("plots: {e:#}");
+        }
         std::thread::sleep(Duration::from_secs(2));
     }
-    println!("tearing down ...");
-    drop(sensors);
-    drop(lab);
+    if let Some(p) = &plots {
+        p.write(&sensors, since)?;
+        println!(
+            "plots written: {}/readings.png, traffic.png, rtt.png",
+            p.dir().display()
+        );
+    }
     Ok(())
+}
+
+/// Each node's WireGuard peers and BGP sessions, and each gateway's routes.
+fn print_nodes(lab: &Lab) -> anyhow::Result<()> {
+    for (i, node) in lab.nodes.iter().enumerate() {
+        println!("\n== {} ({}) ==", node.name, node.tunnel_address);
+        print!("{}", lab.pisekctl(i, &["peers"])?);
+        print!("{}", lab.pisekctl(i, &["bgp"])?);
+        if i > 0 {
+            for (tenant, _) in pisek_lab::TENANTS {
+                println!("-- routes, tenant {tenant}");
+                print!("{}", lab.pisekctl(i, &["routes", "--tenant", tenant])?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The namespace prefix and the lab's shape from the arguments.
+fn lab_options(args: &Args) -> anyhow::Result<(String, LabOptions)> {
+    let tag = match &args.name {
+        Some(name) => {
+            anyhow::ensure!(
+                (1..=8).contains(&name.len())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "--name {name:?}: 1-8 lowercase letters and digits"
+            );
+            name.clone()
+        }
+        None => format!("pl{}", std::process::id() % 10000),
+    };
+    anyhow::ensure!(
+        (2..=200).contains(&args.gateways),
+        "--gateways {}: 2 to 200",
+        args.gateways
+    );
+    anyhow::ensure!(
+        (2..=16).contains(&args.tenants),
+        "--tenants {}: 2 to 16",
+        args.tenants
+    );
+    anyhow::ensure!(
+        (2..=100).contains(&args.sensors_per_gateway),
+        "--sensors-per-gateway {}: 2 to 100",
+        args.sensors_per_gateway
+    );
+    let options = LabOptions {
+        gateways: args.gateways,
+        tenants: args.tenants,
+        reflector: match args.reflector {
+            ReflectorArg::Agent => Reflector::Agent,
+            ReflectorArg::Gobgp => Reflector::Gobgpd,
+            ReflectorArg::Bird => Reflector::Bird,
+        },
+    };
+    Ok((tag, options))
+}
+
+/// Where everything is (also in `lab.json`), how long the lab took to start
+/// and to converge, and each agent's memory.
+fn print_discovery(lab: &Lab, up: Duration, converged: Duration) {
+    println!(
+        "\nlab up in {:.1} s (agents started, workloads attached); WireGuard, BGP and every route in place after {:.1} s",
+        up.as_secs_f64(),
+        converged.as_secs_f64()
+    );
+    println!(
+        "where everything is: {}",
+        lab.dir.join("lab.json").display()
+    );
+    let description = lab.describe();
+    let mut rss_total = 0u64;
+    let nodes = description["nodes"].as_array().cloned().unwrap_or_default();
+    for node in &nodes {
+        let pid = node["agent_pid"].as_u64();
+        let rss = pid.and_then(rss_kib);
+        rss_total += rss.unwrap_or(0);
+        println!(
+            "  {:<6} netns {:<14} pid {:<7} RSS {:>6} KiB  pisekctl --socket {}",
+            node["name"].as_str().unwrap_or("?"),
+            node["netns"].as_str().unwrap_or("?"),
+            pid.map_or("-".into(), |p| p.to_string()),
+            rss.map_or("?".into(), |r| r.to_string()),
+            node["socket"].as_str().unwrap_or("?"),
+        );
+    }
+    if !nodes.is_empty() {
+        println!(
+            "  memory per agent: {} KiB on average over {} agents",
+            rss_total / nodes.len() as u64,
+            nodes.len()
+        );
+    }
+    println!(
+        "  workloads: {} (ip netns exec <netns> ...; addresses in lab.json)",
+        description["workloads"].as_array().map_or(0, Vec::len)
+    );
+}
+
+/// A process's resident memory in KiB, from /proc.
+fn rss_kib(pid: u64) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// gw1's and gw2's BGP session and WireGuard handshake with the edge:
+/// what comes back after a fault.
+fn control_line(lab: &Lab) -> String {
+    let mut parts = Vec::new();
+    for i in [1, 2] {
+        let name = &lab.nodes[i].name;
+        let bgp = lab
+            .json(i, &["bgp", "--json"])
+            .ok()
+            .and_then(|s| s.as_array()?.first()?["state"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "no answer".into());
+        let handshake = lab
+            .json(i, &["peers", "--json"])
+            .ok()
+            .and_then(|p| p.as_array()?.first()?["last_handshake_secs"].as_u64())
+            .map_or("no handshake".into(), |s| format!("handshake {s} s ago"));
+        parts.push(format!("{name} BGP {bgp}, WireGuard {handshake}"));
+    }
+    parts.join("; ")
+}
+
+/// `tenant`'s traffic out of gw1 since `before`, in kbit/s.
+fn now_kbits(lab: &Lab, before: &TenantTraffic, tenant: &str) -> f64 {
+    TenantTraffic::read(lab).map_or(0.0, |now| now.kbits(before, tenant, "out"))
 }
 
 /// gw1's per-tenant overlay counters at one moment.
@@ -221,6 +459,15 @@ impl TenantTraffic {
             at: Instant::now(),
             counters,
         })
+    }
+
+    /// kbit/s in `direction` since `before`.
+    fn kbits(&self, before: &TenantTraffic, tenant: &str, direction: &str) -> f64 {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(0.001);
+        let key = (tenant.to_string(), direction.to_string());
+        let (_, b1) = self.counters.get(&key).copied().unwrap_or_default();
+        let (_, b0) = before.counters.get(&key).copied().unwrap_or_default();
+        b1.saturating_sub(b0) as f64 * 8.0 / 1000.0 / secs
     }
 
     /// `gw1 overlay: out 12 pkt/s 9.6 kbit/s, in ...` since `before`.

@@ -7,30 +7,14 @@ use pisek_lab::{Lab, Reflector};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-const EDGE: usize = 0;
 const GW1: usize = 1;
 
 /// gobgpd's VPNv4 paths: ("RD:prefix", next hop, labels).
 fn gobgpd_paths(lab: &Lab) -> BTreeSet<(String, String, Vec<u64>)> {
     let out = lab
-        .exec(
-            &lab.nodes[EDGE].netns,
-            "gobgp",
-            &[
-                "-u",
-                "127.0.0.1",
-                "-p",
-                "50051",
-                "global",
-                "rib",
-                "-a",
-                "vpnv4",
-                "-j",
-            ],
-        )
+        .gobgp(&["global", "rib", "-a", "vpnv4", "-j"])
         .expect("gobgp");
-    let rib: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let rib: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
     let mut paths = BTreeSet::new();
     for (key, list) in rib.as_object().into_iter().flatten() {
         for p in list.as_array().into_iter().flatten() {

@@ -19,7 +19,7 @@ fn an_edge_agent_restart_costs_gateways_less_than_a_second() {
         return;
     }
     let tag = pisek_lab::unique_tag("er");
-    let mut lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
+    let lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let endpoints_file = lab.dir.join("edge-state").join("peer-endpoints.json");

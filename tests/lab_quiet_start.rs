@@ -31,7 +31,7 @@ fn a_node_start_and_a_restart_count_no_spoofed_source() {
         return;
     }
     let tag = pisek_lab::unique_tag("qs");
-    let mut lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
+    let lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
 

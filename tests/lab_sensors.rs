@@ -26,14 +26,9 @@ type Points = BTreeMap<String, BTreeMap<i64, f64>>;
 
 /// What carbon must hold for `gateway` after the rounds stamped `from..until`.
 fn expected(sensors: &SensorLab, gateway: &str, from: i64, until: i64) -> Points {
-    let model = &sensors.gateway(gateway).expect("gateway").model;
-    let mut points = Points::new();
-    for ts in from..until {
-        for (metric, value) in model.expected(ts) {
-            points.entry(metric).or_default().insert(ts, value);
-        }
-    }
-    points
+    sensors
+        .expected(gateway, from, until)
+        .expect("the gateway's sensors")
 }
 
 /// Waits until carbon holds exactly `want` for `gateway` (from `since` on).

@@ -9,7 +9,6 @@
 use pisek_lab::{Lab, Netns, Reflector};
 use std::time::Duration;
 
-const EDGE: usize = 0;
 const GW1: usize = 1;
 const GW2: usize = 2;
 const CONVERGENCE: Duration = Duration::from_secs(10);
@@ -66,37 +65,23 @@ fn learned_routes_never_shadow_local_workloads() {
     assert_eq!(v4, ["10.1.1.4/32"], "10.1.1.3 lives on gw2: {answer}");
 
     // A route for exactly gw1's own prefix, pointing at gw2.
-    let out = lab
-        .exec(
-            &lab.nodes[EDGE].netns,
-            "gobgp",
-            &[
-                "-u",
-                "127.0.0.1",
-                "-p",
-                "50051",
-                "global",
-                "rib",
-                "-a",
-                "vpnv4",
-                "add",
-                "10.1.1.0/24",
-                "label",
-                "99",
-                "rd",
-                "65000:99",
-                "rt",
-                "65000:1",
-                "nexthop",
-                "10.255.0.12",
-            ],
-        )
-        .expect("gobgp");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.gobgp(&[
+        "global",
+        "rib",
+        "-a",
+        "vpnv4",
+        "add",
+        "10.1.1.0/24",
+        "label",
+        "99",
+        "rd",
+        "65000:99",
+        "rt",
+        "65000:1",
+        "nexthop",
+        "10.255.0.12",
+    ])
+    .expect("gobgp");
     pisek_lab::poll_until("gw1 refuses its own prefix", CONVERGENCE, || {
         lab.logs()
             .lines()

@@ -102,7 +102,7 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
         return;
     }
     let tag = pisek_lab::unique_tag("sa");
-    let mut lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
+    let lab = Lab::start(&tag, pisek_lab::lab_binaries()).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(20))
         .expect("peers, sessions and routes come up");
     let city_label = vrf_label(&lab, GW1, "city");
@@ -217,24 +217,8 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
 
 /// gobgpd's VPNv4 RIB on the edge (the lab's reflector), as JSON text.
 fn gobgpd_vpnv4_rib(lab: &Lab) -> String {
-    let out = lab
-        .exec(
-            &lab.nodes[EDGE].netns,
-            "gobgp",
-            &[
-                "-u",
-                "127.0.0.1",
-                "-p",
-                "50051",
-                "global",
-                "rib",
-                "-a",
-                "vpnv4",
-                "-j",
-            ],
-        )
-        .expect("gobgp");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lab.gobgp(&["global", "rib", "-a", "vpnv4", "-j"])
+        .expect("gobgp")
 }
 
 #[test]

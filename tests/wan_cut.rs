@@ -19,14 +19,9 @@ const ROUNDS: u64 = 75;
 type Points = BTreeMap<String, BTreeMap<i64, f64>>;
 
 fn expected(sensors: &SensorLab, gateway: &str, from: i64, until: i64) -> Points {
-    let model = &sensors.gateway(gateway).expect("gateway").model;
-    let mut points = Points::new();
-    for ts in from..until {
-        for (metric, value) in model.expected(ts) {
-            points.entry(metric).or_default().insert(ts, value);
-        }
-    }
-    points
+    sensors
+        .expected(gateway, from, until)
+        .expect("the gateway's sensors")
 }
 
 fn bgp_established(lab: &Lab) -> bool {

@@ -22,10 +22,11 @@
 //! mirrors the IPv4 one (`fd00:10:1:<node>::/64` beside `10.1.<node>.0/24`).
 //! WireGuard is hub and spoke (each gateway has the edge as its only peer);
 //! iBGP runs over the tunnel network with the edge as route reflector: the
-//! edge agent itself, or gobgpd beside it ([`Reflector`]).
+//! edge agent itself, or gobgpd or BIRD beside it ([`Reflector`]).
 //! Dropping the [`Lab`] stops the agents and deletes every namespace and
 //! the temporary directory.
 
+pub mod faults;
 mod probes;
 mod topology;
 
@@ -58,6 +59,8 @@ pub enum Reflector {
     /// clients: the two gateways and the edge agent, whose speaker only
     /// connects out (`bgp.listen = false`) because gobgpd owns TCP 179 there.
     Gobgpd,
+    /// BIRD 2 in the same place, the same way.
+    Bird,
 }
 
 /// One node of the lab.
@@ -73,7 +76,23 @@ pub struct Node {
     pub socket: PathBuf,
     /// Its agent.config file.
     pub config: PathBuf,
-    agent: Option<Child>,
+    /// Its agent process; behind a lock so that a running lab (borrowed by
+    /// its sensors) can still restart an agent on demand.
+    agent: std::sync::Mutex<Option<Child>>,
+}
+
+impl Node {
+    fn lock_agent(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        // A panic while holding it leaves a plain Option: still usable.
+        self.agent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The agent's pid, while it runs.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.lock_agent().as_ref().map(Child::id)
+    }
 }
 
 /// An attached workload.
@@ -102,7 +121,32 @@ pub struct Lab {
     binaries: Binaries,
     namespaces: Vec<Netns>,
     reflector: Reflector,
-    gobgpd: Option<Child>,
+    gateways: usize,
+    tenants: Vec<(String, u32)>,
+    /// The reflector daemon (gobgpd or BIRD), when it is not the agent.
+    daemon: Option<Child>,
+}
+
+/// The shape of a lab: how many gateways, who reflects the routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabOptions {
+    /// Gateways behind the edge (1 to 200).
+    pub gateways: usize,
+    /// Tenants on every node (1 to 16): `city` and `conference` (which
+    /// overlap), then `t3`, `t4`, ... with the same prefixes again.
+    pub tenants: usize,
+    /// Who reflects the gateways' routes.
+    pub reflector: Reflector,
+}
+
+impl Default for LabOptions {
+    fn default() -> LabOptions {
+        LabOptions {
+            gateways: 2,
+            tenants: TENANTS.len(),
+            reflector: Reflector::Agent,
+        }
+    }
 }
 
 impl Lab {
@@ -115,6 +159,35 @@ impl Lab {
 
     /// [`Lab::start`] with the route reflector of choice.
     pub fn start_with(tag: &str, binaries: Binaries, reflector: Reflector) -> anyhow::Result<Lab> {
+        Lab::start_opts(
+            tag,
+            binaries,
+            LabOptions {
+                reflector,
+                ..LabOptions::default()
+            },
+        )
+    }
+
+    /// [`Lab::start`] in the shape of `options`.
+    pub fn start_opts(tag: &str, binaries: Binaries, options: LabOptions) -> anyhow::Result<Lab> {
+        let reflector = options.reflector;
+        anyhow::ensure!(
+            (1..=200).contains(&options.gateways),
+            "a lab has 1 to 200 gateways, not {}",
+            options.gateways
+        );
+        anyhow::ensure!(
+            (1..=16).contains(&options.tenants),
+            "a lab has 1 to 16 tenants, not {}",
+            options.tenants
+        );
+        let tenants = (1..=options.tenants as u32)
+            .map(|id| match TENANTS.get(id as usize - 1) {
+                Some((name, id)) => (name.to_string(), *id),
+                None => (format!("t{id}"), id),
+            })
+            .collect();
         let dir = std::env::temp_dir().join(format!("pisek-lab-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -125,26 +198,136 @@ impl Lab {
             binaries,
             namespaces: Vec::new(),
             reflector,
-            gobgpd: None,
+            gateways: options.gateways,
+            tenants,
+            daemon: None,
         };
         lab.build_underlay(tag)?;
         lab.write_configs(tag)?;
         // The edge first: its agent brings up pisek0 with the tunnel address
         // that gobgpd binds to, and gobgpd is there before the gateways call.
         lab.start_agent(0)?;
-        if reflector == Reflector::Gobgpd {
-            lab.start_gobgpd()?;
+        match reflector {
+            Reflector::Gobgpd => lab.start_gobgpd()?,
+            Reflector::Bird => lab.start_bird()?,
+            Reflector::Agent => {}
         }
         for i in 1..lab.nodes.len() {
             lab.start_agent(i)?;
         }
         lab.attach_workloads(tag)?;
+        std::fs::write(
+            lab.dir.join("lab.json"),
+            serde_json::to_vec_pretty(&lab.describe())?,
+        )?;
         Ok(lab)
+    }
+
+    /// Where everything is, for a person at a second terminal: every node's
+    /// namespace, API socket, config, log and agent pid, every workload's
+    /// namespace and addresses. Written as `lab.json` next to the configs.
+    pub fn describe(&self) -> serde_json::Value {
+        let nodes: Vec<serde_json::Value> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name,
+                    "netns": n.netns,
+                    "tunnel_address": n.tunnel_address,
+                    "socket": n.socket,
+                    "config": n.config,
+                    "log": self.dir.join(format!("{}.log", n.name)),
+                    "agent_pid": n.agent_pid(),
+                })
+            })
+            .collect();
+        let workloads: Vec<serde_json::Value> = self
+            .workloads
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "node": w.gateway,
+                    "tenant": w.tenant,
+                    "netns": w.netns,
+                    "addresses": [w.address.to_string(), w.address_v6.to_string()],
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "dir": self.dir,
+            "reflector": match self.reflector {
+                Reflector::Agent => "edge agent",
+                Reflector::Gobgpd => "gobgpd",
+                Reflector::Bird => "bird",
+            },
+            "nodes": nodes,
+            "workloads": workloads,
+        })
+    }
+
+    /// BIRD in the edge's namespace on the edge's tunnel address, as
+    /// [`Lab::start_gobgpd`] runs gobgpd: route reflector (RFC 4456) of the
+    /// gateways and the edge agent over vpn4/vpn6 channels, next hops
+    /// resolved over the tunnel network (`pisek0`).
+    fn start_bird(&mut self) -> anyhow::Result<()> {
+        let edge = &self.nodes[0];
+        let (addr, router_id) = (edge.tunnel_address, Ipv4Addr::new(172, 16, 0, 2));
+        let mut conf = format!(
+            r#"router id {router_id};
+log "{log}" all;
+vpn4 table vpntab4;
+vpn6 table vpntab6;
+protocol device {{ }}
+protocol direct {{ ipv4; interface "pisek0"; }}
+template bgp rrclient {{
+  local {addr} as 65000;
+  rr client;
+  rr cluster id {router_id};
+  passive on;
+  hold time 30;
+  graceful restart on;
+  vpn4 mpls {{ table vpntab4; import all; export all; igp table master4; }};
+  vpn6 mpls {{ table vpntab6; import all; export all; igp table master4; extended next hop on; }};
+}}
+"#,
+            log = self.dir.join("bird.log").display()
+        );
+        for node in &self.nodes {
+            conf.push_str(&format!(
+                "protocol bgp {} from rrclient {{ neighbor {} as 65000; }}\n",
+                node.name, node.tunnel_address
+            ));
+        }
+        let config = self.dir.join("bird.conf");
+        let socket = self.dir.join("bird.ctl");
+        std::fs::write(&config, conf)?;
+        let log = std::fs::File::create(self.dir.join("bird.stderr"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &edge.netns, "bird", "-f", "-c"])
+            .arg(&config)
+            .arg("-s")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting bird")?;
+        self.daemon = Some(child);
+        poll("BIRD's control socket", Duration::from_secs(10), || {
+            let out = Command::new("birdc")
+                .arg("-s")
+                .arg(&socket)
+                .arg("show status")
+                .stdin(Stdio::null())
+                .output()?;
+            Ok(out.status.success().then_some(()))
+        })
     }
 
     /// gobgpd in the edge's namespace on the edge's tunnel address,
     /// reflecting VPNv4/VPNv6 routes (RFC 4456) between its three clients:
-    /// gw1, gw2 and the edge agent. All three connect to it (passive here).
+    /// the gateways and the edge agent. All connect to it (passive here).
     ///
     /// The edge agent connects from the very address gobgpd listens on
     /// (its tunnel address, 10.255.0.1 -> 10.255.0.1:179 over the kernel's
@@ -178,11 +361,11 @@ impl Lab {
         std::fs::write(&path, config.to_toml())?;
         let api = "127.0.0.1:50051".parse()?;
         let child = spawn_gobgpd(Some(&edge.netns), &path, api, &self.dir.join("gobgpd.log"))?;
-        self.gobgpd = Some(child);
+        self.daemon = Some(child);
         let netns = edge.netns.clone();
         poll("gobgpd's API", Duration::from_secs(10), || {
             if let Some(status) = self
-                .gobgpd
+                .daemon
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
@@ -210,7 +393,7 @@ impl Lab {
     }
 
     /// Starts (or restarts) node `i`'s agent and waits for its API socket.
-    pub fn start_agent(&mut self, i: usize) -> anyhow::Result<()> {
+    pub fn start_agent(&self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];
         let _ = std::fs::remove_file(&node.socket);
         let log = std::fs::File::options()
@@ -231,17 +414,17 @@ impl Lab {
             .stderr(log)
             .spawn()
             .context("starting pisek-agent")?;
-        self.nodes[i].agent = Some(child);
+        *self.nodes[i].lock_agent() = Some(child);
         let socket = self.nodes[i].socket.clone();
         poll(
             &format!("{}'s API socket", self.nodes[i].name),
             Duration::from_secs(10),
             || {
-                if let Some(status) = self.nodes[i]
-                    .agent
+                let exited = self.nodes[i]
+                    .lock_agent()
                     .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
+                    .and_then(|c| c.try_wait().ok().flatten());
+                if let Some(status) = exited {
                     return Err(anyhow::anyhow!(
                         "pisek-agent on {} exited with {status}; logs:\n{}",
                         self.nodes[i].name,
@@ -254,8 +437,9 @@ impl Lab {
     }
 
     /// Stops node `i`'s agent with SIGTERM (interfaces and routes stay).
-    pub fn stop_agent(&mut self, i: usize) -> anyhow::Result<()> {
-        if let Some(mut child) = self.nodes[i].agent.take() {
+    pub fn stop_agent(&self, i: usize) -> anyhow::Result<()> {
+        let child = self.nodes[i].lock_agent().take();
+        if let Some(mut child) = child {
             let status = terminate(&mut child)?;
             if !status.success() {
                 bail!("pisek-agent on {} exited with {status}", self.nodes[i].name);
@@ -297,12 +481,14 @@ impl Lab {
             .with_context(|| format!("agents' logs:\n{}", self.logs()))
     }
 
-    /// The last lines of every agent's log (and gobgpd's, if it runs).
+    /// The last lines of every agent's log (and the reflector daemon's).
     pub fn logs(&self) -> String {
         let mut text = String::new();
         let mut names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-        if self.gobgpd.is_some() {
-            names.push("gobgpd");
+        match self.reflector {
+            Reflector::Gobgpd => names.push("gobgpd"),
+            Reflector::Bird => names.push("bird"),
+            Reflector::Agent => {}
         }
         for name in names {
             let log =
@@ -347,7 +533,7 @@ impl Lab {
             timeout,
             || {
                 for g in 0..self.nodes.len() {
-                    for (tenant, _) in TENANTS {
+                    for (tenant, _) in &self.tenants {
                         let routes = self.pisekctl(g, &["routes", "--tenant", tenant, "--json"])?;
                         for other in (0..self.nodes.len()).filter(|&o| o != g) {
                             for prefix in [prefix_v4(other), prefix_v6(other)] {
@@ -370,6 +556,11 @@ impl Lab {
             .with_context(|| format!("pisekctl {}: not JSON: {out}", args.join(" ")))
     }
 
+    /// The lab's tenants: (name, id).
+    pub fn tenants(&self) -> &[(String, u32)] {
+        &self.tenants
+    }
+
     /// A workload by gateway, tenant and number (1-based).
     pub fn workload(&self, gateway: &str, tenant: &str, n: usize) -> &Workload {
         self.workloads
@@ -385,9 +576,9 @@ impl Drop for Lab {
         for i in 0..self.nodes.len() {
             let _ = self.stop_agent(i);
         }
-        if let Some(mut gobgpd) = self.gobgpd.take() {
-            let _ = gobgpd.kill();
-            let _ = gobgpd.wait();
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
         }
         // Workloads before their gateways, the WAN last: each namespace
         // kills what runs inside it and goes.

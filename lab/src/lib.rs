@@ -29,7 +29,7 @@ pub mod temp_dir;
 pub use binaries::{Binaries, build_agent, lab_binaries, profile_dir, workspace_binary};
 pub use cni_exec::{CniCall, CniOutput, run_cni};
 pub use host_agent::{HostAgent, Leftovers, host_agent_tenants};
-pub use lab::{Lab, Node, Reflector, TENANTS, WORKLOADS_PER_TENANT, Workload};
+pub use lab::{Lab, LabOptions, Node, Reflector, TENANTS, WORKLOADS_PER_TENANT, Workload};
 pub use netns::{Netns, unique_tag, veth_pair};
 pub use poll::{poll, poll_until};
 pub use prereq::{in_ci, is_root, require, which};

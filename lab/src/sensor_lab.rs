@@ -137,7 +137,8 @@ impl<'a> SensorLab<'a> {
         }
         for (i, node) in lab.nodes.iter().enumerate().skip(1) {
             let workload = lab.workload(&node.name, "conference", COLLECTOR_WORKLOAD);
-            let model = SensorModel::new(&node.name, i as u32);
+            let model = SensorModel::new(&node.name, i as u32)
+                .with_rooms(plan.sensors_per_gateway.saturating_sub(1).max(1));
             let gateway = GatewaySensors {
                 gateway: node.name.clone(),
                 netns: workload.netns.clone(),
@@ -245,6 +246,24 @@ impl<'a> SensorLab<'a> {
                 .whisper_dir()
                 .join(format!("{}.wsp", metric.replace('.', "/"))),
         )
+    }
+
+    /// What carbon must hold for `gateway` after the rounds stamped
+    /// `from..until`: every metric with its value at each second.
+    pub fn expected(
+        &self,
+        gateway: &str,
+        from: i64,
+        until: i64,
+    ) -> anyhow::Result<BTreeMap<String, BTreeMap<i64, f64>>> {
+        let model = &self.gateway(gateway)?.model;
+        let mut points: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+        for ts in from..until {
+            for (metric, value) in model.expected(ts) {
+                points.entry(metric).or_default().insert(ts, value);
+            }
+        }
+        Ok(points)
     }
 
     /// Every metric carbon stored for `gateway`, with its points from

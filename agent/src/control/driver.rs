@@ -516,6 +516,21 @@ impl Driver {
                 Output::SessionState { peer, state } => {
                     tracing::info!(peer = peer.0, %state, "BGP session state");
                 }
+                Output::MalformedUpdate {
+                    peer,
+                    reason,
+                    action,
+                    routes,
+                    message,
+                } => {
+                    // RFC 7606 §6: the routes involved and the whole message.
+                    let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
+                    let routes: Vec<String> = routes.iter().map(|r| r.to_string()).collect();
+                    tracing::warn!(
+                        peer = peer.0, %reason, ?action, ?routes, message = %hex,
+                        "malformed BGP UPDATE handled without a session reset (RFC 7606)"
+                    );
+                }
                 Output::EndOfRib { peer, family } => {
                     tracing::debug!(peer = peer.0, %family, "End-of-RIB");
                     // Peers were added in the order of the config's list.

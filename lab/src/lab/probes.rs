@@ -18,6 +18,23 @@ impl Lab {
     }
 
     /// `ping -c count` from `from` to `to` (IPv4 or IPv6): the summary line,
+    /// `gobgp ARGS` against the lab's gobgpd (on the edge, API on
+    /// 127.0.0.1:50051 there): its stdout, or its stderr as the error.
+    pub fn gobgp(&self, args: &[&str]) -> anyhow::Result<String> {
+        let edge = &self.nodes.first().context("the lab has no edge")?.netns;
+        let mut all = vec!["-u", "127.0.0.1", "-p", "50051"];
+        all.extend_from_slice(args);
+        let out = self.exec(edge, "gobgp", &all)?;
+        if !out.status.success() {
+            bail!(
+                "gobgp {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// and whether every reply came back.
     pub fn ping(
         &self,

@@ -2,7 +2,7 @@
 //! node's keys and `agent.toml` (written with the agent's config fixture),
 //! and the workloads attached through each agent's API.
 
-use super::{Lab, Node, Reflector, TENANTS, WORKLOADS_PER_TENANT, Workload};
+use super::{Lab, Node, Reflector, WORKLOADS_PER_TENANT, Workload};
 use crate::netns::Netns;
 use crate::process::sh;
 use anyhow::Context;
@@ -26,7 +26,10 @@ impl Lab {
             "-qw",
             "net.ipv4.ip_forward=1",
         ])?;
-        for (i, name) in ["edge", "gw1", "gw2"].iter().enumerate() {
+        let names: Vec<String> = std::iter::once("edge".to_string())
+            .chain((1..=self.gateways).map(|n| format!("gw{n}")))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
             let netns = format!("{tag}-{name}");
             self.add_netns(&netns)?;
             let subnet = format!("172.16.{i}");
@@ -73,7 +76,7 @@ impl Lab {
                 tunnel_address: Ipv4Addr::new(10, 255, 0, host),
                 socket: self.dir.join(format!("{name}.sock")),
                 config: self.dir.join(format!("{name}.toml")),
-                agent: None,
+                agent: std::sync::Mutex::new(None),
             });
         }
         Ok(())
@@ -105,7 +108,11 @@ impl Lab {
                 &public[i].0,
             )
             .underlay_listen(format!("172.16.{i}.2:51820"));
-            let peers: Vec<usize> = if i == 0 { vec![1, 2] } else { vec![0] };
+            let peers: Vec<usize> = if i == 0 {
+                (1..self.nodes.len()).collect()
+            } else {
+                vec![0]
+            };
             for p in &peers {
                 let peer = &self.nodes[*p];
                 let mut wg = WireguardPeerToml::new(&peer.name, &public[*p].1, peer.tunnel_address);
@@ -131,27 +138,33 @@ impl Lab {
                         );
                     }
                 }
-                // A client of gobgpd, which owns TCP 179 of this very
-                // address: the agent connects from it to it.
-                (0, Reflector::Gobgpd) => {
+                // A client of the reflector daemon, which owns TCP 179 of
+                // this very address: the agent connects from it to it.
+                (0, daemon @ (Reflector::Gobgpd | Reflector::Bird)) => {
+                    let name = if daemon == Reflector::Bird {
+                        "bird"
+                    } else {
+                        "gobgpd"
+                    };
                     config = config
                         .bgp_listen(false)
                         .route_reflector(false)
-                        .neighbor(BgpNeighborToml::new(edge.tunnel_address).name("gobgpd"));
+                        .neighbor(BgpNeighborToml::new(edge.tunnel_address).name(name));
                 }
                 (_, reflector) => {
                     let name = match reflector {
                         Reflector::Agent => "edge",
                         Reflector::Gobgpd => "gobgpd",
+                        Reflector::Bird => "bird",
                     };
                     config = config.neighbor(BgpNeighborToml::new(edge.tunnel_address).name(name));
                 }
             }
             // The edge carries the tenants too: the datacenter services
             // (carbon, APIs) attach there, in 10.1.0.0/24 and fd00:10:1:0::/64.
-            for (tenant, id) in TENANTS {
+            for (tenant, id) in &self.tenants {
                 config = config.tenant(
-                    TenantToml::new(tenant, id)
+                    TenantToml::new(tenant, *id)
                         .route_target(format!("65000:{id}"))
                         .prefixes([prefix_v4(i), prefix_v6(i)]),
                 );
@@ -169,10 +182,12 @@ impl Lab {
     pub(super) fn attach_workloads(&mut self, tag: &str) -> anyhow::Result<()> {
         for g in 0..self.nodes.len() {
             let count = if g == 0 { 1 } else { WORKLOADS_PER_TENANT };
-            for (tenant, _) in TENANTS {
+            for (tenant, _) in self.tenants.clone() {
+                let tenant = tenant.as_str();
                 for n in 1..=count {
                     let gateway = self.nodes[g].name.clone();
-                    let netns = format!("{tag}-{gateway}-{}{n}", &tenant[..4]);
+                    let short = tenant.get(..4).unwrap_or(tenant);
+                    let netns = format!("{tag}-{gateway}-{short}{n}");
                     self.add_netns(&netns)?;
                     ip(&netns, &["link", "set", "lo", "up"])?;
                     let out = self.pisekctl(

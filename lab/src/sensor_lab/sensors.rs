@@ -43,6 +43,8 @@ pub struct SensorPlan {
     pub first_timestamp: Option<i64>,
     /// How many rounds; `None`: until stopped.
     pub rounds: Option<u64>,
+    /// Sensors per gateway: rooms plus the IQRF node (at least 2).
+    pub sensors_per_gateway: usize,
 }
 
 impl SensorPlan {
@@ -52,7 +54,15 @@ impl SensorPlan {
             interval: Duration::from_secs(1),
             first_timestamp: None,
             rounds: None,
+            sensors_per_gateway: ROOMS.len() + 1,
         }
+    }
+
+    /// The same plan with `n` sensors per gateway (`n - 1` rooms and the
+    /// IQRF node; at least 2).
+    pub fn sensors_per_gateway(mut self, n: usize) -> SensorPlan {
+        self.sensors_per_gateway = n.max(2);
+        self
     }
 
     /// `rounds` rounds stamped `first`, `first + 1`, ..., published every
@@ -62,6 +72,7 @@ impl SensorPlan {
             interval,
             first_timestamp: Some(first),
             rounds: Some(rounds),
+            sensors_per_gateway: ROOMS.len() + 1,
         }
     }
 
@@ -90,6 +101,16 @@ pub struct SensorModel {
     /// Shifts this gateway's values, so the two gateways never report the
     /// same series and a point under the wrong gateway's path shows.
     pub offset: u32,
+    /// Rooms with an MQTT sensor (the first three are [`ROOMS`], then
+    /// `room4`, `room5`, ...); the IQRF node comes on top.
+    pub rooms: usize,
+}
+
+/// The name of room `i`.
+fn room_name(i: usize) -> String {
+    ROOMS
+        .get(i)
+        .map_or_else(|| format!("room{}", i + 1), |r| r.to_string())
 }
 
 /// One MQTT message of a round.
@@ -129,7 +150,14 @@ impl SensorModel {
         SensorModel {
             gateway: gateway.to_string(),
             offset,
+            rooms: ROOMS.len(),
         }
+    }
+
+    /// The same gateway with `rooms` room sensors.
+    pub fn with_rooms(mut self, rooms: usize) -> SensorModel {
+        self.rooms = rooms;
+        self
     }
 
     fn room(&self, room: usize, ts: i64) -> RoomReading {
@@ -153,10 +181,9 @@ impl SensorModel {
 
     /// The messages of the round stamped `ts`.
     pub fn messages(&self, ts: i64) -> Vec<SensorMessage> {
-        let mut messages: Vec<SensorMessage> = ROOMS
-            .iter()
-            .enumerate()
-            .map(|(i, room)| {
+        let mut messages: Vec<SensorMessage> = (0..self.rooms)
+            .map(|i| {
+                let room = room_name(i);
                 let r = self.room(i, ts);
                 SensorMessage {
                     topic: format!("rooms/{room}/env"),
@@ -223,7 +250,8 @@ impl SensorModel {
     pub fn expected(&self, ts: i64) -> Vec<(String, f64)> {
         let gw = &self.gateway;
         let mut expected = Vec::new();
-        for (i, room) in ROOMS.iter().enumerate() {
+        for i in 0..self.rooms {
+            let room = room_name(i);
             let r = self.room(i, ts);
             expected.push((format!("pisek.{gw}.{room}.temperature"), r.temperature));
             expected.push((format!("pisek.{gw}.{room}.humidity"), r.humidity));

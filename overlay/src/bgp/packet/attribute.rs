@@ -1,6 +1,7 @@
-//! Path attributes (RFC 4271 §5, RFC 4456 §8, RFC 4360, RFC 4760) and their
-//! error handling per RFC 7606: most malformed attributes make the UPDATE's
-//! routes withdrawn instead of resetting the session.
+//! Path attributes (RFC 4271 §5, RFC 4456 §8, RFC 4360, RFC 4760, RFC 8092)
+//! and their error handling per RFC 7606: most malformed attributes make the
+//! UPDATE's routes withdrawn instead of resetting the session. What each
+//! attribute's fault does is in [`super::attribute_rules`].
 //!
 //! Attribute layout (RFC 4271 §4.3):
 //! ```text
@@ -10,8 +11,17 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::SessionContext;
+use super::as_path::{
+    AS4_AGGREGATOR_LEN, clean_as4_path, emit_aggregator, emit_as_path, parse_aggregator,
+    parse_as_path,
+};
+use super::attribute_rules::{ErrorAction, attribute_rule};
+use super::community::{
+    LargeCommunity, emit_large_communities, ipv6_ext_communities_are_well_formed,
+    parse_communities, parse_ext_communities, parse_large_communities,
+};
 use super::error::DecodeError;
-use super::iana::{AS_TRANS, afi, attr_flag as flag, attr_type as ty, safi};
+use super::iana::{afi, attr_flag as flag, attr_type as ty};
 use super::nlri::{Family, VpnNlri};
 
 /// ORIGIN values (RFC 4271 §5.1.1), in order of preference.
@@ -80,7 +90,11 @@ pub struct PathAttributes {
     pub originator_id: Option<Ipv4Addr>,
     /// CLUSTER_LIST (RFC 4456 §8), most recent reflector first.
     pub cluster_list: Vec<Ipv4Addr>,
-    /// Optional transitive attributes we pass on uninterpreted.
+    /// LARGE_COMMUNITY (RFC 8092), without repeats.
+    pub large_communities: Vec<LargeCommunity>,
+    /// Optional transitive attributes we pass on uninterpreted: unknown
+    /// ones (Partial set) and the checked AS4_PATH, AS4_AGGREGATOR (from a
+    /// two-octet speaker) and IPv6 Address Specific Extended Community.
     pub other: Vec<RawAttribute>,
 }
 
@@ -123,6 +137,9 @@ pub struct ParsedAttributes {
     /// Set when the UPDATE must be treated as a withdrawal of its routes
     /// (RFC 7606 §2), with the reason.
     pub treat_as_withdraw: Option<DecodeError>,
+    /// Faults whose attribute was dropped (RFC 7606 §2 attribute discard),
+    /// kept for the log RFC 7606 §6 asks for.
+    pub discarded: Vec<DecodeError>,
     /// Types present, to find missing mandatory ones and duplicates.
     seen: [u64; 4],
 }
@@ -143,27 +160,24 @@ impl ParsedAttributes {
     fn withdraw(&mut self, e: DecodeError) {
         self.treat_as_withdraw.get_or_insert(e);
     }
-}
 
-/// Flags a known attribute must carry (optional, transitive bits; RFC 4271
-/// §5 and the RFC that defines each one).
-fn expected_flags(type_code: u8) -> Option<u8> {
-    Some(match type_code {
-        ty::ORIGIN | ty::AS_PATH | ty::NEXT_HOP | ty::LOCAL_PREF | ty::ATOMIC_AGGREGATE => {
-            flag::TRANSITIVE
+    /// Applies the rule of the attribute of `type_code` to a fault in it:
+    /// `Err` when the session must be reset.
+    fn fault(&mut self, type_code: u8, e: DecodeError) -> Result<(), DecodeError> {
+        match attribute_rule(type_code).map(|r| r.action) {
+            Some(ErrorAction::SessionReset) => Err(e),
+            Some(ErrorAction::AttributeDiscard) => {
+                self.discarded.push(e);
+                Ok(())
+            }
+            // Only known attributes have faults; withdrawing is the
+            // default of RFC 7606 §3(c) should another ever get here.
+            Some(ErrorAction::TreatAsWithdraw) | None => {
+                self.withdraw(e);
+                Ok(())
+            }
         }
-        ty::MED
-        | ty::ORIGINATOR_ID
-        | ty::CLUSTER_LIST
-        | ty::MP_REACH_NLRI
-        | ty::MP_UNREACH_NLRI => flag::OPTIONAL,
-        ty::AGGREGATOR
-        | ty::COMMUNITIES
-        | ty::EXTENDED_COMMUNITIES
-        | ty::AS4_PATH
-        | ty::AS4_AGGREGATOR => flag::OPTIONAL | flag::TRANSITIVE,
-        _ => return None,
-    })
+    }
 }
 
 /// Parses the path attribute section of an UPDATE.
@@ -202,7 +216,7 @@ pub fn parse_attributes(
             }
             continue;
         }
-        let Some(expected) = expected_flags(type_code) else {
+        let Some(rule) = attribute_rule(type_code) else {
             if flags & flag::OPTIONAL == 0 {
                 return Err(DecodeError::UnrecognizedWellKnownAttribute(type_code));
             }
@@ -215,26 +229,42 @@ pub fn parse_attributes(
             }
             continue;
         };
-        if flags & (flag::OPTIONAL | flag::TRANSITIVE) != expected {
+        // RFC 7606 §3(c): wrong Optional/Transitive bits make the attribute
+        // malformed, handled by its rule (the Partial bit is not checked).
+        if flags & (flag::OPTIONAL | flag::TRANSITIVE) != rule.flags {
             let e = DecodeError::AttributeFlags {
                 type_code,
                 attribute: whole.to_vec(),
             };
-            if is_mp {
-                return Err(e);
-            }
-            apply_error_action(type_code, e, &mut out);
+            out.fault(type_code, e)?;
             continue;
         }
-        parse_known_attribute(type_code, flags, whole, header, ctx, &mut out)?;
+        if let Err(e) = parse_known_attribute(type_code, flags, whole, header, ctx, &mut out) {
+            out.fault(type_code, e)?;
+        }
     }
     Ok(out)
 }
 
+/// A four-octet value (MED, LOCAL_PREF, ORIGINATOR_ID), or None when the
+/// length is not 4 (RFC 7606 §7.4, §7.5, §7.9).
+fn four_octets(value: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(value).ok().map(u32::from_be_bytes)
+}
+
+/// Keeps an attribute to pass on as received (Extended Length is recomputed
+/// on output).
+fn keep_raw(flags: u8, type_code: u8, value: &[u8], out: &mut ParsedAttributes) {
+    out.attributes.other.push(RawAttribute {
+        flags: flags & !flag::EXTENDED_LENGTH,
+        type_code,
+        value: value.to_vec(),
+    });
+}
+
 /// Decodes one attribute of a type we know, whose flags are right, into
-/// `out`: a malformed value makes the UPDATE treat-as-withdraw or is
-/// dropped (RFC 7606 §7); `Err` only for damage that resets the session
-/// (in MP_REACH_NLRI / MP_UNREACH_NLRI, §7.11).
+/// `out`. `Err` is a fault in the attribute, which the caller hands to the
+/// attribute's rule ([`super::attribute_rules`]).
 fn parse_known_attribute(
     type_code: u8,
     flags: u8,
@@ -250,108 +280,73 @@ fn parse_known_attribute(
     };
     let a = &mut out.attributes;
     match type_code {
-        ty::ORIGIN => match value {
-            [0] => a.origin = Origin::Igp,
-            [1] => a.origin = Origin::Egp,
-            [2] => a.origin = Origin::Incomplete,
-            [v] => out.withdraw(DecodeError::InvalidOrigin(*v)),
-            _ => out.withdraw(length_error()),
-        },
-        ty::AS_PATH => match parse_as_path(value, ctx.four_octet_as) {
-            Some(path) => a.as_path = path,
-            None => out.withdraw(DecodeError::MalformedAsPath),
-        },
-        ty::NEXT_HOP => match <[u8; 4]>::try_from(value) {
-            // The plain NEXT_HOP only serves IPv4 unicast NLRI, which we do
-            // not use; VPN routes take theirs from MP_REACH_NLRI.
-            Ok(_) => {}
-            Err(_) => out.withdraw(length_error()),
-        },
-        ty::MED => match <[u8; 4]>::try_from(value) {
-            Ok(v) => a.med = Some(u32::from_be_bytes(v)),
-            Err(_) => out.withdraw(length_error()),
-        },
-        ty::LOCAL_PREF => match <[u8; 4]>::try_from(value) {
-            Ok(v) => a.local_pref = Some(u32::from_be_bytes(v)),
-            Err(_) => out.withdraw(length_error()),
-        },
-        // RFC 7606 §7.6, §7.7: a broken aggregate marker is just dropped.
-        ty::ATOMIC_AGGREGATE => a.atomic_aggregate = value.is_empty(),
+        ty::ORIGIN => {
+            a.origin = match value {
+                [0] => Origin::Igp,
+                [1] => Origin::Egp,
+                [2] => Origin::Incomplete,
+                [v] => return Err(DecodeError::InvalidOrigin(*v)),
+                _ => return Err(length_error()),
+            }
+        }
+        ty::AS_PATH => {
+            a.as_path =
+                parse_as_path(value, ctx.four_octet_as).ok_or(DecodeError::MalformedAsPath)?;
+        }
+        // The plain NEXT_HOP only serves IPv4 unicast NLRI, which we do not
+        // use; VPN routes take theirs from MP_REACH_NLRI. Its length is
+        // still checked (RFC 7606 §7.3).
+        ty::NEXT_HOP => {
+            four_octets(value).ok_or_else(length_error)?;
+        }
+        ty::MED => a.med = Some(four_octets(value).ok_or_else(length_error)?),
+        ty::LOCAL_PREF => a.local_pref = Some(four_octets(value).ok_or_else(length_error)?),
+        ty::ATOMIC_AGGREGATE if value.is_empty() => a.atomic_aggregate = true,
+        ty::ATOMIC_AGGREGATE => return Err(length_error()),
         ty::AGGREGATOR => {
-            if let Some(aggregator) = parse_aggregator(value, ctx.four_octet_as) {
-                a.aggregator = Some(aggregator);
-            }
+            a.aggregator =
+                Some(parse_aggregator(value, ctx.four_octet_as).ok_or_else(length_error)?);
         }
-        ty::COMMUNITIES => {
-            if value.len() % 4 == 0 {
-                a.communities = value
-                    .chunks_exact(4)
-                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-            } else {
-                out.withdraw(length_error());
-            }
+        ty::COMMUNITIES => a.communities = parse_communities(value).ok_or_else(length_error)?,
+        ty::ORIGINATOR_ID => {
+            a.originator_id = Some(Ipv4Addr::from(four_octets(value).ok_or_else(length_error)?));
         }
-        ty::EXTENDED_COMMUNITIES => {
-            if value.len() % 8 == 0 {
-                a.ext_communities = value
-                    .chunks_exact(8)
-                    .map(|c| {
-                        let mut b = [0u8; 8];
-                        b.copy_from_slice(c);
-                        b
-                    })
-                    .collect();
-            } else {
-                out.withdraw(length_error());
-            }
-        }
-        ty::ORIGINATOR_ID => match <[u8; 4]>::try_from(value) {
-            Ok(v) => a.originator_id = Some(Ipv4Addr::from(v)),
-            Err(_) => out.withdraw(length_error()),
-        },
+        // Same shape as COMMUNITIES: a non-zero multiple of 4 (§7.10).
         ty::CLUSTER_LIST => {
-            if value.len() % 4 == 0 {
-                a.cluster_list = value
-                    .chunks_exact(4)
-                    .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
-                    .collect();
-            } else {
-                out.withdraw(length_error());
-            }
+            let ids = parse_communities(value).ok_or_else(length_error)?;
+            a.cluster_list = ids.into_iter().map(Ipv4Addr::from).collect();
         }
         ty::MP_REACH_NLRI => parse_mp_reach(value, out)?,
         ty::MP_UNREACH_NLRI => parse_mp_unreach(value, out)?,
-        // AS4_PATH / AS4_AGGREGATOR: only meaningful between 2-octet
-        // speakers; passed on untouched (RFC 6793 §4.2.2).
-        _ => out.attributes.other.push(RawAttribute {
-            flags: flags & !flag::EXTENDED_LENGTH,
-            type_code,
-            value: value.to_vec(),
-        }),
+        ty::EXTENDED_COMMUNITIES => {
+            a.ext_communities = parse_ext_communities(value).ok_or_else(length_error)?;
+        }
+        // RFC 6793 §4.1: NEW speakers never send these to each other, and
+        // one that receives them anyway MUST discard them: no fault.
+        ty::AS4_PATH | ty::AS4_AGGREGATOR if ctx.four_octet_as => {}
+        // From an OLD speaker they are passed on, checked (RFC 6793 §6);
+        // we do not merge them into AS_PATH (§4.2.3): our peers are iBGP.
+        ty::AS4_PATH => {
+            let path = clean_as4_path(value).ok_or(DecodeError::MalformedAsPath)?;
+            if !path.is_empty() {
+                keep_raw(flags, type_code, &path, out);
+            }
+        }
+        ty::AS4_AGGREGATOR if value.len() == AS4_AGGREGATOR_LEN => {
+            keep_raw(flags, type_code, value, out)
+        }
+        ty::AS4_AGGREGATOR => return Err(length_error()),
+        ty::IPV6_EXTENDED_COMMUNITIES if ipv6_ext_communities_are_well_formed(value) => {
+            keep_raw(flags, type_code, value, out)
+        }
+        ty::IPV6_EXTENDED_COMMUNITIES => return Err(length_error()),
+        ty::LARGE_COMMUNITY => {
+            a.large_communities = parse_large_communities(value).ok_or_else(length_error)?;
+        }
+        // Every type of `ATTRIBUTE_RULES` is handled above (a test checks).
+        _ => {}
     }
     Ok(())
-}
-
-/// AGGREGATOR's (AS, address), or None when its length is wrong for the
-/// session's AS size (RFC 7606 §7.7: the attribute is then dropped).
-fn parse_aggregator(value: &[u8], four_octet_as: bool) -> Option<(u32, Ipv4Addr)> {
-    let as_len = if four_octet_as { 4 } else { 2 };
-    if value.len() != as_len + 4 {
-        return None;
-    }
-    let asn = if as_len == 4 {
-        u32::from_be_bytes([value[0], value[1], value[2], value[3]])
-    } else {
-        u32::from(u16::from_be_bytes([value[0], value[1]]))
-    };
-    let ip = Ipv4Addr::new(
-        value[as_len],
-        value[as_len + 1],
-        value[as_len + 2],
-        value[as_len + 3],
-    );
-    Some((asn, ip))
 }
 
 /// Splits the first attribute off `buf`: (flags, type, header length, the
@@ -366,41 +361,6 @@ fn split_attribute(buf: &[u8]) -> Option<(u8, u8, usize, &[u8])> {
         (3, usize::from(*rest.first()?))
     };
     Some((flags, type_code, header, buf.get(..header + len)?))
-}
-
-/// RFC 7606 §7: what a flags error on a known attribute does.
-fn apply_error_action(type_code: u8, e: DecodeError, out: &mut ParsedAttributes) {
-    match type_code {
-        // Attribute discard (§7.6, §7.7).
-        ty::ATOMIC_AGGREGATE | ty::AGGREGATOR | ty::AS4_AGGREGATOR => {}
-        _ => out.withdraw(e),
-    }
-}
-
-/// Parses AS_PATH segments; None if they do not fill the value exactly or a
-/// segment is empty or of an unknown type (RFC 7606 §7.2).
-fn parse_as_path(mut value: &[u8], four_octet: bool) -> Option<Vec<AsSegment>> {
-    let as_len = if four_octet { 4 } else { 2 };
-    let mut path = Vec::new();
-    while !value.is_empty() {
-        let (&kind, rest) = value.split_first()?;
-        let (&count, rest) = rest.split_first()?;
-        if !(1..=4).contains(&kind) || count == 0 {
-            return None;
-        }
-        let bytes = rest.get(..usize::from(count) * as_len)?;
-        let asns = bytes
-            .chunks_exact(as_len)
-            .map(|c| match c {
-                [a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]),
-                [a, b] => u32::from(u16::from_be_bytes([*a, *b])),
-                _ => 0,
-            })
-            .collect();
-        path.push(AsSegment { kind, asns });
-        value = &rest[bytes.len()..];
-    }
-    Some(path)
 }
 
 /// Octets of the all-zero route distinguisher ahead of a VPN next hop
@@ -464,12 +424,26 @@ fn parse_mp_reach(value: &[u8], out: &mut ParsedAttributes) -> Result<(), Decode
         // A family we did not negotiate: ignore it (RFC 4760 §7 lets us).
         return Ok(());
     }
-    if family.safi != safi::MPLS_VPN {
-        return Ok(());
-    }
     let next_hop = parse_vpn_next_hop(nh).ok_or_else(bad)?;
+    if !is_usable_next_hop(next_hop) {
+        // RFC 4271 §6.3: a semantically wrong next hop is logged and the
+        // route ignored, without a NOTIFICATION. The NLRI is still located,
+        // so the routes are withdrawn should we hold an older version.
+        out.withdraw(DecodeError::InvalidNextHop);
+    }
     out.attributes.next_hop = Some(next_hop);
     VpnNlri::parse_all(family.afi, nlri, &mut out.reach)
+}
+
+/// False for addresses no packet can be tunnelled to: unspecified,
+/// multicast, limited broadcast (RFC 4271 §6.3's semantic check; the
+/// receiver's own address is the speaker's check, it knows the address).
+/// Loopback addresses stay usable: lab peers live on 127/8.
+fn is_usable_next_hop(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    }
 }
 
 /// MP_UNREACH_NLRI (RFC 4760 §4): AFI, SAFI, withdrawn routes.
@@ -509,21 +483,7 @@ impl PathAttributes {
         let opt_tr = flag::OPTIONAL | flag::TRANSITIVE;
         emit_attribute(wk, ty::ORIGIN, &[self.origin as u8], out);
         let mut path = Vec::new();
-        for seg in &self.as_path {
-            // AS_PATH segments hold at most 255 ASNs; longer ones are split.
-            for chunk in seg.asns.chunks(255) {
-                path.push(seg.kind);
-                path.push(chunk.len() as u8);
-                for asn in chunk {
-                    if ctx.four_octet_as {
-                        path.extend_from_slice(&asn.to_be_bytes());
-                    } else {
-                        let two = u16::try_from(*asn).unwrap_or(AS_TRANS);
-                        path.extend_from_slice(&two.to_be_bytes());
-                    }
-                }
-            }
-        }
+        emit_as_path(&self.as_path, ctx.four_octet_as, &mut path);
         emit_attribute(wk, ty::AS_PATH, &path, out);
         // A 2-octet peer sees AS_TRANS for every large AS; AS4_PATH carries
         // the real ones (RFC 6793 §4.2.2).
@@ -535,15 +495,7 @@ impl PathAttributes {
                 .any(|a| *a > 0xffff)
         {
             let mut as4 = Vec::new();
-            for seg in &self.as_path {
-                for chunk in seg.asns.chunks(255) {
-                    as4.push(seg.kind);
-                    as4.push(chunk.len() as u8);
-                    for asn in chunk {
-                        as4.extend_from_slice(&asn.to_be_bytes());
-                    }
-                }
-            }
+            emit_as_path(&self.as_path, true, &mut as4);
             emit_attribute(opt_tr, ty::AS4_PATH, &as4, out);
         }
         if let Some(med) = self.med {
@@ -562,13 +514,7 @@ impl PathAttributes {
             emit_attribute(wk, ty::ATOMIC_AGGREGATE, &[], out);
         }
         if let Some((asn, ip)) = self.aggregator {
-            let mut v = Vec::with_capacity(8);
-            if ctx.four_octet_as {
-                v.extend_from_slice(&asn.to_be_bytes());
-            } else {
-                v.extend_from_slice(&u16::try_from(asn).unwrap_or(AS_TRANS).to_be_bytes());
-            }
-            v.extend_from_slice(&ip.octets());
+            let v = emit_aggregator(asn, ip, ctx.four_octet_as);
             emit_attribute(opt_tr, ty::AGGREGATOR, &v, out);
         }
         if !self.communities.is_empty() {
@@ -590,8 +536,26 @@ impl PathAttributes {
             let v: Vec<u8> = self.ext_communities.iter().flatten().copied().collect();
             emit_attribute(opt_tr, ty::EXTENDED_COMMUNITIES, &v, out);
         }
+        // LARGE_COMMUNITY goes in type order among the raw attributes,
+        // whose own order is kept (a decode of the output gives them back
+        // as they were).
+        let mut large = (!self.large_communities.is_empty())
+            .then(|| emit_large_communities(&self.large_communities));
         for raw in &self.other {
+            // RFC 6793 §4.1: never between two four-octet AS speakers (we
+            // keep them only from two-octet ones, to pass on to such).
+            if ctx.four_octet_as && matches!(raw.type_code, ty::AS4_PATH | ty::AS4_AGGREGATOR) {
+                continue;
+            }
+            if raw.type_code > ty::LARGE_COMMUNITY {
+                if let Some(v) = large.take() {
+                    emit_attribute(opt_tr, ty::LARGE_COMMUNITY, &v, out);
+                }
+            }
             emit_attribute(raw.flags, raw.type_code, &raw.value, out);
+        }
+        if let Some(v) = large {
+            emit_attribute(opt_tr, ty::LARGE_COMMUNITY, &v, out);
         }
     }
 }

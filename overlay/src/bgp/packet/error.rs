@@ -1,6 +1,9 @@
 //! Decode errors, each mapped one to one onto the NOTIFICATION it causes
-//! (RFC 4271 §6, RFC 4760 §7, RFC 7313 §5), or onto RFC 7606's gentler
-//! treat-as-withdraw. I/O errors are not here: the codec does no I/O.
+//! (RFC 4271 §6, RFC 4760 §7, RFC 7313 §5). A fault in a path attribute
+//! resets only if that attribute's RFC 7606 rule says so
+//! ([`super::attribute_rules`]); otherwise the same error is the reason
+//! given for a treat-as-withdraw or an attribute discard. I/O errors are
+//! not here: the codec does no I/O.
 
 use thiserror::Error;
 

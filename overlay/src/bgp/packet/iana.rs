@@ -47,6 +47,10 @@ pub mod attr_type {
     pub const AS4_PATH: u8 = 17;
     /// AS4_AGGREGATOR (RFC 6793), optional transitive.
     pub const AS4_AGGREGATOR: u8 = 18;
+    /// IPv6 Address Specific Extended Community (RFC 5701), optional transitive.
+    pub const IPV6_EXTENDED_COMMUNITIES: u8 = 25;
+    /// LARGE_COMMUNITY (RFC 8092), optional transitive.
+    pub const LARGE_COMMUNITY: u8 = 32;
 }
 
 /// Path attribute flag bits (RFC 4271 §4.3).

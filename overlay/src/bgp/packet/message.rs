@@ -107,6 +107,9 @@ pub struct Update {
     /// Set when the announced routes must be handled as withdrawn
     /// (RFC 7606 §2), with the reason for the log.
     pub treat_as_withdraw: Option<DecodeError>,
+    /// Attribute faults handled by dropping the attribute (RFC 7606 §2
+    /// attribute discard), for the log (§6).
+    pub discarded: Vec<DecodeError>,
 }
 
 /// A BGP message.
@@ -336,12 +339,21 @@ fn decode_update(body: &[u8], ctx: &SessionContext) -> Result<Update, DecodeErro
         });
     }
     let parsed = parse_attributes(attrs, ctx)?;
+    // RFC 7606 §5.2: attributes with no reachable NLRI leave us unsure the
+    // NLRI was found at all, so any fault stronger than attribute discard
+    // resets (an End-of-RIB, only MP_UNREACH_NLRI, has no such fault).
+    if parsed.reach_family.is_none() && nlri.is_empty() {
+        if let Some(e) = parsed.treat_as_withdraw {
+            return Err(e);
+        }
+    }
     let mut update = Update {
         withdrawn: parsed.unreach,
         announced: parsed.reach,
         attributes: parsed.attributes,
         end_of_rib: None,
         treat_as_withdraw: parsed.treat_as_withdraw,
+        discarded: parsed.discarded,
     };
     // An UPDATE holding only an empty MP_UNREACH_NLRI is End-of-RIB (RFC 4724 §2).
     if let (Some(f), None, true) = (parsed.unreach_family, parsed.reach_family, attrs.len() == 6) {

@@ -3,17 +3,24 @@
 //!
 //! This is Pisek's own codec; `docs/bgp.md` says why it is not a crate.
 
+pub mod as_path;
 pub mod attribute;
+pub mod attribute_rules;
 pub mod capability;
+pub mod community;
 #[cfg(test)]
 mod conformance;
 pub mod error;
 pub mod iana;
 pub mod message;
 pub mod nlri;
+#[cfg(test)]
+mod rfc7606_tests;
 
 pub use attribute::{AsSegment, Origin, PathAttributes};
+pub use attribute_rules::{ATTRIBUTE_RULES, AttributeRule, ErrorAction};
 pub use capability::{Capability, GracefulRestart, GracefulRestartFamily};
+pub use community::LargeCommunity;
 pub use error::{DecodeError, ErrorCode};
 pub use message::{Message, Notification, Open, RouteRefresh, Update, UpdateEncoder};
 pub use nlri::{Family, RouteDistinguisher, RouteTarget, VpnNlri, VpnPrefix};

@@ -26,7 +26,9 @@ use ipnet::IpNet;
 
 use super::fsm::{Event, Fsm, GracefulRestartConfig, SessionConfig, State};
 use super::gr::{SelectionDeferral, selection_complete};
-use super::packet::{Family, Message, Origin, PathAttributes, RouteRefresh, VpnPrefix};
+use super::packet::{
+    DecodeError, ErrorAction, Family, Message, Origin, PathAttributes, RouteRefresh, VpnPrefix,
+};
 use super::policy::{Policy, TenantId, VrfConfig};
 use super::rib::{LOCAL, Path, Rib, Source, SourceInfo};
 use crate::packet::Label;
@@ -142,6 +144,21 @@ pub enum Output {
         peer: NeighborId,
         /// The family.
         family: Family,
+    },
+    /// An UPDATE with a fault that did not reset the session. RFC 7606 §6
+    /// asks for a log naming the routes involved with the whole message,
+    /// so the fault can be traced to the speaker that made it.
+    MalformedUpdate {
+        /// The peer.
+        peer: NeighborId,
+        /// What was wrong (the first fault of the strongest action).
+        reason: DecodeError,
+        /// What was done: treat-as-withdraw or attribute discard.
+        action: ErrorAction,
+        /// The routes the UPDATE announced.
+        routes: Vec<VpnPrefix>,
+        /// The whole message, header included.
+        message: Vec<u8>,
     },
 }
 

@@ -150,7 +150,12 @@ impl Speaker {
                 Ok(Some(len)) if len <= rest.len() => {
                     let ctx = self.context_of(peer, conn);
                     let event = match Message::decode(&rest[..len], &ctx) {
-                        Ok(m) => message_event(m),
+                        Ok(m) => {
+                            if let Message::Update(u) = &m {
+                                self.report_malformed(peer, u, &rest[..len]);
+                            }
+                            message_event(m)
+                        }
                         Err(e) => {
                             failed = true;
                             Event::MessageError(e)

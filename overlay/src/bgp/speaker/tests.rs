@@ -150,7 +150,7 @@ impl Lab {
             }
             Output::Route(e) => self.events[i].push(e),
             Output::EndOfRib { peer, family } => self.eors[i].push((peer, family)),
-            Output::SessionState { .. } => {}
+            Output::SessionState { .. } | Output::MalformedUpdate { .. } => {}
         }
     }
 
@@ -318,8 +318,9 @@ fn routes_from_non_clients_reach_only_clients() {
     );
 }
 
-#[test]
-fn reflected_route_that_loops_back_is_ignored() {
+/// Speaker 0 (tenant 0's VRF) with an established session to speaker 1's
+/// address, set up by hand so a test can hand it any UPDATE.
+fn speaker_with_a_peer_up() -> (Speaker, NeighborId, Instant) {
     let mut s = Speaker::new(config(0));
     s.set_vrf(tenant_vrf(0));
     let now = Instant::now();
@@ -342,6 +343,24 @@ fn reflected_route_that_loops_back_is_ignored() {
         })
         .unwrap(),
     );
+    (s, peer, now)
+}
+
+/// A route of tenant 1's RD with `attributes`.
+fn one_route(attributes: PathAttributes) -> Update {
+    Update {
+        announced: vec![VpnNlri {
+            prefix: VpnPrefix::new(tenant_vrf(1).rd, "10.1.0.0/24".parse().unwrap()),
+            label: Label::new(100).unwrap(),
+        }],
+        attributes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn reflected_route_that_loops_back_is_ignored() {
+    let (mut s, peer, now) = speaker_with_a_peer_up();
     let update = Update {
         announced: vec![VpnNlri {
             prefix: VpnPrefix::new(tenant_vrf(1).rd, "10.1.0.0/24".parse().unwrap()),
@@ -359,6 +378,73 @@ fn reflected_route_that_loops_back_is_ignored() {
     assert!(
         s.rib().is_empty(),
         "ORIGINATOR_ID is ours: RFC 4456 §8 loop"
+    );
+}
+
+#[test]
+fn a_route_with_our_own_next_hop_is_ignored() {
+    // RFC 4271 §6.3: semantically wrong next hop, no NOTIFICATION.
+    let (mut s, peer, now) = speaker_with_a_peer_up();
+    let update = one_route(PathAttributes {
+        next_hop: Some(addr(0)),
+        ext_communities: vec!["65000:100".parse::<RouteTarget>().unwrap().0],
+        ..Default::default()
+    });
+    s.apply_update(peer, Box::new(update), now);
+    assert!(s.rib().is_empty());
+    s.apply_update(
+        peer,
+        Box::new(one_route(PathAttributes {
+            next_hop: Some(addr(1)),
+            ..Default::default()
+        })),
+        now,
+    );
+    assert_eq!(
+        s.rib().len(),
+        1,
+        "the same route with the peer's next hop is taken"
+    );
+}
+
+#[test]
+fn an_update_handled_by_rfc_7606_is_reported_with_its_routes_and_bytes() {
+    let mut lab = Lab::pair();
+    let conn = lab
+        .links
+        .keys()
+        .find(|(i, _)| *i == 1)
+        .map(|(_, c)| *c)
+        .unwrap();
+    let attrs = PathAttributes {
+        next_hop: Some(addr(0)),
+        ext_communities: vec!["65000:100".parse::<RouteTarget>().unwrap().0],
+        ..Default::default()
+    };
+    let route = one_route(PathAttributes::default()).announced[0];
+    let mut bytes = Vec::new();
+    let mut enc = crate::bgp::packet::UpdateEncoder::new(crate::bgp::packet::SessionContext {
+        four_octet_as: true,
+        external: false,
+    });
+    enc.announce(&attrs, addr(0), &route, &mut bytes);
+    enc.flush(&mut bytes);
+    let origin_at = bytes.windows(3).position(|w| w == [0x40, 1, 1]).unwrap() + 3;
+    bytes[origin_at] = 7;
+    let now = lab.now;
+    lab.speakers[1].received(conn, &bytes, now);
+    let reports: Vec<Output> = std::iter::from_fn(|| lab.speakers[1].poll_output())
+        .filter(|o| matches!(o, Output::MalformedUpdate { .. }))
+        .collect();
+    assert_eq!(
+        reports,
+        [Output::MalformedUpdate {
+            peer: NeighborId(0),
+            reason: crate::bgp::packet::DecodeError::InvalidOrigin(7),
+            action: crate::bgp::packet::ErrorAction::TreatAsWithdraw,
+            routes: vec![route.prefix],
+            message: bytes,
+        }]
     );
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{ImportedRoute, NeighborId, Output, RouteEvent, Speaker, source_of};
-use crate::bgp::packet::{Update, VpnNlri};
+use crate::bgp::packet::{ErrorAction, Update, VpnNlri};
 use crate::bgp::rib::{BestChange, LOCAL, Path};
 
 impl Speaker {
@@ -66,7 +66,11 @@ impl Speaker {
                     .as_path
                     .iter()
                     .any(|s| s.asns.contains(&self.config.local_as)));
-        if update.treat_as_withdraw.is_some() || looped || attrs.next_hop.is_none() {
+        // RFC 4271 §6.3: our own address as next hop is semantically wrong;
+        // the routes are ignored (withdrawn if held), the session stays.
+        let own_next_hop = attrs.next_hop == Some(self.config.next_hop);
+        if update.treat_as_withdraw.is_some() || looped || own_next_hop || attrs.next_hop.is_none()
+        {
             for a in &update.announced {
                 if let Some(c) = self.rib.withdraw(&a.prefix, source, &info) {
                     self.best_changed(c, now);
@@ -102,6 +106,23 @@ impl Speaker {
                 self.best_changed(c, now);
             }
         }
+    }
+
+    /// Reports an UPDATE whose fault was handled without a reset, with the
+    /// routes it announced and the whole `message` (RFC 7606 §6).
+    pub(super) fn report_malformed(&mut self, peer: NeighborId, update: &Update, message: &[u8]) {
+        let (reason, action) = match (&update.treat_as_withdraw, update.discarded.first()) {
+            (Some(e), _) => (e.clone(), ErrorAction::TreatAsWithdraw),
+            (None, Some(e)) => (e.clone(), ErrorAction::AttributeDiscard),
+            (None, None) => return,
+        };
+        self.outputs.push_back(Output::MalformedUpdate {
+            peer,
+            reason,
+            action,
+            routes: update.announced.iter().map(|n| n.prefix).collect(),
+            message: message.to_vec(),
+        });
     }
 
     /// Reports a best-path change to the tenants and queues it for peers.
