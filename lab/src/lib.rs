@@ -18,6 +18,7 @@ pub mod containerd;
 pub mod gobgpd;
 pub mod host_agent;
 pub mod lab;
+pub mod libcni;
 pub mod netns;
 pub mod poll;
 pub mod prereq;
