@@ -45,9 +45,16 @@ pub fn build_agent(dir: &Path) -> anyhow::Result<()> {
 /// The path of a binary built from this workspace (`target/<profile>/NAME`),
 /// for tests that drive the agent or an example as a separate process.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    profile_dir()
+    let path = profile_dir()
         .expect("the test's target directory")
-        .join(name)
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries first \
+         (cargo build --workspace --bins; scripts/test does)",
+        path.display()
+    );
+    path
 }
 
 /// The agent's binaries of this build, for [`Lab`](crate::Lab).
