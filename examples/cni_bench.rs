@@ -7,19 +7,31 @@
 //! cargo build --release --workspace --bins --examples
 //! target/release/examples/cni_bench          # as root; Debian golang-go etc.
 //! ```
+use clap::Parser;
 use pisek_lab::{HostAgent, Netns, TempDir, libcni, workspace_binary};
+use std::path::PathBuf;
 
-const PODS: usize = 200;
+#[derive(Parser)]
+#[command(about = "CNI ADD/DEL latency: pisek-cni next to bridge + host-local")]
+struct Args {
+    /// Pods per chain.
+    #[arg(long, default_value_t = 200)]
+    pods: usize,
+    /// Write the agent's log here, with each attach's step times.
+    #[arg(long)]
+    agent_log: Option<PathBuf>,
+}
 
-/// (ADD, DEL) latencies in ms of `PODS` pods through `conflist`.
+/// (ADD, DEL) latencies in ms of `pods` pods through `conflist`.
 fn run(
+    pods: usize,
     dir: &TempDir,
     name: &str,
     conflist: serde_json::Value,
     bin_dir: &str,
     host: &str,
 ) -> (Vec<f64>, Vec<f64>) {
-    let pods: Vec<Netns> = (0..PODS).map(|_| Netns::new("cb")).collect();
+    let pods: Vec<Netns> = (0..pods).map(|_| Netns::new("cb")).collect();
     let list = dir.path.join(format!("{name}.conflist"));
     std::fs::write(&list, conflist.to_string()).expect("conflist");
     let netns_file = dir.path.join(format!("{name}.netns"));
@@ -70,6 +82,11 @@ fn stats(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() {
+    let args = Args::parse();
+    if args.agent_log.is_some() {
+        // SAFETY: no other thread runs yet.
+        unsafe { std::env::set_var("PISEK_LAB_AGENT_LOG", "warn,pisek_agent::attach=debug") };
+    }
     let agent = HostAgent::start("cbh");
     let dir = TempDir::new("cbd");
     let plugin_dir = workspace_binary("pisek-cni")
@@ -84,16 +101,24 @@ fn main() {
          "ipam": {"type": "host-local", "subnet": "10.88.0.0/16", "dataDir": dir.path.join("ipam")}}]});
     let host = agent.host.name.clone();
     let (pa, pd) = run(
+        args.pods,
         &dir,
         "pisek",
         pisek,
         &format!("{plugin_dir}:/usr/lib/cni"),
         &host,
     );
-    let (ra, rd) = run(&dir, "reference", reference, "/usr/lib/cni", &host);
+    let (ra, rd) = run(
+        args.pods,
+        &dir,
+        "reference",
+        reference,
+        "/usr/lib/cni",
+        &host,
+    );
     let ((pa50, pa99), (pd50, pd99), (ra50, ra99), (rd50, rd99)) =
         (stats(pa), stats(pd), stats(ra), stats(rd));
-    println!("CNI latency through libcni, {PODS} pods each, ms");
+    println!("CNI latency through libcni, {} pods each, ms", args.pods);
     println!("| chain | ADD median | ADD p99 | DEL median | DEL p99 |");
     println!("|---|---:|---:|---:|---:|");
     println!("| bridge + host-local (reference) | {ra50:.2} | {ra99:.2} | {rd50:.2} | {rd99:.2} |");
@@ -104,4 +129,7 @@ fn main() {
         pd50 / rd50
     );
     agent.assert_clean("after the benchmark");
+    if let Some(path) = &args.agent_log {
+        std::fs::write(path, agent.log()).expect("write the agent's log");
+    }
 }

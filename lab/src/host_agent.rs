@@ -112,7 +112,7 @@ impl HostAgent {
             .command(&binary)
             .arg("--config")
             .arg(self.dir.path.join("agent.toml"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", agent_log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -256,4 +256,10 @@ impl Drop for HostAgent {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The agent's log filter: `PISEK_LAB_AGENT_LOG` (a `RUST_LOG` filter, for
+/// a closer look at a test or a benchmark), else warnings only.
+fn agent_log_filter() -> String {
+    std::env::var("PISEK_LAB_AGENT_LOG").unwrap_or_else(|_| "warn".into())
 }

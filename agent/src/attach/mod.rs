@@ -49,6 +49,7 @@ mod naming;
 mod observer;
 mod recovery;
 mod request;
+mod timing;
 mod vanished;
 mod veth;
 mod workload_side;
@@ -67,6 +68,7 @@ use naming::{format_mac, peer_temp_ifname};
 use request::{validate_key, validate_request};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use timing::StepTimes;
 use tokio::sync::Mutex;
 use workload_side::ensure_workload_side;
 
@@ -128,7 +130,9 @@ impl Attachments {
         let ipv6 = tenant.prefixes.iter().any(|p| p.is_ipv6());
         request::validate_mtu(req, workload_mtu(&self.config), ipv6)?;
         let key = WorkloadKey::new(&req.container_id, &req.ifname);
+        let mut times = StepTimes::start();
         let mut store = self.store.lock().await;
+        times.mark("wait");
         if let Err(e) = self.remove_half_made(&mut store, Some(&key)).await {
             tracing::warn!(error = %e, "half-made attachments remain");
         }
@@ -167,6 +171,7 @@ impl Attachments {
         }
         // Before anything is allocated: the namespace must exist.
         let netns = netlink::open_netns(&req.netns).map_err(AttachError::Netns)?;
+        times.mark("check");
         let avoid = self.learned_hosts(tenant.id);
         let record = store.update(|s| -> Result<EndpointRecord, AttachError> {
             let lease = s.leases.allocate_avoiding(
@@ -180,7 +185,8 @@ impl Attachments {
             s.endpoints.insert(record.clone());
             Ok(record)
         })?;
-        match self.ensure_objects(&record, &netns).await {
+        times.mark("lease");
+        match self.ensure_objects(&record, &netns, &mut times).await {
             Ok(mac) => {
                 let done = store.update(|s| -> Result<EndpointRecord, AttachError> {
                     let mut r = record.clone();
@@ -189,12 +195,17 @@ impl Attachments {
                     s.endpoints.insert(r.clone());
                     Ok(r)
                 });
+                times.mark("record");
                 let published = match done {
                     Ok(r) => self.publish(&r).await.map(|()| r),
                     Err(e) => Err(e),
                 };
+                times.mark("publish");
                 match published {
-                    Ok(r) => Ok(Attachment::from(&r)),
+                    Ok(r) => {
+                        times.log(&key);
+                        Ok(Attachment::from(&r))
+                    }
                     Err(e) => {
                         self.roll_back(&mut store, &record).await;
                         Err(e)
@@ -235,12 +246,17 @@ impl Attachments {
         &self,
         record: &EndpointRecord,
         netns: &std::fs::File,
+        times: &mut StepTimes,
     ) -> Result<[u8; 6], AttachError> {
         let temp = peer_temp_ifname(&record.key);
         self.ensure_veth_pair(record, &temp, netns).await?;
+        times.mark("veth");
         let workload = Netlink::open_in_netns(netns, &record.netns)?;
+        times.mark("netns-socket");
         let mac = ensure_workload_side(&workload, record, &temp).await?;
+        times.mark("workload-side");
         self.ensure_host_side(record, mac).await?;
+        times.mark("host-side");
         Ok(mac)
     }
 

@@ -2,7 +2,9 @@
 
 use super::{Netlink, NetlinkError, errno_of};
 use futures_util::TryStreamExt;
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo,
+};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
 use std::os::fd::AsRawFd;
 
@@ -45,14 +47,20 @@ impl Netlink {
         }
     }
 
-    /// Creates the veth pair `host`/`peer` in this namespace, the host end with
-    /// MAC `host_mac`, or adopts `host` if it already exists as a veth.
-    /// Returns true when it created the pair.
+    /// Creates the veth pair `host`/`peer`, the host end in this namespace
+    /// with MAC `host_mac` and the peer in `peer_netns`, or adopts `host` if
+    /// it already exists as a veth. Returns true when it created the pair.
+    ///
+    /// The peer is created in its namespace (IFLA_NET_NS_FD in the peer's
+    /// message, as the CNI reference plugins do) rather than moved there
+    /// afterwards: a move waits for an RCU grace period in the kernel
+    /// (`dev_change_net_namespace`), which was most of an attach.
     pub async fn ensure_veth(
         &self,
         host: &str,
         peer: &str,
         host_mac: [u8; 6],
+        peer_netns: &std::fs::File,
     ) -> Result<bool, NetlinkError> {
         if let Some(existing) = self.link_by_name(host).await? {
             if existing.kind.as_deref() != Some("veth") {
@@ -63,7 +71,15 @@ impl Netlink {
             }
             return Ok(false);
         }
-        let message = LinkVeth::new(host, peer).address(host_mac.to_vec()).build();
+        let peer_message = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .setns_by_fd(peer_netns.as_raw_fd())
+            .build();
+        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_string())
+            .address(host_mac.to_vec())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
+            .build();
         self.handle()
             .link()
             .add(message)
