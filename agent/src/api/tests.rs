@@ -1,30 +1,19 @@
 use super::*;
 use crate::attach::Attachments;
 use crate::config::Config;
+use crate::config::Role;
+use crate::config::fixture::{AgentToml, TenantToml};
 use crate::netlink::Netlink;
 use crate::state::StateStore;
 use pisek_api::{ApiClient, ClientError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const CONFIG: &str = r#"
-[node]
-name = "gw-test"
-role = "edge"
-[underlay]
-listen = "127.0.0.1:51820"
-[tunnel]
-address = "10.255.0.1"
-network = "10.255.0.0/24"
-[wireguard]
-private_key_file = "/nonexistent"
-[bgp]
-asn = 65000
-[[tenant]]
-name = "city"
-id = 1
-prefixes = ["10.1.1.0/24"]
-"#;
+fn config() -> Config {
+    AgentToml::new("gw-test", Role::Edge, "10.255.0.1", "/nonexistent")
+        .tenant(TenantToml::new("city", 1).prefixes(["10.1.1.0/24"]))
+        .config()
+}
 
 struct TempDir(PathBuf);
 
@@ -39,7 +28,7 @@ impl Drop for TempDir {
 async fn server(tag: &str) -> (TempDir, PathBuf) {
     let dir = TempDir(std::env::temp_dir().join(format!("pisek-api-{tag}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
-    let config = Arc::new(Config::parse(CONFIG, "test").expect("config"));
+    let config = Arc::new(config());
     let store = StateStore::open(&dir.0.join("state")).expect("state");
     let attachments = Arc::new(Attachments::new(
         Arc::clone(&config),

@@ -128,6 +128,13 @@ impl AgentToml {
         }
     }
 
+    /// The rendered config, parsed: for unit tests, which need a `Config`
+    /// and no file. Panics on a config that does not parse (a test's own
+    /// mistake).
+    pub fn config(&self) -> super::Config {
+        super::Config::parse(&self.render(), "agent.toml").expect("the fixture's config parses")
+    }
+
     /// `underlay.listen`.
     pub fn underlay_listen(mut self, address: impl Display) -> Self {
         self.underlay_listen = address.to_string();

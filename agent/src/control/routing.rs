@@ -543,39 +543,12 @@ async fn track_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::driver::{ImportedRoute, RouteEvent};
+    use crate::config::Role;
+    use crate::config::fixture::{AgentToml, TenantToml};
     use crate::ipam::WorkloadKey;
     use crate::state::EndpointRecord;
-    use pisek_overlay::bgp::packet::{PathAttributes, VpnPrefix};
-    use pisek_overlay::packet::Encapsulation;
+    use pisek_overlay::bgp::fixtures::{event, route, tunnel};
     use pisek_overlay::vrf::NextHop;
-
-    fn route(next_hop: &str, label: u32) -> ImportedRoute {
-        ImportedRoute {
-            next_hop: next_hop.parse().expect("address"),
-            label: Label::new(label).expect("label"),
-            attributes: Arc::new(PathAttributes::default()),
-        }
-    }
-
-    fn event(rd_host: u8, prefix: &str, next_hop: Option<ImportedRoute>) -> RouteEvent {
-        RouteEvent {
-            tenant: TenantId(1),
-            prefix: VpnPrefix {
-                rd: RouteDistinguisher([0, 1, 10, 255, 0, rd_host, 0, 1]),
-                prefix: prefix.parse().expect("prefix"),
-            },
-            route: next_hop,
-        }
-    }
-
-    fn tunnel(next_hop: &str, label: u32) -> Option<NextHop> {
-        Some(NextHop::Tunnel {
-            endpoint: next_hop.parse().expect("address"),
-            label: Label::new(label).expect("label"),
-            encap: Encapsulation::MplsOverUdp,
-        })
-    }
 
     #[test]
     fn learned_routes_survive_the_file_and_come_back_stale() {
@@ -617,28 +590,9 @@ mod tests {
 
     #[test]
     fn only_attached_stray_addresses_are_advertised_from_the_start() {
-        let config = Config::parse(
-            r#"
-[node]
-name = "gw1"
-role = "gateway"
-[underlay]
-listen = "127.0.0.1:51820"
-[tunnel]
-address = "10.255.0.11"
-network = "10.255.0.0/24"
-[wireguard]
-private_key_file = "/nonexistent"
-[bgp]
-asn = 65000
-[[tenant]]
-name = "city"
-id = 1
-prefixes = ["10.1.1.0/24"]
-"#,
-            "test",
-        )
-        .expect("config");
+        let config = AgentToml::new("gw1", Role::Gateway, "10.255.0.11", "/nonexistent")
+            .tenant(TenantToml::new("city", 1).prefixes(["10.1.1.0/24"]))
+            .config();
         let record = |id: &str, address: &str, phase| EndpointRecord {
             key: WorkloadKey::new(id, "eth0"),
             tenant: "city".into(),

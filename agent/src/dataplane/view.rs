@@ -176,32 +176,18 @@ fn peer_drops(drops: &WgDropCounters) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Role;
+    use crate::config::fixture::{AgentToml, TenantToml};
     use pisek_overlay::drop::DropReason;
     use pisek_overlay::vrf::TenantId;
     use pisek_overlay::wg::WgDropReason;
 
-    const CONFIG: &str = r#"
-[node]
-name = "gw-test"
-role = "gateway"
-[underlay]
-listen = "127.0.0.1:51820"
-[tunnel]
-address = "10.255.0.11"
-network = "10.255.0.0/24"
-[wireguard]
-private_key_file = "/nonexistent"
-[bgp]
-asn = 65000
-[[tenant]]
-name = "conference"
-id = 2
-prefixes = ["10.2.1.0/24"]
-[[tenant]]
-name = "city"
-id = 1
-prefixes = ["10.1.1.0/24"]
-"#;
+    fn config() -> Config {
+        AgentToml::new("gw-test", Role::Gateway, "10.255.0.11", "/nonexistent")
+            .tenant(TenantToml::new("conference", 2).prefixes(["10.2.1.0/24"]))
+            .tenant(TenantToml::new("city", 1).prefixes(["10.1.1.0/24"]))
+            .config()
+    }
 
     fn row(reason: DropReason, tenant: Option<&str>, packets: u64) -> DropCounter {
         DropCounter {
@@ -213,7 +199,7 @@ prefixes = ["10.1.1.0/24"]
 
     #[test]
     fn each_reason_lists_the_node_total_then_every_tenant_by_name() {
-        let config = Config::parse(CONFIG, "agent.toml").expect("parses");
+        let config = config();
         let mut city = DropCounters::new();
         city.record_many(DropReason::SpoofedSource, 3);
         let mut conference = DropCounters::new();

@@ -58,35 +58,21 @@ impl TenantTrafficSource for ForwarderCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Role;
+    use crate::config::fixture::{AgentToml, TenantToml};
     use pisek_overlay::forward::TrafficCounters;
     use pisek_overlay::vrf::TenantId;
 
-    const CONFIG: &str = r#"
-[node]
-name = "gw-test"
-role = "edge"
-[underlay]
-listen = "127.0.0.1:51820"
-[tunnel]
-address = "10.255.0.1"
-network = "10.255.0.0/24"
-[wireguard]
-private_key_file = "/nonexistent"
-[bgp]
-asn = 65000
-[[tenant]]
-name = "conference"
-id = 2
-prefixes = ["10.2.1.0/24"]
-[[tenant]]
-name = "city"
-id = 1
-prefixes = ["10.1.1.0/24"]
-"#;
+    fn config() -> Config {
+        AgentToml::new("gw-test", Role::Edge, "10.255.0.1", "/nonexistent")
+            .tenant(TenantToml::new("conference", 2).prefixes(["10.2.1.0/24"]))
+            .tenant(TenantToml::new("city", 1).prefixes(["10.1.1.0/24"]))
+            .config()
+    }
 
     #[test]
     fn forwarder_tx_is_tenant_out_and_rx_is_tenant_in() {
-        let config = Arc::new(Config::parse(CONFIG, "agent.toml").expect("parses"));
+        let config = Arc::new(config());
         let mut snapshot = Snapshot::default();
         snapshot.tenants.insert(
             TenantId(2),

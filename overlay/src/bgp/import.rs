@@ -309,36 +309,7 @@ fn chosen(candidates: &Candidates, own_address: IpAddr) -> Option<NextHop> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::packet::{PathAttributes, VpnPrefix};
-    use crate::bgp::speaker::ImportedRoute;
-    use std::sync::Arc;
-
-    fn route(next_hop: &str, label: u32) -> ImportedRoute {
-        ImportedRoute {
-            next_hop: next_hop.parse().expect("address"),
-            label: Label::new(label).expect("label"),
-            attributes: Arc::new(PathAttributes::default()),
-        }
-    }
-
-    fn event(rd_host: u8, prefix: &str, next_hop: Option<ImportedRoute>) -> RouteEvent {
-        RouteEvent {
-            tenant: TenantId(1),
-            prefix: VpnPrefix {
-                rd: RouteDistinguisher([0, 1, 10, 255, 0, rd_host, 0, 1]),
-                prefix: prefix.parse().expect("prefix"),
-            },
-            route: next_hop,
-        }
-    }
-
-    fn tunnel(next_hop: &str, label: u32) -> Option<NextHop> {
-        Some(NextHop::Tunnel {
-            endpoint: next_hop.parse().expect("address"),
-            label: Label::new(label).expect("label"),
-            encap: Encapsulation::MplsOverUdp,
-        })
-    }
+    use crate::bgp::fixtures::{event, route, tunnel};
 
     #[test]
     fn a_local_stray_host_route_wins_over_a_learned_one_and_hands_back_on_removal() {

@@ -15,6 +15,8 @@
 //! the time in, and carries bytes and route changes out.
 
 pub mod as4;
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixtures;
 pub mod fsm;
 pub mod gr;
 pub mod import;
