@@ -15,26 +15,10 @@ fn gobgpd_paths(lab: &Lab) -> BTreeSet<(String, String, Vec<u64>)> {
         .gobgp(&["global", "rib", "-a", "vpnv4", "-j"])
         .expect("gobgp");
     let rib: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
-    let mut paths = BTreeSet::new();
-    for (key, list) in rib.as_object().into_iter().flatten() {
-        for p in list.as_array().into_iter().flatten() {
-            let attrs = p["attrs"].as_array().cloned().unwrap_or_default();
-            let next_hop = attrs
-                .iter()
-                .find(|a| a["type"] == 14)
-                .and_then(|a| a["nexthop"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            let labels = p["nlri"]["labels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(serde_json::Value::as_u64)
-                .collect();
-            paths.insert((key.clone(), next_hop, labels));
-        }
-    }
-    paths
+    pisek_lab::gobgpd::parse_rib(&rib)
+        .into_iter()
+        .map(|p| (p.key, p.next_hop, p.labels))
+        .collect()
 }
 
 /// gw1's VPNv4 paths as `pisekctl bgp rib --json` shows them.

@@ -36,14 +36,7 @@ fn an_edge_agent_restart_costs_gateways_less_than_a_second() {
         },
     );
     let echoes_before = lab.echo_requests_received(&b).expect("echo counter");
-    let ping = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &a.netns, "ping", "-i", "0.05", "-c", "120", "-W", "1",
-        ])
-        .arg(b.address.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start ping");
+    let ping = lab.spawn_ping(&a, &b, 120).expect("start ping");
     pisek_lab::poll_until("pings flowing", Duration::from_secs(10), || {
         (lab.echo_requests_received(&b).ok()? >= echoes_before + 3).then_some(())
     });

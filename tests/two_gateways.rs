@@ -465,14 +465,7 @@ fn restart_gw1_under_traffic(
         .spawn()
         .expect("start the sender");
     let echoes_before = lab.echo_requests_received(&b).expect("echo counter");
-    let ping = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &a.netns, "ping", "-i", "0.05", "-c", "120", "-W", "1",
-        ])
-        .arg(b.address.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start ping");
+    let ping = lab.spawn_ping(&a, &b, 120).expect("start ping");
 
     // The restart must fall inside the traffic: wait until the stream's
     // connection is up (established on the receiver) and pings arrive.

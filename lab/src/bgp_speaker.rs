@@ -120,15 +120,7 @@ impl Pisek {
             speaker,
             local_address: local,
             listen_port: Some(179),
-            peers: vec![(
-                NeighborConfig {
-                    address: peer,
-                    rr_client: false,
-                    passive: false,
-                    remote_as: Some(peer_as),
-                },
-                179,
-            )],
+            peers: vec![neighbor(peer, false, Some(peer_as))],
             vrfs,
             routes: Vec::new(),
         })
@@ -145,20 +137,7 @@ impl Pisek {
             speaker,
             local_address: local,
             listen_port: Some(179),
-            peers: peers
-                .iter()
-                .map(|a| {
-                    (
-                        NeighborConfig {
-                            address: *a,
-                            rr_client: false,
-                            passive: false,
-                            remote_as: None,
-                        },
-                        179,
-                    )
-                })
-                .collect(),
+            peers: peers.iter().map(|a| neighbor(*a, false, None)).collect(),
             vrfs,
             routes: Vec::new(),
         };
@@ -177,20 +156,7 @@ impl Pisek {
             speaker,
             local_address: local,
             listen_port: Some(179),
-            peers: clients
-                .iter()
-                .map(|a| {
-                    (
-                        NeighborConfig {
-                            address: *a,
-                            rr_client: true,
-                            passive: false,
-                            remote_as: None,
-                        },
-                        179,
-                    )
-                })
-                .collect(),
+            peers: clients.iter().map(|a| neighbor(*a, true, None)).collect(),
             vrfs: Vec::new(),
             routes: Vec::new(),
         };
@@ -215,15 +181,7 @@ impl Pisek {
             speaker,
             local_address: IpAddr::V4(local),
             listen_port: Some(179),
-            peers: vec![(
-                NeighborConfig {
-                    address: peer,
-                    rr_client: false,
-                    passive: false,
-                    remote_as: None,
-                },
-                179,
-            )],
+            peers: vec![neighbor(peer, false, None)],
             vrfs,
             routes: routes
                 .iter()
@@ -369,4 +327,18 @@ impl Pisek {
 /// [`poll_until`](crate::poll_until) with the interop tests' deadline, [`WAIT`].
 pub(crate) fn common_poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     crate::poll::poll_until(what, WAIT, check)
+}
+
+/// An active neighbor on port 179: a route-reflector client or not, in
+/// `remote_as` (eBGP) or our own AS (`None`).
+fn neighbor(address: IpAddr, rr_client: bool, remote_as: Option<u32>) -> (NeighborConfig, u16) {
+    (
+        NeighborConfig {
+            address,
+            rr_client,
+            passive: false,
+            remote_as,
+        },
+        179,
+    )
 }

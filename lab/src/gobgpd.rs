@@ -342,56 +342,61 @@ impl Gobgp {
 
     /// Every path in gobgp's global RIB of a family ("vpnv4", "vpnv6").
     pub fn paths(&self, family: &str) -> Vec<GobgpPath> {
-        let rib = self.rib(family);
-        let mut out = Vec::new();
-        let Some(map) = rib.as_object() else {
-            return out;
-        };
-        for (key, paths) in map {
-            for p in paths.as_array().into_iter().flatten() {
-                let labels = p["nlri"]["labels"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| l.as_u64())
-                    .collect();
-                let attrs = p["attrs"].as_array().cloned().unwrap_or_default();
-                let next_hop = attrs
-                    .iter()
-                    .find(|a| a["type"] == 14)
-                    .and_then(|a| a["nexthop"].as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                let route_targets = attrs
-                    .iter()
-                    .filter(|a| a["type"] == 16)
-                    .flat_map(|a| a["value"].as_array().cloned().unwrap_or_default())
-                    .filter(|c| c["subtype"] == 2)
-                    .filter_map(|c| c["value"].as_str().map(str::to_string))
-                    .collect();
-                let originator_id = attrs
-                    .iter()
-                    .find(|a| a["type"] == 9)
-                    .and_then(|a| a["value"].as_str())
-                    .map(str::to_string);
-                let cluster_list = attrs
-                    .iter()
-                    .filter(|a| a["type"] == 10)
-                    .flat_map(|a| a["value"].as_array().cloned().unwrap_or_default())
-                    .filter_map(|c| c.as_str().map(str::to_string))
-                    .collect();
-                out.push(GobgpPath {
-                    key: key.clone(),
-                    labels,
-                    next_hop,
-                    route_targets,
-                    stale: p["stale"].as_bool().unwrap_or(false),
-                    originator_id,
-                    cluster_list,
-                });
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        out
+        parse_rib(&self.rib(family))
     }
+}
+
+/// The paths of `gobgp global rib -a <family> -j` output, sorted by key;
+/// none when it is not a JSON object.
+pub fn parse_rib(rib: &serde_json::Value) -> Vec<GobgpPath> {
+    let mut out = Vec::new();
+    let Some(map) = rib.as_object() else {
+        return out;
+    };
+    for (key, paths) in map {
+        for p in paths.as_array().into_iter().flatten() {
+            let labels = p["nlri"]["labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_u64())
+                .collect();
+            let attrs = p["attrs"].as_array().cloned().unwrap_or_default();
+            let next_hop = attrs
+                .iter()
+                .find(|a| a["type"] == 14)
+                .and_then(|a| a["nexthop"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let route_targets = attrs
+                .iter()
+                .filter(|a| a["type"] == 16)
+                .flat_map(|a| a["value"].as_array().cloned().unwrap_or_default())
+                .filter(|c| c["subtype"] == 2)
+                .filter_map(|c| c["value"].as_str().map(str::to_string))
+                .collect();
+            let originator_id = attrs
+                .iter()
+                .find(|a| a["type"] == 9)
+                .and_then(|a| a["value"].as_str())
+                .map(str::to_string);
+            let cluster_list = attrs
+                .iter()
+                .filter(|a| a["type"] == 10)
+                .flat_map(|a| a["value"].as_array().cloned().unwrap_or_default())
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect();
+            out.push(GobgpPath {
+                key: key.clone(),
+                labels,
+                next_hop,
+                route_targets,
+                stale: p["stale"].as_bool().unwrap_or(false),
+                originator_id,
+                cluster_list,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
 }

@@ -17,6 +17,33 @@ impl Lab {
             .with_context(|| format!("running {program} in {netns}"))
     }
 
+    /// Starts `ping -i 0.05 -c count -W 1` from `from` to `to` in the
+    /// background (stdout piped): traffic that runs across a fault.
+    pub fn spawn_ping(
+        &self,
+        from: &Workload,
+        to: &Workload,
+        count: u32,
+    ) -> anyhow::Result<std::process::Child> {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &from.netns,
+                "ping",
+                "-i",
+                "0.05",
+                "-W",
+                "1",
+            ])
+            .arg("-c")
+            .arg(count.to_string())
+            .arg(to.address.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting ping in {}", from.netns))
+    }
+
     /// `ping -c count` from `from` to `to` (IPv4 or IPv6): the summary line,
     /// `gobgp ARGS` against the lab's gobgpd (on the edge, API on
     /// 127.0.0.1:50051 there): its stdout, or its stderr as the error.
