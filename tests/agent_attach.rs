@@ -387,7 +387,16 @@ fn attached_workloads_of_one_tenant_talk_through_the_kernel() {
     agent.detach(&a);
     agent.detach(&b);
     agent.detach(&b);
-    assert_eq!(agent.host_veths(), Vec::<String>::new());
+    // The veth pairs go just after the answer (the kernel's unregistering
+    // takes tens of ms), and their records with them.
+    poll_until(
+        "the detached veth pairs deleted",
+        Duration::from_secs(5),
+        || {
+            (agent.host_veths().is_empty() && agent.state()["endpoints"] == serde_json::json!({}))
+                .then_some(())
+        },
+    );
     assert_eq!(agent.iif_rules(), Vec::<String>::new());
     // Only the tenant's own last-resort route, the data plane's default
     // into the tenant TUN and the node prefix's blackhole stay in its table.
@@ -609,9 +618,9 @@ fn gc_detaches_what_the_runtime_no_longer_has() {
 }
 
 #[test]
-fn attachment_interrupted_by_a_crash_is_removed_on_start() {
+fn attachments_interrupted_by_a_crash_are_removed_on_start() {
     if !require(
-        "attachment_interrupted_by_a_crash_is_removed_on_start",
+        "attachments_interrupted_by_a_crash_are_removed_on_start",
         &["ip"],
     ) {
         return;
@@ -619,26 +628,45 @@ fn attachment_interrupted_by_a_crash_is_removed_on_start() {
     let mut agent = Agent::start("cr");
     let a = Netns::new("ca");
     let b = Netns::new("cb");
+    let c = Netns::new("cc");
     let att_a = agent.attach(&a, "city");
     let att_b = agent.attach(&b, "city");
+    let att_c = agent.attach(&c, "city");
     agent.stop();
-    // Make the state look as if the agent died in the middle of attaching b:
-    // lease and record written, phase still `attaching`, objects partly made.
+    // Make the state look as if the agent died in the middle of attaching b
+    // (lease and record written, phase still `attaching`, objects partly
+    // made) and after answering the detach of c (lease released, record
+    // `detaching`, rules and veth not yet deleted).
     let mut state = agent.state();
-    let key = format!("{}/eth0", b.name);
-    state["endpoints"][&key]["phase"] = "attaching".into();
+    let key = |ns: &Netns| format!("{}/eth0", ns.name);
+    state["endpoints"][&key(&b)]["phase"] = "attaching".into();
+    state["endpoints"][&key(&c)]["phase"] = "detaching".into();
+    if let Some(leases) = state["leases"].as_object_mut() {
+        leases.remove(&key(&c));
+    }
     std::fs::write(agent.state_file(), state.to_string()).expect("write state");
     agent.run();
-    // b is gone entirely; a is adopted untouched.
+    // b and c are gone entirely; a is adopted untouched.
     assert_eq!(agent.host_veths(), vec![att_a.host_ifname.clone()]);
-    assert!(
-        !agent
-            .iif_rules()
-            .iter()
-            .any(|r| r.contains(&att_b.host_ifname))
+    for gone in [&att_b, &att_c] {
+        assert!(
+            !agent
+                .iif_rules()
+                .iter()
+                .any(|r| r.contains(&gone.host_ifname)),
+            "{:?}",
+            agent.iif_rules()
+        );
+    }
+    assert_eq!(agent.leases(), vec![key(&a)]);
+    assert_eq!(
+        agent.state()["endpoints"]
+            .as_object()
+            .map(|e| e.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![key(&a)])
     );
-    assert_eq!(agent.leases(), vec![format!("{}/eth0", a.name)]);
     assert!(!text(&b.ip(["link", "show"]).stdout).contains("eth0"));
+    assert!(!text(&c.ip(["link", "show"]).stdout).contains("eth0"));
     let check = agent.pisekctl(&["check", "--container-id", &a.name]);
     assert!(check.contains(": ok"), "{check}");
     // b attaches again cleanly and gets the released address back.
@@ -766,4 +794,43 @@ fn requested_addresses_are_leased_exactly_or_refused_leaving_nothing_behind() {
     let table = agent.ip(&["route", "show", "table", CITY_TABLE]);
     assert!(!table.contains("10.1.9.5"), "{table}");
     assert!(!agent.leases().contains(&format!("{}/eth0", c.name)));
+}
+
+#[test]
+fn an_attach_right_after_a_detach_of_the_same_interface_gets_a_working_one() {
+    if !require(
+        "an_attach_right_after_a_detach_of_the_same_interface_gets_a_working_one",
+        &["ip"],
+    ) {
+        return;
+    }
+    let agent = Agent::start("re");
+    let ns = Netns::new("wr");
+    let first = agent.attach(&ns, "city");
+    let index = |name: &str| agent.ip(&["-o", "link", "show", name]);
+    let first_link = index(&first.host_ifname);
+    // The detach answers before the kernel has deleted the veth pair; the
+    // attach that follows at once must wait for it, not adopt the dying
+    // pair (same host name), and end with a new, working pair.
+    agent.detach(&ns);
+    let second = agent.attach(&ns, "city");
+    assert_eq!(second.host_ifname, first.host_ifname);
+    let ifindex = |line: &str| line.split(':').next().unwrap_or_default().to_string();
+    assert_ne!(
+        ifindex(&index(&second.host_ifname)),
+        ifindex(&first_link),
+        "a new pair, not the one being deleted"
+    );
+    let addr = text(&ns.ip(["addr", "show", "dev", "eth0"]).stdout);
+    let v4 = second.addresses[0].trim_end_matches("/32");
+    assert!(addr.contains(&format!("inet {v4}/32")), "{addr}");
+    assert!(
+        agent.host_veths().contains(&second.host_ifname),
+        "{:?}",
+        agent.host_veths()
+    );
+    agent.detach(&ns);
+    poll_until("the veth pair deleted", Duration::from_secs(5), || {
+        (agent.host_veths().is_empty() && agent.leases().is_empty()).then_some(())
+    });
 }

@@ -211,8 +211,12 @@ fn stray_address_is_advertised_as_a_host_route_in_its_tenant_and_withdrawn_on_de
                 .then_some(())
         });
     }
-    assert!(!has_eth0(&stray));
-    assert!(!gw1_state(&lab).contains(STRAY), "lease released");
+    // The veth pair and its record go just after the answer.
+    pisek_lab::poll_until(
+        "the stray's veth deleted and its lease and record dropped",
+        Duration::from_secs(5),
+        || (!has_eth0(&stray) && !gw1_state(&lab).contains(STRAY)).then_some(()),
+    );
 }
 
 /// gobgpd's VPNv4 RIB on the edge (the lab's reflector), as JSON text.

@@ -224,9 +224,17 @@ impl HostAgent {
     }
 
     /// Panics, naming what is left, unless nothing is.
+    ///
+    /// Polls for a few seconds first: the agent deletes a detached
+    /// workload's veth pair after it answered the detach.
     pub fn assert_clean(&self, context: &str) {
-        let left = self.leftovers();
-        assert!(left.is_empty(), "{context}: left behind: {left:#?}");
+        let cleaned = crate::poll(context, Duration::from_secs(5), || {
+            Ok(self.leftovers().is_empty().then_some(()))
+        });
+        if cleaned.is_err() {
+            let left = self.leftovers();
+            assert!(left.is_empty(), "{context}: left behind: {left:#?}");
+        }
     }
 
     /// Polls until nothing is left (for cleanup the agent does on its own).

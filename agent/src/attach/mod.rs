@@ -33,10 +33,16 @@
 //!   default` in the tenant's table, so no lookup falls through to the main
 //!   table.
 //!
+//! A detach answers once the workload is off the overlay (observer told,
+//! lease released) and deletes its rules and veth pair after the answer:
+//! the kernel holds its routing lock for 20-30 ms to unregister a pair,
+//! which any netlink request would wait for (`teardown.rs`).
+//!
 //! Files: `request.rs` (validation, MTU), `naming.rs` (interface names),
 //! `veth.rs`, `workload_side.rs`, `host_side.rs` (the ensure steps),
 //! `observer.rs` (data plane and BGP), `check.rs`, `gc.rs`, `recovery.rs`,
-//! `vanished.rs` (attachments whose namespace went without a detach);
+//! `vanished.rs` (attachments whose namespace went without a detach),
+//! `teardown.rs` (the veth pair after a detach), `timing.rs` (step times);
 //! this file orchestrates attach and detach and rolls back.
 
 mod addresses;
@@ -49,6 +55,7 @@ mod naming;
 mod observer;
 mod recovery;
 mod request;
+mod teardown;
 mod timing;
 mod vanished;
 mod veth;
@@ -68,6 +75,7 @@ use naming::{format_mac, peer_temp_ifname};
 use request::{validate_key, validate_request};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use teardown::Teardowns;
 use timing::StepTimes;
 use tokio::sync::Mutex;
 use workload_side::ensure_workload_side;
@@ -92,6 +100,7 @@ pub struct Attachments {
     store: Arc<Mutex<StateStore>>,
     host: Netlink,
     observer: Option<Arc<dyn WorkloadObserver>>,
+    teardowns: Teardowns,
 }
 
 impl Attachments {
@@ -103,6 +112,7 @@ impl Attachments {
             store,
             host,
             observer: None,
+            teardowns: Teardowns::default(),
         }
     }
 
@@ -131,6 +141,9 @@ impl Attachments {
         request::validate_mtu(req, workload_mtu(&self.config), ipv6)?;
         let key = WorkloadKey::new(&req.container_id, &req.ifname);
         let mut times = StepTimes::start();
+        // A detach of the same interface may still be deleting the veth
+        // pair whose host name this attach is about to use.
+        self.teardowns.wait(&key).await;
         let mut store = self.store.lock().await;
         times.mark("wait");
         if let Err(e) = self.remove_half_made(&mut store, Some(&key)).await {
@@ -173,7 +186,7 @@ impl Attachments {
         let netns = netlink::open_netns(&req.netns).map_err(AttachError::Netns)?;
         times.mark("check");
         let avoid = self.learned_hosts(tenant.id);
-        let record = store.update(|s| -> Result<EndpointRecord, AttachError> {
+        let record = store.update_for_this_boot(|s| -> Result<EndpointRecord, AttachError> {
             let lease = s.leases.allocate_avoiding(
                 &key,
                 &tenant.name,
@@ -188,7 +201,7 @@ impl Attachments {
         times.mark("lease");
         match self.ensure_objects(&record, &netns, &mut times).await {
             Ok(mac) => {
-                let done = store.update(|s| -> Result<EndpointRecord, AttachError> {
+                let done = store.update_for_this_boot(|s| -> Result<EndpointRecord, AttachError> {
                     let mut r = record.clone();
                     r.mac = Some(format_mac(mac));
                     r.phase = EndpointPhase::Attached;
@@ -203,7 +216,7 @@ impl Attachments {
                 times.mark("publish");
                 match published {
                     Ok(r) => {
-                        times.log(&key);
+                        times.log("attach", &key);
                         Ok(Attachment::from(&r))
                     }
                     Err(e) => {
@@ -264,10 +277,10 @@ impl Attachments {
     /// objects that are already gone), then its lease and record.
     async fn roll_back(&self, store: &mut StateStore, record: &EndpointRecord) {
         self.unpublish(record).await;
-        if let Err(e) = self.remove_objects(record).await {
+        if let Err(e) = self.remove_objects(record, &mut StepTimes::start()).await {
             tracing::error!(endpoint = %record.key, error = %e, "rolling back a failed attach");
         }
-        let removed = store.update(|s| -> Result<(), StateError> {
+        let removed = store.update_for_this_boot(|s| -> Result<(), StateError> {
             s.endpoints.remove(&record.key);
             s.leases.release(&record.key);
             Ok(())
@@ -278,44 +291,55 @@ impl Attachments {
         }
     }
 
-    async fn remove_objects(&self, r: &EndpointRecord) -> Result<(), NetlinkError> {
-        // Rules name the interface and outlive it: delete them explicitly.
-        for ipv6 in [false, true] {
-            self.host
-                .delete_iif_rule(&r.host_ifname, r.table_id, r.rule_priority, ipv6)
-                .await?;
-        }
-        // Deleting the host end deletes the workload end, the routes through
-        // it and its neighbour entries. A workload end that was never moved
-        // is still under its temporary name here.
-        self.host.delete_link(&r.host_ifname).await?;
-        self.host.delete_link(&peer_temp_ifname(&r.key)).await?;
-        Ok(())
+    async fn remove_objects(
+        &self,
+        r: &EndpointRecord,
+        times: &mut StepTimes,
+    ) -> Result<(), NetlinkError> {
+        teardown::delete_objects(&self.host, r, times).await
     }
 
     /// Detaches a workload. Idempotent: detaching what is not attached (or
     /// whose namespace is gone) succeeds. Returns the removed attachment.
     pub async fn detach(&self, key: &WorkloadKey) -> Result<Option<Attachment>, AttachError> {
         validate_key(key)?;
+        let mut times = StepTimes::start();
         let mut store = self.store.lock().await;
-        let record = store.state().endpoints.get(key).cloned();
-        match &record {
-            Some(r) => {
-                self.unpublish(r).await;
-                self.remove_objects(r).await?;
-            }
-            // No record: still remove an interface by its derived name, in
-            // case an earlier state was lost.
-            None => {
+        times.mark("wait");
+        let record = store
+            .state()
+            .endpoints
+            .get(key)
+            .filter(|r| r.phase != EndpointPhase::Detaching || !self.teardowns.running(key))
+            .cloned();
+        let Some(r) = record else {
+            // Nothing, or a teardown under way. Without a record, still
+            // remove an interface by its derived name, in case an earlier
+            // state was lost.
+            if !self.teardowns.running(key) {
                 self.host.delete_link(&host_ifname(key)).await?;
+                store.update_for_this_boot(|s| -> Result<(), AttachError> {
+                    s.leases.release(key);
+                    Ok(())
+                })?;
             }
-        }
-        store.update(|s| -> Result<(), AttachError> {
-            s.endpoints.remove(key);
+            return Ok(None);
+        };
+        self.unpublish(&r).await;
+        times.mark("unpublish");
+        // The rules and the veth pair go after the answer (teardown.rs): the
+        // workload is off the overlay once the data plane forgot it.
+        let detaching = store.update_for_this_boot(|s| -> Result<EndpointRecord, AttachError> {
+            let mut d = r.clone();
+            d.phase = EndpointPhase::Detaching;
+            s.endpoints.insert(d.clone());
             s.leases.release(key);
-            Ok(())
+            Ok(d)
         })?;
-        Ok(record.as_ref().map(Attachment::from))
+        times.mark("record");
+        times.log("detach", key);
+        self.tear_down(detaching);
+        Ok(Some(Attachment::from(&r)))
     }
 
     /// Lists the attachments.
@@ -325,6 +349,7 @@ impl Attachments {
             .state()
             .endpoints
             .iter()
+            .filter(|r| r.phase != EndpointPhase::Detaching)
             .map(Attachment::from)
             .collect()
     }

@@ -14,9 +14,10 @@ impl Attachments {
         self.remove_half_made(&mut store, None).await
     }
 
-    /// Removes every attachment in phase `attaching` except `keep`: those a
-    /// crash interrupted, and those whose rollback could not be written (a
-    /// full disk). Attach calls it too, so such leftovers go as soon as the
+    /// Removes every attachment in phase `attaching` or `detaching` except
+    /// `keep` and those being torn down: those a crash interrupted, those
+    /// whose rollback could not be written (a full disk), and those whose
+    /// veth could not be deleted. Attach calls it too, so such leftovers go as soon as the
     /// disk has room again, not only at the next start.
     pub(super) async fn remove_half_made(
         &self,
@@ -27,13 +28,18 @@ impl Attachments {
             .state()
             .endpoints
             .iter()
-            .filter(|r| r.phase == EndpointPhase::Attaching && Some(&r.key) != keep)
+            .filter(|r| {
+                r.phase != EndpointPhase::Attached
+                    && Some(&r.key) != keep
+                    && !self.teardowns.running(&r.key)
+            })
             .cloned()
             .collect();
         for r in &half_made {
             tracing::warn!(endpoint = %r.key, "removing a half-made attachment");
-            self.remove_objects(r).await?;
-            store.update(|s| -> Result<(), AttachError> {
+            self.remove_objects(r, &mut super::timing::StepTimes::start())
+                .await?;
+            store.update_for_this_boot(|s| -> Result<(), AttachError> {
                 s.endpoints.remove(&r.key);
                 s.leases.release(&r.key);
                 Ok(())

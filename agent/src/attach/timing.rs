@@ -1,5 +1,5 @@
-//! How long each step of an attach took: logged at debug level for every
-//! attach, and at warn level when the whole attach was slow, so an operator
+//! How long each step of an attach or detach took: logged at debug level
+//! for every one, and at warn level when the whole was slow, so an operator
 //! can tell a slow disk (the state steps) from a busy kernel (netlink).
 
 use std::fmt;
@@ -34,13 +34,13 @@ impl StepTimes {
         self.last = now;
     }
 
-    /// Logs the steps of the attach of `endpoint`.
-    pub(super) fn log(&self, endpoint: &dyn fmt::Display) {
+    /// Logs the steps of `what` (attach, detach) of `endpoint`.
+    pub(super) fn log(&self, what: &str, endpoint: &dyn fmt::Display) {
         let total = self.last - self.start;
         if total >= SLOW {
-            tracing::warn!(%endpoint, total_ms = ms(total), steps = %self, "slow attach");
+            tracing::warn!(%endpoint, total_ms = ms(total), steps = %self, "slow {what}");
         } else {
-            tracing::debug!(%endpoint, total_ms = ms(total), steps = %self, "attach");
+            tracing::debug!(%endpoint, total_ms = ms(total), steps = %self, "{what}");
         }
     }
 }

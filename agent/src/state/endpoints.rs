@@ -18,6 +18,8 @@ pub enum EndpointPhase {
     Attaching,
     /// Every object is in place.
     Attached,
+    /// Detached and its lease released; the veth pair is being deleted.
+    Detaching,
 }
 
 /// One attached workload interface.

@@ -150,8 +150,9 @@ impl StateStore {
         self.dir.join(STATE_FILE)
     }
 
-    /// Applies `change` to a copy of the state and writes it; the copy
-    /// becomes the state only if both succeed. Returns what `change` returned.
+    /// Applies `change` to a copy of the state and writes it durably (it
+    /// survives a power cut); the copy becomes the state only if both
+    /// succeed. Returns what `change` returned.
     pub fn update<T, E>(
         &mut self,
         change: impl FnOnce(&mut AgentState) -> Result<T, E>,
@@ -159,24 +160,65 @@ impl StateStore {
     where
         E: From<StateError>,
     {
+        self.apply(change, Durability::PowerCut)
+    }
+
+    /// Like [`StateStore::update`], for changes to endpoints and their
+    /// leases: the kernel objects they describe (veths, routes, rules) do
+    /// not outlive the boot, so the change is written for a crash or a
+    /// restart of the agent (the page cache keeps it) but its rename is not
+    /// made durable. A power cut may lose it, together with the objects it
+    /// describes; the file is never torn. One fsync fewer per change, on
+    /// the path of every CNI ADD and DEL.
+    pub fn update_for_this_boot<T, E>(
+        &mut self,
+        change: impl FnOnce(&mut AgentState) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StateError>,
+    {
+        self.apply(change, Durability::ThisBoot)
+    }
+
+    fn apply<T, E>(
+        &mut self,
+        change: impl FnOnce(&mut AgentState) -> Result<T, E>,
+        durability: Durability,
+    ) -> Result<T, E>
+    where
+        E: From<StateError>,
+    {
         let mut next = self.state.clone();
         let out = change(&mut next)?;
         if next != self.state {
-            self.write(&next)?;
+            self.write(&next, durability)?;
             self.state = next;
         }
         Ok(out)
     }
 
-    fn write(&self, state: &AgentState) -> Result<(), StateError> {
+    fn write(&self, state: &AgentState, durability: Durability) -> Result<(), StateError> {
         let path = self.path();
         let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StateError::Io {
             path: path.clone(),
             source: std::io::Error::other(e),
         })?;
         bytes.push(b'\n');
-        atomic::write_atomically(&path, &bytes).map_err(|source| StateError::Io { path, source })
+        let written = match durability {
+            Durability::PowerCut => atomic::write_atomically(&path, &bytes),
+            Durability::ThisBoot => atomic::replace_atomically(&path, &bytes),
+        };
+        written.map_err(|source| StateError::Io { path, source })
     }
+}
+
+/// What a state write must survive.
+#[derive(Clone, Copy)]
+enum Durability {
+    /// A power cut: the rename is made durable too.
+    PowerCut,
+    /// A crash or restart of the agent, within this boot.
+    ThisBoot,
 }
 
 fn parse_state(path: &Path, bytes: &[u8]) -> Result<AgentState, StateError> {

@@ -1,0 +1,206 @@
+//! Detach, after the answer: deleting the rules and the veth pairs, in
+//! batches.
+//!
+//! The kernel's unregistering of a network device waits for RCU grace
+//! periods, partly under the routing netlink lock: 20-30 ms per veth pair
+//! here, whatever the pair carried, and every netlink request waits behind
+//! it. Done inside the detach, that was most of a CNI DEL; done per pair in
+//! the background, a burst of DELs (a node drained) queues hundreds of such
+//! waits. So a detach answers once the workload is off the overlay (data
+//! plane and BGP told) and its lease is free, and one worker deletes what
+//! the detaches left: the `iif` rules one by one (cheap), then every pair
+//! of the batch in a single request, by link group, so the batch shares
+//! one set of grace periods (`ip link delete group N`, the batch API the
+//! kernel uses for a namespace's devices).
+//!
+//! Until its pair is gone a workload's packets still reach the tenant's
+//! table, where the data plane drops them (their source is no longer
+//! attached). The record stays, in phase `detaching`, so a crash in between
+//! still finds the objects ([`Attachments::recover`]); an attach of the same
+//! container and interface waits for the teardown, since it would create
+//! the same host interface name. The address may be leased again at once:
+//! the new attachment's host route replaces the old one, and the old end's
+//! address lives in the old namespace only.
+
+use super::Attachments;
+use super::naming::peer_temp_ifname;
+use super::timing::StepTimes;
+use crate::ipam::WorkloadKey;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::state::{EndpointPhase, EndpointRecord, StateError, StateStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, watch};
+
+/// The link group the worker puts a batch's host ends in, to delete them in
+/// one request. Nothing else on a node uses it ("PISK" in ASCII); the
+/// group only ever holds pairs being deleted.
+pub const TEARDOWN_LINK_GROUP: u32 = 0x5049_534b;
+
+/// The teardowns queued or under way, by endpoint, and the worker's queue.
+#[derive(Clone, Default)]
+pub(super) struct Teardowns {
+    running: Arc<std::sync::Mutex<HashMap<WorkloadKey, watch::Receiver<bool>>>>,
+    queue: Arc<std::sync::OnceLock<mpsc::UnboundedSender<Job>>>,
+}
+
+/// One detached attachment to delete, and whom to tell.
+struct Job {
+    record: EndpointRecord,
+    finished: watch::Sender<bool>,
+}
+
+impl Teardowns {
+    /// Whether the objects of `key` are queued or being deleted.
+    pub(super) fn running(&self, key: &WorkloadKey) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    /// Waits until no teardown of `key` is queued or runs.
+    pub(super) async fn wait(&self, key: &WorkloadKey) {
+        let done = self.lock().get(key).cloned();
+        if let Some(mut done) = done {
+            // A dropped sender (the worker stopped) ends the wait too.
+            let _ = done.wait_for(|finished| *finished).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, watch::Receiver<bool>>> {
+        // The map holds no invariant a panicking holder could break.
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Attachments {
+    /// Queues the deletion of the objects of `record` (in phase
+    /// `detaching`); the worker drops the record when they are gone.
+    pub(super) fn tear_down(&self, record: EndpointRecord) {
+        let (finished, done) = watch::channel(false);
+        self.teardowns.lock().insert(record.key.clone(), done);
+        let queue = self.teardowns.queue.get_or_init(|| {
+            let (queue, jobs) = mpsc::unbounded_channel();
+            tokio::spawn(worker(
+                jobs,
+                self.host.clone(),
+                Arc::clone(&self.store),
+                self.teardowns.clone(),
+            ));
+            queue
+        });
+        if let Err(mpsc::error::SendError(job)) = queue.send(Job { record, finished }) {
+            // The worker is gone (the runtime is stopping): the record stays
+            // `detaching` and the next start deletes what it names.
+            self.teardowns.lock().remove(&job.record.key);
+        }
+    }
+}
+
+/// Takes every queued job as one batch, deletes its objects, drops the
+/// records, tells the waiters; again.
+async fn worker(
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    host: Netlink,
+    store: Arc<Mutex<StateStore>>,
+    teardowns: Teardowns,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        let records: Vec<&EndpointRecord> = batch.iter().map(|j| &j.record).collect();
+        let mut times = StepTimes::start();
+        match delete_batch(&host, &records, &mut times).await {
+            Ok(()) => {
+                drop_records(&store, &records).await;
+                times.mark("records");
+                times.log("teardown", &format_args!("{} attachment(s)", records.len()));
+            }
+            // The records stay `detaching`: the next attach or start removes
+            // what is left.
+            Err(e) => tracing::error!(
+                attachments = records.len(),
+                error = %e,
+                "deleting detached workloads' rules and veths"
+            ),
+        }
+        for job in batch {
+            teardowns.lock().remove(&job.record.key);
+            let _ = job.finished.send(true);
+        }
+    }
+}
+
+/// The rules of every record, then every pair in one request.
+async fn delete_batch(
+    host: &Netlink,
+    records: &[&EndpointRecord],
+    times: &mut StepTimes,
+) -> Result<(), NetlinkError> {
+    for r in records {
+        delete_rules(host, r).await?;
+    }
+    times.mark("rules");
+    for r in records {
+        host.set_link_group(&r.host_ifname, TEARDOWN_LINK_GROUP)
+            .await?;
+        // An end that was never moved into its namespace keeps its
+        // temporary name (an attach interrupted by an older agent).
+        host.set_link_group(&peer_temp_ifname(&r.key), TEARDOWN_LINK_GROUP)
+            .await?;
+    }
+    times.mark("group");
+    host.delete_link_group(TEARDOWN_LINK_GROUP).await?;
+    times.mark("links");
+    Ok(())
+}
+
+/// The `iif` rules of an attachment: they name the interface and outlive
+/// it, so they are deleted explicitly.
+async fn delete_rules(host: &Netlink, r: &EndpointRecord) -> Result<(), NetlinkError> {
+    for ipv6 in [false, true] {
+        host.delete_iif_rule(&r.host_ifname, r.table_id, r.rule_priority, ipv6)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every kernel object of one attachment (rollback, recovery):
+/// rules, then the host end, which deletes the workload end, the routes
+/// through it and its neighbour entries. All steps tolerate objects that
+/// are already gone.
+pub(super) async fn delete_objects(
+    host: &Netlink,
+    r: &EndpointRecord,
+    times: &mut StepTimes,
+) -> Result<(), NetlinkError> {
+    delete_rules(host, r).await?;
+    times.mark("rules");
+    host.delete_link(&r.host_ifname).await?;
+    times.mark("link");
+    host.delete_link(&peer_temp_ifname(&r.key)).await?;
+    times.mark("temp-link");
+    Ok(())
+}
+
+/// Drops the records still `detaching` (an attach of the same interface
+/// waits for the teardown, so none was taken over meanwhile).
+async fn drop_records(store: &Mutex<StateStore>, records: &[&EndpointRecord]) {
+    let mut store = store.lock().await;
+    let dropped = store.update_for_this_boot(|s| -> Result<(), StateError> {
+        for r in records {
+            if s.endpoints
+                .get(&r.key)
+                .is_some_and(|e| e.phase == EndpointPhase::Detaching)
+            {
+                s.endpoints.remove(&r.key);
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = dropped {
+        // Harmless: the records name nothing that still exists; the next
+        // start drops them.
+        tracing::warn!(error = %e, "could not drop detached workloads' records");
+    }
+}
