@@ -30,13 +30,7 @@ stop_all
 # 3. Pisek at both ends: TUN with TSO/GRO offload (default), then without
 #    (one packet per TUN read/write, all that tun-tap offers).
 run_pisek() {
-    ip netns exec "$A" "$PEER" --key-file "$WORK/a.key" --listen 0.0.0.0:51820 --tun pwg0 \
-        --address 10.9.0.1/24 --peer "$(cat "$WORK/b.pub")" --peer-endpoint 10.98.0.2:51820 \
-        --allowed-ips 10.9.0.2/32 "$@" < /dev/null > "$WORK/a.log" 2>&1 &
-    ip netns exec "$B" "$PEER" --key-file "$WORK/b.key" --listen 0.0.0.0:51820 --tun pwg0 \
-        --address 10.9.0.2/24 --peer "$(cat "$WORK/a.pub")" --peer-endpoint 10.98.0.1:51820 \
-        --allowed-ips 10.9.0.1/32 "$@" < /dev/null > "$WORK/b.log" 2>&1 &
-    for _ in $(seq 100); do grep -qs ready "$WORK/a.log" && grep -qs ready "$WORK/b.log" && break; sleep 0.05; done
+    wgpeer_up "$PEER" "$@"
     measure 10.9.0.2
     stop_all
     rm -f "$WORK/a.log" "$WORK/b.log"

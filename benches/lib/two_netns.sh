@@ -105,3 +105,20 @@ rss_kib() {
     done
     echo "$total"
 }
+
+# examples/wg_peer (binary $1) at both ends (TUN pwg0, 10.9.0.1 and
+# 10.9.0.2, offload on unless more arguments say otherwise); returns once
+# both print "ready".
+wgpeer_up() {
+    local peer=$1; shift
+    ip netns exec "$A" "$peer" --key-file "$WORK/a.key" --listen 0.0.0.0:51820 --tun pwg0 \
+        --address 10.9.0.1/24 --peer "$(cat "$WORK/b.pub")" --peer-endpoint 10.98.0.2:51820 \
+        --allowed-ips 10.9.0.2/32 "$@" < /dev/null > "$WORK/a.log" 2>&1 &
+    ip netns exec "$B" "$peer" --key-file "$WORK/b.key" --listen 0.0.0.0:51820 --tun pwg0 \
+        --address 10.9.0.2/24 --peer "$(cat "$WORK/a.pub")" --peer-endpoint 10.98.0.1:51820 \
+        --allowed-ips 10.9.0.1/32 "$@" < /dev/null > "$WORK/b.log" 2>&1 &
+    for _ in $(seq 100); do
+        grep -qs ready "$WORK/a.log" && grep -qs ready "$WORK/b.log" && break
+        sleep 0.05
+    done
+}

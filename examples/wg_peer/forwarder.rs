@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use pisek_agent::dataplane::tun::{SyncDevice, TunReadBatch, TunWriteBatch};
-use pisek_agent::dataplane::{BATCH_SIZE, DatagramBatch, PollSet, UdpBatchSocket};
+use pisek_agent::dataplane::{BATCH_SIZE, DatagramBatch, GRO_SLOT_LEN, PollSet, UdpBatchSocket};
 use pisek_overlay::wg::{PeerId, PeerStatus, WgDropCounters, WgInterface, WgOutput};
 
 /// How often the WireGuard timers run. boringtun rounds its timers to this
@@ -70,13 +70,16 @@ pub struct WgForwarder {
 
 impl WgForwarder {
     /// Joins `wg` to `tun` and `udp`; allocates every buffer now.
-    pub fn new(wg: WgInterface, tun: SyncDevice, udp: UdpBatchSocket) -> WgForwarder {
+    pub fn new(wg: WgInterface, tun: SyncDevice, mut udp: UdpBatchSocket) -> WgForwarder {
+        // The receive batch has GRO-sized slots: the kernel may hand over
+        // a burst of a flow as one message (split by recv_batch).
+        udp.enable_gro();
         let ready = PollSet::new([udp.as_raw_fd(), tun.as_raw_fd()]);
         WgForwarder {
             wg,
             tun,
             udp,
-            from_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
+            from_underlay: DatagramBatch::new(BATCH_SIZE, GRO_SLOT_LEN),
             to_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
             from_tun: TunReadBatch::new(SLOT_LEN),
             to_tun: TunWriteBatch::new(),
@@ -154,7 +157,7 @@ impl WgForwarder {
             }
             self.to_tun.flush(&self.tun);
             self.flush()?;
-            if n < self.from_underlay.capacity() {
+            if !self.from_underlay.is_full() {
                 break;
             }
         }

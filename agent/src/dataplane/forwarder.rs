@@ -13,13 +13,15 @@ use super::commands::{Command, CommandSender};
 use super::devices::{Devices, TENANT_TUN_OFFLOAD};
 use super::poll::PollSet;
 use super::snapshot::{PeerSnapshot, Snapshot};
-use super::underlay::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
+use super::tun::TunWriteBatch;
+use super::underlay::{BATCH_SIZE, DatagramBatch, GRO_SLOT_LEN, UdpBatchSocket};
 use pisek_overlay::drop::{DropCounters, DropReason};
-use pisek_overlay::forward::{ForwardOutput, Interface, PacketBatch, Pipeline};
+use pisek_overlay::forward::{FILL_MAX, ForwardOutput, Interface, PacketBatch, Pipeline};
 use pisek_overlay::vrf::TenantId;
 use pisek_overlay::wg::PeerHealth;
 use std::collections::HashMap;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +38,10 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// How often the snapshot for the API is refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
-/// Room for the largest underlay datagram (an Ethernet jumbo frame).
-const DATAGRAM_SLOT: usize = 9216;
+/// Output slots kept free beyond a batch: one received datagram may
+/// produce several outputs (a completed handshake sends the packets that
+/// waited for it; boringtun queues a few).
+const OUTPUT_MARGIN: usize = 16;
 
 /// Packets read from one TUN before the others get their turn (one
 /// offload read splits into at most 64 KiB / tenant MTU packets).
@@ -59,8 +63,13 @@ impl Forwarder {
     pub fn spawn(
         pipeline: Pipeline,
         devices: Devices,
-        udp: UdpBatchSocket,
+        mut udp: UdpBatchSocket,
     ) -> io::Result<Forwarder> {
+        // The receive batch has GRO-sized slots (`Loop::new`). Without GRO
+        // (an old kernel) datagrams simply come one per message.
+        if !udp.enable_gro() {
+            tracing::info!("the kernel refused UDP_GRO: one datagram per receive slot");
+        }
         let (commands, receiver) = std::sync::mpsc::channel();
         let (wake, woken) = UnixDatagram::pair()?;
         wake.set_nonblocking(true)?;
@@ -124,20 +133,18 @@ struct Loop {
     /// Readable when a command was sent: part of the poll set.
     woken: UnixDatagram,
     snapshot: Arc<Mutex<Snapshot>>,
-    /// recvmmsg lands here ...
+    /// recvmmsg lands here (slots for UDP GRO messages), and the pipeline
+    /// reads the datagrams from here.
     received: DatagramBatch,
-    /// ... and is handed to the pipeline from here.
-    ingress: PacketBatch,
     egress: PacketBatch,
+    /// The pipeline's output; its datagrams go to sendmmsg from here.
     out: ForwardOutput,
-    /// sendmmsg batch.
-    to_send: DatagramBatch,
-    /// Offload reads from tenant TUNs: the super-packet and its segments.
+    /// Offload reads from tenant TUNs: the super-packet, and the sizes of
+    /// the packets it splits into (in the egress batch's slots).
     super_packet: Vec<u8>,
-    segments: Vec<Vec<u8>>,
     segment_sizes: Vec<usize>,
-    /// A packet for an offload TUN behind its (empty) virtio-net header.
-    tun_write: Vec<u8>,
+    /// Packets for an offload tenant TUN, coalesced (GRO) on flush.
+    tun_writes: TunWriteBatch,
     /// What the forwarder itself drops, around the pipeline.
     device_drops: DeviceDrops,
 }
@@ -171,10 +178,10 @@ impl Loop {
         (commands, woken): (Receiver<Command>, UnixDatagram),
         snapshot: Arc<Mutex<Snapshot>>,
     ) -> Loop {
-        let ingress = pipeline.ingress_input(BATCH_SIZE);
         let egress = pipeline.egress_input(TUN_BATCH);
-        // Handshakes and ICMP errors take output slots too.
-        let out = ForwardOutput::new(BATCH_SIZE + 16, &pipeline.config().mtu);
+        // Handshakes and ICMP errors take output slots too
+        // (`output_nearly_full`).
+        let out = ForwardOutput::new(BATCH_SIZE + OUTPUT_MARGIN, &pipeline.config().mtu);
         let device_drops = DeviceDrops {
             node: DropCounters::new(),
             tenants: vec![DropCounters::new(); devices.tenants.len()],
@@ -194,15 +201,12 @@ impl Loop {
             commands,
             woken,
             snapshot,
-            received: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
-            ingress,
+            received: DatagramBatch::new(BATCH_SIZE, GRO_SLOT_LEN),
             egress,
             out,
-            to_send: DatagramBatch::new(BATCH_SIZE, DATAGRAM_SLOT),
             super_packet: vec![0; TUN_SUPER_PACKET],
-            segments: vec![vec![0; TUN_SUPER_PACKET]; IDEAL_BATCH_SIZE],
-            segment_sizes: vec![0; IDEAL_BATCH_SIZE],
-            tun_write: vec![0; TUN_SUPER_PACKET],
+            segment_sizes: vec![0; FILL_MAX],
+            tun_writes: TunWriteBatch::new(),
             device_drops,
         }
     }
@@ -314,22 +318,25 @@ impl Loop {
     }
 
     /// recvmmsg → ingress, until the socket is drained (bounded so the TUNs
-    /// get their turn).
+    /// get their turn). Datagrams go to the pipeline from the receive
+    /// slots themselves (a GRO message split in place), no copy.
     fn underlay_batches(&mut self) -> io::Result<()> {
         for _ in 0..4 {
             let n = self.udp.recv_batch(&mut self.received)?;
             if n == 0 {
                 break;
             }
-            self.ingress.clear();
+            let now = Instant::now();
             for i in 0..n {
+                if output_nearly_full(&self.out) {
+                    self.flush()?;
+                }
                 let (datagram, from) = self.received.get(i);
-                self.ingress.push_datagram(datagram, from);
+                self.pipeline
+                    .ingress_datagram(datagram, from, now, &mut self.out);
             }
-            self.pipeline
-                .ingress_batch(&self.ingress, Instant::now(), &mut self.out);
             self.flush()?;
-            if n < self.received.capacity() {
+            if !self.received.is_full() {
                 break;
             }
         }
@@ -375,20 +382,22 @@ impl Loop {
         self.flush()
     }
 
-    /// Reads super-packets from an offload TUN, split into packets, into the
-    /// egress batch (one copy each: tun-rs splits into its own buffers).
+    /// Reads super-packets from an offload TUN, split by tun-rs into
+    /// packets straight into the egress batch's free slots (no copy).
     fn read_offload(&mut self, tenant: Option<usize>) -> io::Result<()> {
         let Some(i) = tenant else { return Ok(()) };
         let device = &self.tenants[i].1;
         // A read yields at most 64 KiB / MTU segments; stop while one more
         // could overflow the batch.
         while self.egress.capacity() - self.egress.len() >= 64 {
-            let n = match device.recv_multiple(
-                &mut self.super_packet,
-                &mut self.segments,
-                &mut self.segment_sizes,
-                0,
-            ) {
+            let sizes = &mut self.segment_sizes;
+            let super_packet = &mut self.super_packet;
+            // tun-rs wants one size per buffer.
+            let read = self.egress.with_free_slots(|slots| {
+                let sizes = &mut sizes[..slots.len()];
+                device.recv_multiple(super_packet, slots, sizes, 0)
+            });
+            let n = match read {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -399,12 +408,7 @@ impl Loop {
                 }
                 Err(e) => return Err(e),
             };
-            for (segment, &len) in self.segments.iter().zip(&self.segment_sizes).take(n) {
-                let Some(slot) = self.egress.free_slot() else {
-                    break;
-                };
-                let len = len.min(slot.len());
-                slot[..len].copy_from_slice(&segment[..len]);
+            for &len in &self.segment_sizes[..n] {
                 self.egress.commit(len, None);
             }
         }
@@ -414,59 +418,73 @@ impl Loop {
     /// Sends the output's datagrams (sendmmsg) and writes its packets to
     /// their TUNs, then empties it.
     fn flush(&mut self) -> io::Result<()> {
-        for (datagram, endpoint) in self.out.underlay.datagrams() {
-            if self.to_send.is_full() {
-                self.udp.send_batch(&mut self.to_send)?;
-            }
-            let slot = self.to_send.next_slot();
-            let len = datagram.len().min(slot.len());
-            slot[..len].copy_from_slice(&datagram[..len]);
-            self.to_send.commit(len, endpoint);
+        let underlay = &self.out.underlay;
+        if !underlay.is_empty() {
+            self.udp.send_datagrams(underlay.len(), |i| {
+                underlay.datagram(i).unwrap_or((&[], NO_ENDPOINT))
+            })?;
         }
-        if !self.to_send.is_empty() {
-            self.udp.send_batch(&mut self.to_send)?;
-        }
-        // Deliveries come in runs for one tenant: look the TUN up once a run.
+        // Deliveries come in runs for one tenant: look the TUN up once a
+        // run, and hand the run to the TUN as one GRO batch (consecutive
+        // segments of a flow coalesced into super-packets, one write each),
+        // flushed when the tenant changes and at the end.
         let mut last: Option<(TenantId, Option<usize>)> = None;
+        let mut pending: Option<(usize, u64)> = None;
         for (packet, interface) in self.out.local.deliveries() {
-            let (device, tenant) = match interface {
-                Interface::Fabric => (Some(&self.fabric), None),
-                Interface::Tenant(t) => {
-                    let index = match last {
-                        Some((lt, index)) if lt == t => index,
-                        _ => {
-                            let index = self.tenant_index.get(&t).copied();
-                            last = Some((t, index));
-                            index
-                        }
-                    };
-                    (index.map(|i| &self.tenants[i].1), index)
-                }
-            };
-            let written = match (device, interface) {
-                (Some(d), Interface::Tenant(_)) if TENANT_TUN_OFFLOAD => {
-                    // An all-zero virtio-net header: one plain packet. The
-                    // header bytes are zeroed at allocation and never written.
-                    let total = VIRTIO_NET_HDR_LEN + packet.len();
-                    if total <= self.tun_write.len() {
-                        self.tun_write[VIRTIO_NET_HDR_LEN..total].copy_from_slice(packet);
-                        d.send(&self.tun_write[..total]).is_ok()
-                    } else {
-                        false
+            let tenant = match interface {
+                Interface::Fabric => {
+                    // A full TUN queue loses the packet like a full NIC
+                    // ring would.
+                    if self.fabric.send(packet).is_err() {
+                        self.device_drops.record(DropReason::QueueFull, None);
                     }
+                    continue;
                 }
-                (Some(d), _) => d.send(packet).is_ok(),
-                (None, _) => false,
+                Interface::Tenant(t) => match last {
+                    Some((lt, index)) if lt == t => index,
+                    _ => {
+                        let index = self.tenant_index.get(&t).copied();
+                        last = Some((t, index));
+                        index
+                    }
+                },
             };
-            // A full TUN queue loses the packet like a full NIC ring would.
-            if !written {
-                let reason = if device.is_some() {
-                    DropReason::QueueFull
-                } else {
-                    DropReason::UnknownTenant
-                };
-                self.device_drops.record(reason, tenant);
+            let Some(i) = tenant else {
+                self.device_drops.record(DropReason::UnknownTenant, None);
+                continue;
+            };
+            let device = &self.tenants[i].1;
+            if !TENANT_TUN_OFFLOAD {
+                if device.send(packet).is_err() {
+                    self.device_drops.record(DropReason::QueueFull, Some(i));
+                }
+                continue;
             }
+            if pending.is_none_or(|(p, _)| p != i) {
+                if let Some((p, errors)) = pending {
+                    flush_tun_writes(
+                        &mut self.tun_writes,
+                        &self.tenants[p].1,
+                        errors,
+                        p,
+                        &mut self.device_drops,
+                    );
+                }
+                pending = Some((i, self.tun_writes.errors()));
+            }
+            let buf = self.tun_writes.next(device);
+            let len = packet.len().min(buf.len());
+            buf[..len].copy_from_slice(&packet[..len]);
+            self.tun_writes.commit(len);
+        }
+        if let Some((p, errors)) = pending {
+            flush_tun_writes(
+                &mut self.tun_writes,
+                &self.tenants[p].1,
+                errors,
+                p,
+                &mut self.device_drops,
+            );
         }
         self.out.clear();
         Ok(())
@@ -529,4 +547,31 @@ impl Loop {
             *s = snapshot;
         }
     }
+}
+
+/// Writes the GRO batch of tenant TUN `tenant` and counts, for that
+/// tenant, the write calls the device refused since the run began (its
+/// error count was `errors_before`): a refused write of a coalesced
+/// super-packet loses its segments as a full queue would.
+fn flush_tun_writes(
+    batch: &mut TunWriteBatch,
+    device: &SyncDevice,
+    errors_before: u64,
+    tenant: usize,
+    drops: &mut DeviceDrops,
+) {
+    batch.flush(device);
+    for _ in errors_before..batch.errors() {
+        drops.record(DropReason::QueueFull, Some(tenant));
+    }
+}
+
+/// The address of a datagram the output batch cannot name (never: the
+/// indexes passed are in range).
+const NO_ENDPOINT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// True when the next received datagram might not find room in `out`.
+fn output_nearly_full(out: &ForwardOutput) -> bool {
+    let room = |b: &PacketBatch| b.capacity() - b.len();
+    room(&out.underlay) <= OUTPUT_MARGIN || room(&out.local) <= OUTPUT_MARGIN
 }

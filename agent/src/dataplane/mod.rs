@@ -56,5 +56,5 @@ pub use forwarder::Forwarder;
 pub use poll::PollSet;
 pub use snapshot::{PeerSnapshot, Snapshot};
 pub use start::{pipeline_config, start};
-pub use underlay::{BATCH_SIZE, DatagramBatch, UdpBatchSocket};
+pub use underlay::{BATCH_SIZE, DatagramBatch, GRO_SLOT_LEN, UdpBatchSocket};
 pub use view::LiveView;

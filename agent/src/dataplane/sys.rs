@@ -24,6 +24,9 @@ pub(super) struct Received {
     pub from: Option<SocketAddr>,
     /// The datagram was longer than its slot (MSG_TRUNC).
     pub truncated: bool,
+    /// With UDP_GRO: the size of the datagrams coalesced into this
+    /// message (0: one datagram).
+    pub segment: usize,
 }
 
 impl Received {
@@ -32,6 +35,7 @@ impl Received {
         len: 0,
         from: None,
         truncated: false,
+        segment: 0,
     };
 }
 
@@ -56,6 +60,7 @@ pub(super) fn recv_datagrams(
     let mut names: [libc::sockaddr_storage; BATCH_SIZE] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut hdrs: [libc::mmsghdr; BATCH_SIZE] = unsafe { std::mem::zeroed() };
+    let mut cmsgs = [CmsgSpace([0; CMSG_BYTES]); BATCH_SIZE];
     for i in 0..n {
         let base = data[i * slot_len..].as_mut_ptr();
         iov[i].write(libc::iovec {
@@ -66,11 +71,14 @@ pub(super) fn recv_datagrams(
         hdrs[i].msg_hdr.msg_iovlen = 1;
         hdrs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
         hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // Room for the UDP_GRO segment size, when the socket coalesces.
+        hdrs[i].msg_hdr.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+        hdrs[i].msg_hdr.msg_controllen = CMSG_BYTES as _;
     }
     // SAFETY: `hdrs[..n]` point at `n` live iovecs over disjoint slots of
     // `data` (each `slot_len` bytes, inside `data` since
-    // `n * slot_len <= data.len()`) and at `names`, all of which outlive
-    // the call.
+    // `n * slot_len <= data.len()`), at `names` and at `cmsgs` (each
+    // CMSG_BYTES long), all of which outlive the call.
     let got = unsafe {
         libc::recvmmsg(
             socket.as_raw_fd(),
@@ -90,9 +98,30 @@ pub(super) fn recv_datagrams(
             len: hdr.msg_len as usize,
             from: from_sockaddr(&names[i]),
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            segment: gro_segment(&hdr.msg_hdr),
         };
     }
     Ok(got)
+}
+
+/// The UDP_GRO segment size in a received message's control data (0 when
+/// the message is one datagram).
+fn gro_segment(hdr: &libc::msghdr) -> usize {
+    // SAFETY: `hdr` is a message the kernel filled: msg_control points at
+    // its live buffer and msg_controllen says how much of it the kernel
+    // wrote; CMSG_FIRSTHDR/NXTHDR stay inside that and return null at the
+    // end. The kernel writes the segment size as an int.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(size).unwrap_or(0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    0
 }
 
 /// One message of a `sendmmsg`: the datagrams `payloads[first..first +
@@ -176,6 +205,10 @@ pub(super) fn send_messages(
 /// UDP_SEGMENT from linux/udp.h: the segment size of a GSO send.
 const UDP_SEGMENT: libc::c_int = 103;
 
+/// UDP_GRO from linux/udp.h: the socket option, and the control message
+/// carrying the segment size of a coalesced receive.
+pub(super) const UDP_GRO: libc::c_int = 104;
+
 /// Room for one control message carrying a u16 (CMSG_SPACE(2) is 24 on
 /// 64-bit Linux).
 const CMSG_BYTES: usize = 32;
@@ -200,13 +233,14 @@ fn set_segment_size(hdr: &mut libc::msghdr, space: &mut CmsgSpace, segment: u16)
     }
 }
 
-/// `setsockopt` of an int option, best effort (the result is not looked at).
+/// `setsockopt` of an int option, best effort: returns whether the kernel
+/// took it.
 pub(super) fn set_int_option(
     socket: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
     value: libc::c_int,
-) {
+) -> bool {
     // SAFETY: the option value is a live c_int of the size passed.
     unsafe {
         libc::setsockopt(
@@ -215,7 +249,7 @@ pub(super) fn set_int_option(
             name,
             (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
-        );
+        ) == 0
     }
 }
 

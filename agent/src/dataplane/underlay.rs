@@ -8,7 +8,7 @@
 //! is full.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,57 +26,73 @@ const SOCKET_BUFFER_BYTES: libc::c_int = 4 << 20;
 /// drops the rest of the batch.
 const SEND_WAIT_MS: libc::c_int = 50;
 
-/// A batch of datagrams in caller-owned, preallocated slots.
+/// A batch of datagrams in caller-owned, preallocated slots. A slot holds
+/// one datagram to send, or one received message, which with UDP GRO may
+/// be several datagrams of a flow back to back (split into entries).
 pub struct DatagramBatch {
     data: Vec<u8>,
     slot_len: usize,
-    lens: Vec<usize>,
-    addrs: Vec<SocketAddr>,
-    count: usize,
+    slots: usize,
+    /// Slots filled: by `commit`, or by the last receive.
+    used_slots: usize,
+    entries: Vec<Entry>,
+}
+
+/// One datagram's place in the batch's bytes and its address.
+#[derive(Clone, Copy)]
+struct Entry {
+    start: usize,
+    len: usize,
+    addr: SocketAddr,
 }
 
 impl DatagramBatch {
-    /// A batch of `slots` slots of `slot_len` bytes each.
+    /// A batch of `slots` slots of `slot_len` bytes each. Receiving with
+    /// UDP GRO ([`UdpBatchSocket::enable_gro`]) needs slots of
+    /// [`GRO_SLOT_LEN`].
     pub fn new(slots: usize, slot_len: usize) -> DatagramBatch {
-        let unspecified = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
         DatagramBatch {
             data: vec![0; slots * slot_len],
             slot_len,
-            lens: vec![0; slots],
-            addrs: vec![unspecified; slots],
-            count: 0,
+            slots,
+            used_slots: 0,
+            // A GRO message splits into at most 64 datagrams: room for all
+            // of them now, so a receive never allocates.
+            entries: Vec::with_capacity(slots * GSO_MAX_SEGMENTS),
         }
     }
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.lens.len()
+        self.slots
     }
 
-    /// Number of filled slots.
+    /// Number of datagrams in the batch.
     pub fn len(&self) -> usize {
-        self.count
+        self.entries.len()
     }
 
-    /// True when no slot is filled.
+    /// True when the batch holds no datagram.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.entries.is_empty()
     }
 
-    /// True when every slot is filled.
+    /// True when every slot is filled (by commits, or by the last receive:
+    /// more may be waiting).
     pub fn is_full(&self) -> bool {
-        self.count == self.capacity()
+        self.used_slots == self.slots
     }
 
     /// Empties the batch (the bytes stay, for reuse).
     pub fn clear(&mut self) {
-        self.count = 0;
+        self.used_slots = 0;
+        self.entries.clear();
     }
 
     /// The whole buffer of the next free slot. Panics when the batch is
     /// full: check [`is_full`](Self::is_full) first.
     pub fn next_slot(&mut self) -> &mut [u8] {
-        let start = self.count * self.slot_len;
+        let start = self.used_slots * self.slot_len;
         &mut self.data[start..start + self.slot_len]
     }
 
@@ -84,23 +100,31 @@ impl DatagramBatch {
     /// `addr`.
     pub fn commit(&mut self, len: usize, addr: SocketAddr) {
         debug_assert!(len <= self.slot_len && !self.is_full());
-        self.lens[self.count] = len;
-        self.addrs[self.count] = addr;
-        self.count += 1;
+        self.entries.push(Entry {
+            start: self.used_slots * self.slot_len,
+            len,
+            addr,
+        });
+        self.used_slots += 1;
     }
 
-    /// Filled slot `i`: its bytes and address.
+    /// Datagram `i`: its bytes and address.
     pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
-        let start = i * self.slot_len;
-        (&self.data[start..start + self.lens[i]], self.addrs[i])
+        let e = self.entries[i];
+        (&self.data[e.start..e.start + e.len], e.addr)
     }
 }
+
+/// The receive slot a GRO message needs: a UDP payload of up to 64 KiB.
+pub const GRO_SLOT_LEN: usize = 65_536;
 
 /// A non-blocking UDP socket that sends and receives in batches.
 pub struct UdpBatchSocket {
     socket: UdpSocket,
     /// Whether sends may use UDP GSO; cleared when the kernel refuses it.
     gso: AtomicBool,
+    /// Whether the kernel may coalesce received datagrams (UDP_GRO).
+    gro: bool,
 }
 
 impl UdpBatchSocket {
@@ -110,12 +134,26 @@ impl UdpBatchSocket {
         socket.set_nonblocking(true)?;
         for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
             // Best effort: the kernel caps it at net.core.[rw]mem_max.
-            sys::set_int_option(socket.as_fd(), libc::SOL_SOCKET, opt, SOCKET_BUFFER_BYTES);
+            let _ = sys::set_int_option(socket.as_fd(), libc::SOL_SOCKET, opt, SOCKET_BUFFER_BYTES);
         }
         Ok(UdpBatchSocket {
             socket,
             gso: AtomicBool::new(true),
+            gro: false,
         })
+    }
+
+    /// Lets the kernel coalesce datagrams of a flow into one received
+    /// message (UDP_GRO, Linux 5.0), which [`recv_batch`](Self::recv_batch)
+    /// splits again: one socket buffer and one copy-out per burst instead
+    /// of per datagram, and a GSO burst from the peer (or one that a router
+    /// forwarded whole) is never segmented on the way in. Every batch
+    /// received into must then have slots of [`GRO_SLOT_LEN`]: a longer
+    /// message would be truncated, its datagrams lost. Returns whether the
+    /// kernel took the option.
+    pub fn enable_gro(&mut self) -> bool {
+        self.gro = sys::set_int_option(self.socket.as_fd(), libc::SOL_UDP, sys::UDP_GRO, 1);
+        self.gro
     }
 
     /// The bound address.
@@ -123,11 +161,13 @@ impl UdpBatchSocket {
         self.socket.local_addr()
     }
 
-    /// Receives up to a batch of datagrams without blocking; returns how
-    /// many arrived (0 when none is waiting). A datagram longer than a slot
-    /// is skipped.
+    /// Receives up to a batch of messages without blocking and splits
+    /// coalesced ones into their datagrams; returns how many datagrams
+    /// arrived (0 when none is waiting). A message longer than a slot is
+    /// skipped.
     pub fn recv_batch(&self, batch: &mut DatagramBatch) -> io::Result<usize> {
         batch.clear();
+        debug_assert!(!self.gro || batch.slot_len >= GRO_SLOT_LEN);
         let n = batch.capacity().min(BATCH_SIZE);
         let mut received = [Received::EMPTY; BATCH_SIZE];
         let slot_len = batch.slot_len;
@@ -145,20 +185,32 @@ impl UdpBatchSocket {
                 };
             }
         };
-        for (i, datagram) in received[..got].iter().enumerate() {
-            if datagram.truncated {
+        batch.used_slots = got;
+        for (i, message) in received[..got].iter().enumerate() {
+            let Some(addr) = message.from else { continue };
+            if message.truncated {
                 continue;
             }
-            if let Some(from) = datagram.from {
-                // Received bytes sit in slot i; commit moves slot by slot, so
-                // keep them aligned by copying down only when one was skipped.
-                let dst = batch.count;
-                if dst != i {
-                    batch
-                        .data
-                        .copy_within(i * slot_len..i * slot_len + datagram.len, dst * slot_len);
-                }
-                batch.commit(datagram.len, from);
+            // A coalesced message holds datagrams of `segment` bytes, the
+            // last possibly shorter (udp(7), UDP_GRO).
+            let segment = if message.segment > 0 {
+                message.segment
+            } else {
+                message.len.max(1)
+            };
+            let mut start = i * slot_len;
+            let end = start + message.len;
+            while start < end {
+                let len = segment.min(end - start);
+                batch.entries.push(Entry { start, len, addr });
+                start += len;
+            }
+            if message.len == 0 {
+                batch.entries.push(Entry {
+                    start,
+                    len: 0,
+                    addr,
+                });
             }
         }
         Ok(batch.len())
@@ -172,7 +224,19 @@ impl UdpBatchSocket {
     /// the socket buffer stays full for 50 ms, the rest is dropped. Returns
     /// how many datagrams were sent.
     pub fn send_batch(&self, batch: &mut DatagramBatch) -> io::Result<usize> {
-        let total = batch.len();
+        let sent = self.send_datagrams(batch.len(), |i| batch.get(i));
+        batch.clear();
+        sent
+    }
+
+    /// [`send_batch`](Self::send_batch) over datagrams the caller holds
+    /// elsewhere: `datagram(i)` for `i` in `0..total` (in order), so a
+    /// pipeline's output batch goes out without a copy.
+    pub fn send_datagrams<'b>(
+        &self,
+        total: usize,
+        datagram: impl Fn(usize) -> (&'b [u8], SocketAddr),
+    ) -> io::Result<usize> {
         let mut done = 0;
         let mut sent = 0;
         while done < total {
@@ -181,7 +245,7 @@ impl UdpBatchSocket {
             let gso = self.gso.load(Ordering::Relaxed);
             let (mut msgs, mut used, mut next) = (0, 0, done);
             while next < total && used < BATCH_SIZE {
-                let (first, to) = batch.get(next);
+                let (first, to) = datagram(next);
                 let segment = first.len();
                 let mut count = 1;
                 let mut bytes = segment;
@@ -190,7 +254,7 @@ impl UdpBatchSocket {
                     && used + count < BATCH_SIZE
                     && count < GSO_MAX_SEGMENTS
                 {
-                    let (more, more_to) = batch.get(next + count);
+                    let (more, more_to) = datagram(next + count);
                     if more_to != to || more.len() > segment || bytes + more.len() > GSO_MAX_BYTES {
                         break;
                     }
@@ -201,7 +265,7 @@ impl UdpBatchSocket {
                     }
                 }
                 for k in 0..count {
-                    payloads[used + k] = batch.get(next + k).0;
+                    payloads[used + k] = datagram(next + k).0;
                 }
                 messages[msgs] = OutMessage {
                     first: used,
@@ -243,7 +307,6 @@ impl UdpBatchSocket {
                 _ => done += messages[0].count,
             }
         }
-        batch.clear();
         Ok(sent)
     }
 }
@@ -346,6 +409,40 @@ mod tests {
         }
         seen.sort();
         let expected: Vec<_> = plan.iter().enumerate().map(|(i, (_, l))| (i, *l)).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_gro_socket_splits_a_coalesced_burst_back_into_its_datagrams() {
+        let a = UdpBatchSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut b = UdpBatchSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(b.enable_gro(), "the kernel takes UDP_GRO");
+        let to = b.local_addr().unwrap();
+        let mut out = DatagramBatch::new(BATCH_SIZE, 2048);
+        // One GSO run of 30 x 1200 bytes and a short tail: the loopback
+        // hands it to a GRO socket as one message.
+        let plan: Vec<usize> = (0..30).map(|_| 1200).chain([77]).collect();
+        for (i, len) in plan.iter().enumerate() {
+            out.next_slot()[..*len].fill(i as u8);
+            out.commit(*len, to);
+        }
+        assert_eq!(a.send_batch(&mut out).unwrap(), plan.len());
+        let mut got = DatagramBatch::new(4, GRO_SLOT_LEN);
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while seen.len() < plan.len() && std::time::Instant::now() < deadline {
+            b.recv_batch(&mut got).unwrap();
+            for i in 0..got.len() {
+                let (bytes, from) = got.get(i);
+                assert_eq!(from, a.local_addr().unwrap());
+                assert!(
+                    bytes.iter().all(|x| *x == bytes[0]),
+                    "one datagram, one fill"
+                );
+                seen.push((bytes[0] as usize, bytes.len()));
+            }
+        }
+        let expected: Vec<_> = plan.iter().copied().enumerate().collect();
         assert_eq!(seen, expected);
     }
 }

@@ -35,6 +35,9 @@ struct Entry {
 pub(crate) const NO_ENDPOINT: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
+/// The most free slots [`PacketBatch::with_free_slots`] hands out at once.
+pub const FILL_MAX: usize = 128;
+
 /// A batch of packets in caller-owned, preallocated slots.
 #[derive(Debug, Clone)]
 pub struct PacketBatch {
@@ -105,6 +108,24 @@ impl PacketBatch {
         let start = self.entries.len() * self.slot_len + self.headroom;
         let end = start + self.packet_len();
         Some(&mut self.storage[start..end])
+    }
+
+    /// The packet areas of the free slots (at most [`FILL_MAX`]) at once,
+    /// for a reader that fills several in one call: an offload TUN read
+    /// that the TUN crate splits into packets straight into the slots, with
+    /// no copy of its own. `fill` gets them in order; the caller then
+    /// [`commit`](Self::commit)s the packets written, in the same order.
+    pub fn with_free_slots<R>(&mut self, fill: impl FnOnce(&mut [&mut [u8]]) -> R) -> R {
+        let first = self.entries.len();
+        let free = (self.slots - first).min(FILL_MAX);
+        let (slot_len, headroom) = (self.slot_len, self.headroom);
+        let mut chunks = self.storage[first * slot_len..].chunks_mut(slot_len);
+        // On the stack: no allocation per read.
+        let mut areas: [&mut [u8]; FILL_MAX] = std::array::from_fn(|_| match chunks.next() {
+            Some(chunk) => &mut chunk[headroom..],
+            None => &mut [],
+        });
+        fill(&mut areas[..free])
     }
 
     /// Records the first `len` bytes of the free slot as a packet (an
@@ -188,7 +209,7 @@ impl PacketBatch {
     }
 
     /// Datagram `index` and its endpoint.
-    pub(crate) fn datagram(&self, index: usize) -> Option<(&[u8], SocketAddr)> {
+    pub fn datagram(&self, index: usize) -> Option<(&[u8], SocketAddr)> {
         let e = self.entries.get(index)?;
         Some((&self.storage[e.start..e.end], e.endpoint))
     }
@@ -214,5 +235,27 @@ mod tests {
         assert_eq!(slot.len(), 12);
         b.clear();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn free_slots_are_handed_out_together_behind_their_headroom() {
+        let mut b = PacketBatch::new(3, 4, 2);
+        assert!(b.push(&[9]));
+        let written = b.with_free_slots(|areas| {
+            assert_eq!(areas.len(), 2);
+            for (i, area) in areas.iter_mut().enumerate() {
+                assert_eq!(area.len(), 4);
+                area[..2].fill(i as u8 + 1);
+            }
+            2
+        });
+        for _ in 0..written {
+            assert!(b.commit(2, None));
+        }
+        assert_eq!(
+            b.packets().collect::<Vec<_>>(),
+            [&[9][..], &[1, 1], &[2, 2]]
+        );
+        assert_eq!(b.with_free_slots(|areas| areas.len()), 0);
     }
 }

@@ -19,6 +19,7 @@ use crate::drop::DropReason;
 use crate::packet::{MplsOverGre, MplsOverUdp, RxChecksum, ttl};
 use crate::vrf::{NextHop, Vrf};
 use crate::wg::WgDropReason;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 impl Pipeline {
@@ -32,26 +33,41 @@ impl Pipeline {
         now: Instant,
         out: &mut ForwardOutput,
     ) {
-        // Taken out of `self` for the loop, so that the decrypted packet
-        // and the pipeline can be borrowed at once; no allocation.
-        let mut scratch = std::mem::take(&mut self.scratch);
         for index in 0..datagrams.len() {
-            let Some((datagram, from)) = datagrams.datagram(index) else {
-                continue;
-            };
-            let mut sink = WgSink::new(&mut out.underlay, &mut self.overflow, &mut scratch);
-            let received = self.wg.receive(datagram, from, now, &mut sink);
-            let (delivered, overflowed) = (sink.delivered, sink.overflowed);
-            self.drops.record_many(DropReason::QueueFull, overflowed);
-            if let Err(reason) = received {
-                // WireGuard counts the precise reason (replay, bad MAC,
-                // unknown peer...) itself; this is the pipeline's summary.
-                self.drops.record(receive_drop_reason(reason));
-                continue;
+            if let Some((datagram, from)) = datagrams.datagram(index) {
+                self.ingress_datagram(datagram, from, now, out);
             }
-            if let Some((len, _peer)) = delivered {
-                let packet = scratch.get_mut(..len).unwrap_or_default();
-                self.deliver_decrypted(packet, now, out);
+        }
+    }
+
+    /// [`ingress_batch`](Self::ingress_batch) for one datagram, for a
+    /// caller that holds its received datagrams in its own buffers (no
+    /// copy into a [`PacketBatch`]). The caller keeps room in `out`: a
+    /// datagram may produce a few outputs (a completed handshake sends the
+    /// packets that waited for it).
+    pub fn ingress_datagram(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        out: &mut ForwardOutput,
+    ) {
+        // Taken out of `self`, so that the decrypted packet and the
+        // pipeline can be borrowed at once; no allocation.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut sink = WgSink::new(&mut out.underlay, &mut self.overflow, &mut scratch);
+        let received = self.wg.receive(datagram, from, now, &mut sink);
+        let (delivered, overflowed) = (sink.delivered, sink.overflowed);
+        self.drops.record_many(DropReason::QueueFull, overflowed);
+        match received {
+            // WireGuard counts the precise reason (replay, bad MAC,
+            // unknown peer...) itself; this is the pipeline's summary.
+            Err(reason) => self.drops.record(receive_drop_reason(reason)),
+            Ok(_) => {
+                if let Some((len, _peer)) = delivered {
+                    let packet = scratch.get_mut(..len).unwrap_or_default();
+                    self.deliver_decrypted(packet, now, out);
+                }
             }
         }
         self.scratch = scratch;

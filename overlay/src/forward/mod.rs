@@ -34,7 +34,7 @@ mod sink;
 mod tenant;
 mod timers;
 
-pub use batch::{Interface, PacketBatch};
+pub use batch::{FILL_MAX, Interface, PacketBatch};
 pub use counters::TrafficCounters;
 pub use mtu::Mtu;
 
