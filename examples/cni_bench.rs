@@ -20,6 +20,10 @@ struct Args {
     /// Write the agent's log here, with each attach's step times.
     #[arg(long)]
     agent_log: Option<PathBuf>,
+    /// Write each call's latency (`chain,op,pod,ms`) to DIR/calls.csv and
+    /// the plugin's own log (its time per call) to DIR/pisek-cni.log.
+    #[arg(long)]
+    raw: Option<PathBuf>,
 }
 
 /// (ADD, DEL) latencies in ms of `pods` pods through `conflist`.
@@ -94,8 +98,14 @@ fn main() {
         .expect("dir")
         .display()
         .to_string();
-    let pisek = serde_json::json!({"cniVersion": "1.0.0", "name": "pisek", "plugins": [
-        {"type": "pisek-cni", "agentSocket": agent.socket(), "defaultTenant": "city"}]});
+    let mut plugin = serde_json::json!(
+        {"type": "pisek-cni", "agentSocket": agent.socket(), "defaultTenant": "city"});
+    if let Some(raw) = &args.raw {
+        std::fs::create_dir_all(raw).expect("the --raw directory");
+        let log = std::path::absolute(raw.join("pisek-cni.log")).expect("absolute path");
+        plugin["logFile"] = serde_json::json!(log);
+    }
+    let pisek = serde_json::json!({"cniVersion": "1.0.0", "name": "pisek", "plugins": [plugin]});
     let reference = serde_json::json!({"cniVersion": "1.0.0", "name": "reference", "plugins": [
         {"type": "bridge", "bridge": "cbr0", "isGateway": true,
          "ipam": {"type": "host-local", "subnet": "10.88.0.0/16", "dataDir": dir.path.join("ipam")}}]});
@@ -116,6 +126,20 @@ fn main() {
         "/usr/lib/cni",
         &host,
     );
+    if let Some(raw) = &args.raw {
+        let mut csv = String::from("chain,op,pod,ms\n");
+        for (chain, op, times) in [
+            ("pisek", "add", &pa),
+            ("pisek", "del", &pd),
+            ("reference", "add", &ra),
+            ("reference", "del", &rd),
+        ] {
+            for (pod, ms) in times.iter().enumerate() {
+                csv.push_str(&format!("{chain},{op},{pod},{ms:.3}\n"));
+            }
+        }
+        std::fs::write(raw.join("calls.csv"), csv).expect("write calls.csv");
+    }
     let ((pa50, pa99), (pd50, pd99), (ra50, ra99), (rd50, rd99)) =
         (stats(pa), stats(pd), stats(ra), stats(rd));
     println!("CNI latency through libcni, {} pods each, ms", args.pods);

@@ -79,9 +79,15 @@ impl Attachments {
         self.teardowns.lock().insert(record.key.clone(), done);
         let queue = self.teardowns.queue.get_or_init(|| {
             let (queue, jobs) = mpsc::unbounded_channel();
+            // Its own connection, off the runtime's workers: a batch's
+            // delete holds the kernel's `sendmsg` for tens of ms.
+            let host = Netlink::open_on_own_thread("pisek-teardown").unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "teardown: sharing the agent's netlink connection");
+                self.host.clone()
+            });
             tokio::spawn(worker(
                 jobs,
-                self.host.clone(),
+                host,
                 Arc::clone(&self.store),
                 self.teardowns.clone(),
             ));

@@ -124,6 +124,56 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
+    /// A connection in the calling thread's network namespace whose socket
+    /// I/O runs on a thread of its own, named `name`.
+    ///
+    /// The kernel executes a route netlink request inside the `sendmsg`
+    /// that carries it, holding its routing lock: deleting veth pairs takes
+    /// 20 ms and more there. On a runtime worker that would stall every
+    /// task queued behind it (the API's answers); on its own thread only
+    /// this connection's callers wait. The thread ends when the last clone
+    /// of the returned handle is dropped.
+    pub fn open_on_own_thread(name: &str) -> Result<Netlink, NetlinkError> {
+        let opening = |source: std::io::Error| NetlinkError::Kernel {
+            what: "opening a route netlink socket".into(),
+            source,
+        };
+        let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
+        // The new thread inherits the calling thread's namespace.
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => return drop(handle_tx.send(Err(e))),
+                };
+                let connection = {
+                    let _enter = runtime.enter();
+                    rtnetlink::new_connection()
+                };
+                match connection {
+                    Ok((connection, handle, _)) => {
+                        if handle_tx.send(Ok(handle)).is_ok() {
+                            runtime.block_on(connection);
+                        }
+                    }
+                    Err(e) => drop(handle_tx.send(Err(e))),
+                }
+            })
+            .map_err(opening)?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| NetlinkError::Protocol {
+                what: "opening a route netlink socket".into(),
+                detail: "its thread ended before answering".into(),
+            })?
+            .map_err(opening)?;
+        Ok(Netlink { handle })
+    }
+
     /// A connection inside the network namespace open as `netns` (opened
     /// with [`open_netns`] from `path`, which names it in errors).
     ///
