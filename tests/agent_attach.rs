@@ -629,26 +629,33 @@ fn attachments_interrupted_by_a_crash_are_removed_on_start() {
     let a = Netns::new("ca");
     let b = Netns::new("cb");
     let c = Netns::new("cc");
+    let d = Netns::new("cd");
     let att_a = agent.attach(&a, "city");
     let att_b = agent.attach(&b, "city");
     let att_c = agent.attach(&c, "city");
+    let att_d = agent.attach(&d, "city");
     agent.stop();
     // Make the state look as if the agent died in the middle of attaching b
-    // (lease and record written, phase still `attaching`, objects partly
-    // made) and after answering the detach of c (lease released, record
-    // `detaching`, rules and veth not yet deleted).
+    // (record in phase `attaching`, as older agents wrote before the
+    // objects), after answering the detach of c (lease released, record
+    // `detaching`, rules and veth not yet deleted), and while attaching d
+    // (objects made, its one write not done: no record, no lease).
     let mut state = agent.state();
     let key = |ns: &Netns| format!("{}/eth0", ns.name);
     state["endpoints"][&key(&b)]["phase"] = "attaching".into();
     state["endpoints"][&key(&c)]["phase"] = "detaching".into();
+    if let Some(endpoints) = state["endpoints"].as_object_mut() {
+        endpoints.remove(&key(&d));
+    }
     if let Some(leases) = state["leases"].as_object_mut() {
         leases.remove(&key(&c));
+        leases.remove(&key(&d));
     }
     std::fs::write(agent.state_file(), state.to_string()).expect("write state");
     agent.run();
-    // b and c are gone entirely; a is adopted untouched.
+    // b, c and d are gone entirely; a is adopted untouched.
     assert_eq!(agent.host_veths(), vec![att_a.host_ifname.clone()]);
-    for gone in [&att_b, &att_c] {
+    for gone in [&att_b, &att_c, &att_d] {
         assert!(
             !agent
                 .iif_rules()
@@ -667,6 +674,7 @@ fn attachments_interrupted_by_a_crash_are_removed_on_start() {
     );
     assert!(!text(&b.ip(["link", "show"]).stdout).contains("eth0"));
     assert!(!text(&c.ip(["link", "show"]).stdout).contains("eth0"));
+    assert!(!text(&d.ip(["link", "show"]).stdout).contains("eth0"));
     let check = agent.pisekctl(&["check", "--container-id", &a.name]);
     assert!(check.contains(": ok"), "{check}");
     // b attaches again cleanly and gets the released address back.

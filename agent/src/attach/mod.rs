@@ -4,17 +4,21 @@
 //! plugins' pattern):
 //!
 //! ```text
-//! validate -> open netns -> [state: lease + record "attaching"]
+//! validate -> open netns -> lease (in memory, the store locked)
 //!   -> ensure_veth_pair -> ensure_workload_side -> ensure_host_side
-//!   -> [state: record "attached"] -> observer: data plane + BGP learn the addresses
+//!   -> [state: lease + record "attached"] -> observer: data plane + BGP learn the addresses
 //! ```
 //!
-//! The record is persisted *before* the first kernel object exists and names
-//! every object the steps may create, so whatever fails (a step, the disk, the
-//! agent itself), the attachment can be removed completely: a failed step
-//! rolls back at once; a crash is rolled back by [`Attachments::recover`] at
-//! the next start. A repeated attach of the same container id and interface
-//! returns the existing result.
+//! Every object the steps create in the host namespace is named after the
+//! workload's key (`pk<hash>`, `naming.rs`), so whatever fails, the
+//! attachment can be removed completely: a failed step or a failed write
+//! rolls back at once; a crash before the record was written leaves
+//! interfaces and rules no record names, which [`Attachments::recover`]
+//! deletes at the next start, by name (as Calico sweeps `cali*`). One state
+//! write per attach, not one before and one after: each is an fsync on the
+//! path of every CNI ADD, and its stalls were the ADD's tail. A repeated
+//! attach of the same container id and interface returns the existing
+//! result.
 //!
 //! The [`WorkloadObserver`] (the data plane and BGP) learns an attachment's
 //! addresses *before* the attach is answered, and forgets them before a
@@ -186,18 +190,18 @@ impl Attachments {
         let netns = netlink::open_netns(&req.netns).map_err(AttachError::Netns)?;
         times.mark("check");
         let avoid = self.learned_hosts(tenant.id);
-        let record = store.update_for_this_boot(|s| -> Result<EndpointRecord, AttachError> {
-            let lease = s.leases.allocate_avoiding(
-                &key,
-                &tenant.name,
-                &tenant.prefixes,
-                &req.addresses,
-                &avoid,
-            )?;
-            let record = self.new_record(req, &tenant, &lease);
-            s.endpoints.insert(record.clone());
-            Ok(record)
-        })?;
+        // The lease is taken in memory (the store stays locked until the
+        // record is written): the one write of an attach is the finished
+        // record with its lease, one fsync on the path of every ADD.
+        let mut leases = store.state().leases.clone();
+        let lease = leases.allocate_avoiding(
+            &key,
+            &tenant.name,
+            &tenant.prefixes,
+            &req.addresses,
+            &avoid,
+        )?;
+        let record = self.new_record(req, &tenant, &lease);
         times.mark("lease");
         match self.ensure_objects(&record, &netns, &mut times).await {
             Ok(mac) => {
@@ -205,6 +209,7 @@ impl Attachments {
                     let mut r = record.clone();
                     r.mac = Some(format_mac(mac));
                     r.phase = EndpointPhase::Attached;
+                    s.leases = leases;
                     s.endpoints.insert(r.clone());
                     Ok(r)
                 });

@@ -16,6 +16,18 @@ pub(super) fn peer_temp_ifname(key: &WorkloadKey) -> String {
     format!("pkp{:011x}", fnv1a(&key.as_string()) & 0xfff_ffff_ffff)
 }
 
+/// Whether `name` has the shape of [`host_ifname`] or [`peer_temp_ifname`]:
+/// the interfaces an attach creates in the host namespace, found by name
+/// when no record names them (a crash before the record was written).
+pub(super) fn is_attachment_ifname(name: &str) -> bool {
+    let hash = name.strip_prefix("pkp").or_else(|| name.strip_prefix("pk"));
+    hash.is_some_and(|h| {
+        h.len() == 11
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// FNV-1a, 64 bit: stable across Rust versions, unlike `DefaultHasher`.
 pub(super) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -52,6 +64,24 @@ mod tests {
         assert!(name.starts_with("pk"));
         assert_ne!(name, host_ifname(&WorkloadKey::new("abc123", "net1")));
         assert!(peer_temp_ifname(&key).len() <= 15);
+    }
+
+    #[test]
+    fn attachment_names_are_recognised_and_nothing_else() {
+        let key = WorkloadKey::new("abc123", "eth0");
+        assert!(is_attachment_ifname(&host_ifname(&key)));
+        assert!(is_attachment_ifname(&peer_temp_ifname(&key)));
+        for other in [
+            "pk",
+            "pk0123",
+            "pisek-t1",
+            "pk0123456789A",
+            "pk0123456789ab",
+            "eth0",
+            "pkq0123456789a",
+        ] {
+            assert!(!is_attachment_ifname(other), "{other}");
+        }
     }
 
     #[test]

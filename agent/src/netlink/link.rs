@@ -47,6 +47,20 @@ impl Netlink {
         }
     }
 
+    /// Every link of this namespace.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let mut stream = self.handle().link().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| NetlinkError::from_rtnetlink("listing links", e))?
+        {
+            out.push(describe(msg));
+        }
+        Ok(out)
+    }
+
     /// Creates the veth pair `host`/`peer`, the host end in this namespace
     /// with MAC `host_mac` and the peer in `peer_netns`, or adopts `host` if
     /// it already exists as a veth. Returns true when it created the pair.
