@@ -328,6 +328,7 @@ fn lab_options(args: &Args) -> anyhow::Result<(String, LabOptions)> {
             ReflectorArg::Gobgp => Reflector::Gobgpd,
             ReflectorArg::Bird => Reflector::Bird,
         },
+        ..LabOptions::default()
     };
     Ok((tag, options))
 }
