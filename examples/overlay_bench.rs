@@ -18,6 +18,8 @@
 //! ```
 //! Every namespace it made is removed on exit, on failure and on Ctrl-C.
 
+#[path = "common/png.rs"]
+mod png;
 #[path = "overlay_bench/report.rs"]
 mod report;
 #[path = "overlay_bench/rows.rs"]

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 mod control;
 #[path = "two_gateways/plots.rs"]
 mod plots;
+#[path = "common/png.rs"]
+mod png;
 
 /// Pisek two-gateway lab.
 #[derive(Parser)]
