@@ -73,14 +73,23 @@ impl Forwarder {
         // Queue k of every tenant TUN goes to worker k.
         let mut queues: Vec<Vec<TenantQueue>> = Vec::new();
         for (index, (tenant, devices)) in devices.tenants.into_iter().enumerate() {
-            for (k, device) in devices.into_iter().enumerate() {
+            let devices: Vec<Arc<SyncDevice>> = devices.into_iter().map(Arc::new).collect();
+            for (k, device) in devices.iter().enumerate() {
                 if queues.len() <= k {
                     queues.resize_with(k + 1, Vec::new);
                 }
+                // The first worker writes the decrypted packets: through
+                // every queue (`TenantQueue::writers`).
+                let writers = if k == 0 && devices.len() > 1 {
+                    devices.clone()
+                } else {
+                    Vec::new()
+                };
                 queues[k].push(TenantQueue {
                     tenant,
                     index,
-                    device,
+                    device: Arc::clone(device),
+                    writers,
                 });
             }
         }

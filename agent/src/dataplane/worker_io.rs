@@ -101,6 +101,9 @@ pub(super) struct WorkerIo {
     segment_sizes: Vec<usize>,
     /// Packets for an offload tenant TUN, coalesced (GRO) on flush.
     tun_writes: TunWriteBatch,
+    /// The most queues a tenant TUN is written through (1 but for the
+    /// first worker): one write pass per queue.
+    write_queues: usize,
     pub drops: DeviceDrops,
 }
 
@@ -109,7 +112,74 @@ pub(super) struct TenantQueue {
     pub tenant: TenantId,
     /// The tenant's place among the configured tenants.
     pub index: usize,
-    pub device: SyncDevice,
+    pub device: Arc<SyncDevice>,
+    /// Every queue of the TUN, for the worker that writes the decrypted
+    /// packets (the first): each connection's packets are written through
+    /// the queue its symmetric hash names, so the kernel's flow steering
+    /// (which remembers the queue a flow was last written to) reads the
+    /// connection's egress from that queue, and bidirectional flows spread
+    /// over the workers too. Empty for the other workers: they write only
+    /// through their own queue.
+    pub writers: Vec<Arc<SyncDevice>>,
+}
+
+impl TenantQueue {
+    /// The queue `packet` is written through (its own, or one of
+    /// `writers` by the packet's symmetric flow hash), and its number.
+    fn writer_for(&self, packet: &[u8]) -> (usize, &SyncDevice) {
+        match self.writers.len() {
+            0 | 1 => (0, &self.device),
+            n => {
+                let k = (symmetric_flow_hash(packet) % n as u64) as usize;
+                (k, &self.writers[k])
+            }
+        }
+    }
+}
+
+/// A hash of `packet`'s addresses, protocol and ports that is the same in
+/// both directions (XOR of each pair). Fragments and packets too short to
+/// parse hash by addresses only, or to 0: what matters is that one
+/// connection always gets one value.
+fn symmetric_flow_hash(packet: &[u8]) -> u64 {
+    let fold = |bytes: &[u8]| {
+        bytes.chunks(8).fold(0u64, |h, c| {
+            let mut word = [0u8; 8];
+            word[..c.len()].copy_from_slice(c);
+            h ^ u64::from_ne_bytes(word)
+        })
+    };
+    let (addresses, protocol, transport) = match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= 20 => {
+            let header = usize::from(packet[0] & 0x0f) * 4;
+            // Only the first fragment (offset 0) carries the ports.
+            let first = packet[6] & 0x1f == 0 && packet[7] == 0;
+            let ports = if first {
+                packet.get(header..header + 4)
+            } else {
+                None
+            };
+            (
+                fold(&packet[12..16]) ^ fold(&packet[16..20]),
+                packet[9],
+                ports,
+            )
+        }
+        Some(6) if packet.len() >= 40 => (
+            fold(&packet[8..24]) ^ fold(&packet[24..40]),
+            packet[6],
+            packet.get(40..44),
+        ),
+        _ => return 0,
+    };
+    let ports = match (protocol, transport) {
+        (6 | 17, Some(p)) => {
+            u64::from(u16::from_be_bytes([p[0], p[1]]) ^ u16::from_be_bytes([p[2], p[3]]))
+        }
+        _ => 0,
+    };
+    // Fibonacci hashing spreads the XOR's low bits over the high ones.
+    (addresses ^ (u64::from(protocol) << 32) ^ ports).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
 }
 
 impl WorkerIo {
@@ -126,6 +196,12 @@ impl WorkerIo {
             .enumerate()
             .map(|(i, q)| (q.tenant, i))
             .collect();
+        let write_queues = tenants
+            .iter()
+            .map(|q| q.writers.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         WorkerIo {
             tenants,
             tenant_index,
@@ -137,6 +213,7 @@ impl WorkerIo {
             super_packet: vec![0; TUN_SUPER_PACKET],
             segment_sizes: vec![0; FILL_MAX],
             tun_writes: TunWriteBatch::new(),
+            write_queues,
             drops: DeviceDrops::new(configured),
         }
     }
@@ -221,15 +298,27 @@ impl WorkerIo {
         // Deliveries come in runs for one tenant: look the TUN up once a
         // run, and hand the run to the TUN as one GRO batch (consecutive
         // segments of a flow coalesced into super-packets, one write each),
-        // flushed when the tenant changes and at the end.
+        // flushed when the tenant changes and at the end. One pass per
+        // write queue: a flow always goes to one queue, so each pass keeps
+        // the flows' order and their segments together for GRO.
+        for pass in 0..self.write_queues {
+            self.write_deliveries(pass, fabric);
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Writes the deliveries whose queue is number `pass` (the fabric's
+    /// and the unknown tenants' in pass 0).
+    fn write_deliveries(&mut self, pass: usize, fabric: Option<&SyncDevice>) {
         let mut last: Option<(TenantId, Option<usize>)> = None;
-        let mut pending: Option<(usize, u64)> = None;
+        let mut pending: Option<(usize, usize, u64)> = None;
         for (packet, interface) in self.out.local.deliveries() {
             let queue = match interface {
                 Interface::Fabric => {
                     // A full TUN queue loses the packet like a full NIC
                     // ring would.
-                    if fabric.is_none_or(|f| f.send(packet).is_err()) {
+                    if pass == 0 && fabric.is_none_or(|f| f.send(packet).is_err()) {
                         self.drops.record(DropReason::QueueFull, None);
                     }
                     continue;
@@ -244,34 +333,61 @@ impl WorkerIo {
                 },
             };
             let Some(i) = queue else {
-                self.drops.record(DropReason::UnknownTenant, None);
+                if pass == 0 {
+                    self.drops.record(DropReason::UnknownTenant, None);
+                }
                 continue;
             };
             let q = &self.tenants[i];
+            let (k, device) = q.writer_for(packet);
+            if k != pass {
+                continue;
+            }
             if !TENANT_TUN_OFFLOAD {
-                if q.device.send(packet).is_err() {
+                if device.send(packet).is_err() {
                     self.drops.record(DropReason::QueueFull, Some(q.index));
                 }
                 continue;
             }
-            if pending.is_none_or(|(p, _)| p != i) {
-                if let Some((p, errors)) = pending {
+            if pending.is_none_or(|(p, _, _)| p != i) {
+                if let Some((p, _, errors)) = pending {
                     let p = &self.tenants[p];
-                    flush_tun_writes(&mut self.tun_writes, p, errors, &mut self.drops);
+                    let (_, device) = writer(p, pass);
+                    flush_tun_writes(
+                        &mut self.tun_writes,
+                        device,
+                        p.index,
+                        errors,
+                        &mut self.drops,
+                    );
                 }
-                pending = Some((i, self.tun_writes.errors()));
+                pending = Some((i, k, self.tun_writes.errors()));
             }
-            let buf = self.tun_writes.next(&q.device);
+            let buf = self.tun_writes.next(device);
             let len = packet.len().min(buf.len());
             buf[..len].copy_from_slice(&packet[..len]);
             self.tun_writes.commit(len);
         }
-        if let Some((p, errors)) = pending {
+        if let Some((p, _, errors)) = pending {
             let p = &self.tenants[p];
-            flush_tun_writes(&mut self.tun_writes, p, errors, &mut self.drops);
+            let (_, device) = writer(p, pass);
+            flush_tun_writes(
+                &mut self.tun_writes,
+                device,
+                p.index,
+                errors,
+                &mut self.drops,
+            );
         }
-        self.out.clear();
-        Ok(())
+    }
+}
+
+/// Queue `pass` of `queue`'s TUN as its writer (its own device when it
+/// writes through one queue only).
+fn writer(queue: &TenantQueue, pass: usize) -> (usize, &SyncDevice) {
+    match queue.writers.get(pass) {
+        Some(device) if queue.writers.len() > 1 => (pass, device),
+        _ => (0, &queue.device),
     }
 }
 
@@ -291,19 +407,20 @@ pub(super) fn read_plain(device: &SyncDevice, batch: &mut PacketBatch) -> io::Re
     Ok(())
 }
 
-/// Writes the GRO batch to tenant queue `queue` and counts, for its
-/// tenant, the write calls the device refused since the run began (its
+/// Writes the GRO batch to `device` and counts, for tenant number
+/// `tenant`, the write calls the device refused since the run began (its
 /// error count was `errors_before`): a refused write of a coalesced
 /// super-packet loses its segments as a full queue would.
 fn flush_tun_writes(
     batch: &mut TunWriteBatch,
-    queue: &TenantQueue,
+    device: &SyncDevice,
+    tenant: usize,
     errors_before: u64,
     drops: &mut DeviceDrops,
 ) {
-    batch.flush(&queue.device);
+    batch.flush(device);
     for _ in errors_before..batch.errors() {
-        drops.record(DropReason::QueueFull, Some(queue.index));
+        drops.record(DropReason::QueueFull, Some(tenant));
     }
 }
 
@@ -315,4 +432,41 @@ const NO_ENDPOINT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::U
 pub(super) fn output_nearly_full(out: &ForwardOutput) -> bool {
     let room = |b: &PacketBatch| b.capacity() - b.len();
     room(&out.underlay) <= OUTPUT_MARGIN || room(&out.local) <= OUTPUT_MARGIN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 UDP packet header from `src:sport` to `dst:dport`.
+    fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn a_connection_hashes_the_same_both_ways_and_connections_spread() {
+        let a = [10, 1, 1, 1];
+        let b = [10, 1, 2, 1];
+        assert_eq!(
+            symmetric_flow_hash(&udp4(a, 40000, b, 6000)),
+            symmetric_flow_hash(&udp4(b, 6000, a, 40000))
+        );
+        let on_queue_1 = (0..64u16)
+            .filter(|i| symmetric_flow_hash(&udp4(a, 40000 + i, b, 6000)) % 2 == 1)
+            .count();
+        assert!(
+            (16..=48).contains(&on_queue_1),
+            "{on_queue_1} of 64 on queue 1"
+        );
+        // Too short to parse: one value, no panic.
+        assert_eq!(symmetric_flow_hash(&[0x45, 0, 0]), 0);
+        assert_eq!(symmetric_flow_hash(&[]), 0);
+    }
 }
