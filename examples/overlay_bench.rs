@@ -18,6 +18,8 @@
 //! ```
 //! Every namespace it made is removed on exit, on failure and on Ctrl-C.
 
+#[path = "common/png.rs"]
+mod png;
 #[path = "overlay_bench/report.rs"]
 mod report;
 #[path = "overlay_bench/rows.rs"]
@@ -25,7 +27,7 @@ mod rows;
 
 use anyhow::bail;
 use clap::Parser;
-use pisek_lab::{Binaries, Lab, build_agent, on_signal, profile_dir};
+use pisek_lab::{Binaries, Lab, LabOptions, build_agent, on_signal, profile_dir};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +52,10 @@ struct Args {
     /// wg_peer, overlay.
     #[arg(long, default_value = "veth,wireguard-go,wg_peer,overlay")]
     paths: String,
+    /// Forwarding workers of each agent (`dataplane.workers`; 0: the
+    /// agent's default, one per CPU).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
     /// Also draw the table as a PNG into this file.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -83,11 +89,15 @@ fn main() -> anyhow::Result<()> {
     if wanted.contains(&"overlay") {
         eprintln!("building the lab: edge + 2 gateways, tenants city and conference ...");
         let tag = format!("ob{}", std::process::id() % 10000);
-        let lab = Lab::start(
+        let lab = Lab::start_opts(
             &tag,
             Binaries {
                 agent: dir.join("pisek-agent"),
                 pisekctl: dir.join("pisekctl"),
+            },
+            LabOptions {
+                workers: args.workers,
+                ..LabOptions::default()
             },
         )?;
         lab.wait_until_ready(Duration::from_secs(30))?;

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 mod control;
 #[path = "two_gateways/plots.rs"]
 mod plots;
+#[path = "common/png.rs"]
+mod png;
 
 /// Pisek two-gateway lab.
 #[derive(Parser)]
@@ -328,6 +330,7 @@ fn lab_options(args: &Args) -> anyhow::Result<(String, LabOptions)> {
             ReflectorArg::Gobgp => Reflector::Gobgpd,
             ReflectorArg::Bird => Reflector::Bird,
         },
+        ..LabOptions::default()
     };
     Ok((tag, options))
 }

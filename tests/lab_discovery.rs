@@ -31,6 +31,7 @@ fn a_lab_of_three_gateways_and_tenants_says_where_everything_is_and_leaves_nothi
         gateways: 3,
         tenants: 3,
         reflector: Reflector::Agent,
+        ..LabOptions::default()
     };
     let lab = Lab::start_opts(&tag, pisek_lab::lab_binaries(), options).expect("the lab starts");
     lab.wait_until_ready(Duration::from_secs(30))

@@ -1,14 +1,10 @@
 //! The benchmark's output: the table (with each figure's ratio to
 //! wireguard-go's) and a PNG of it.
 
+use super::png::{drawing_error, register_sans_serif, white_png};
 use super::rows::Row;
-use anyhow::Context;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 use std::path::Path;
-
-/// The font the plot is written with (Debian `fonts-dejavu-core`).
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// The figures of the table: title, unit, getter, whether more is better.
 type Metric = (&'static str, &'static str, fn(&Row) -> f64, bool);
@@ -93,22 +89,13 @@ pub fn print_table(rows: &[Row], seconds: u32) {
 /// Draws one bar chart per figure into a PNG at `path`. The bare veth is
 /// left out: at 30x the others it would flatten every bar.
 pub fn plot(rows: &[Row], path: &Path) -> anyhow::Result<()> {
-    let font = std::fs::read(FONT)
-        .with_context(|| format!("{FONT} (apt-get install fonts-dejavu-core)"))?;
-    // plotters keeps the font for the process's life.
-    register_font(
-        "sans-serif",
-        FontStyle::Normal,
-        Box::leak(font.into_boxed_slice()),
-    )
-    .map_err(|_| anyhow::anyhow!("{FONT} is not a font plotters can read"))?;
+    register_sans_serif()?;
     let rows: Vec<&Row> = rows
         .iter()
         .filter(|r| !r.path.starts_with("bare"))
         .collect();
-    let draw = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("{}: {e:?}", path.display());
-    let root = BitMapBackend::new(path, (1500, 900)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw)?;
+    let draw = drawing_error(path);
+    let root = white_png(path, (1500, 900))?;
     let root = root
         .titled(
             "Pisek data plane vs wireguard-go (same run; bare veth in the table only)",

@@ -3,16 +3,12 @@
 //! and RTT (gw1 -> gw2, from the live view's rounds), rewritten while the
 //! lab runs and at the end.
 
-use anyhow::Context;
+use super::png::{drawing_error, register_sans_serif, white_png};
 use pisek_lab::sensor_lab::SensorLab;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// The font the plots are written with (Debian `fonts-dejavu-core`).
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// One series: (seconds since start, value).
 type Series = Vec<(f64, f64)>;
@@ -29,15 +25,7 @@ impl Plots {
     /// Plots written into `dir` (created).
     pub fn new(dir: &Path) -> anyhow::Result<Plots> {
         std::fs::create_dir_all(dir)?;
-        let font = std::fs::read(FONT)
-            .with_context(|| format!("{FONT} (apt-get install fonts-dejavu-core)"))?;
-        // plotters keeps the font for the process's life.
-        register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            Box::leak(font.into_boxed_slice()),
-        )
-        .map_err(|_| anyhow::anyhow!("{FONT} is not a font plotters can read"))?;
+        register_sans_serif()?;
         Ok(Plots {
             dir: dir.to_path_buf(),
             started: Instant::now(),
@@ -130,9 +118,8 @@ fn chart(
     let y_max = points.clone().map(|p| p.1).fold(1.0, f64::max) * 1.1;
     let y_min = points.map(|p| p.1).fold(f64::INFINITY, f64::min).min(y_max) * 0.9;
     let y_min = if y_min.is_finite() { y_min } else { 0.0 };
-    let root = BitMapBackend::new(path, (960, 540)).into_drawing_area();
-    let draw = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("{}: {e:?}", path.display());
-    root.fill(&WHITE).map_err(draw)?;
+    let root = white_png(path, (960, 540))?;
+    let draw = drawing_error(path);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 24))
         .margin(12)

@@ -123,6 +123,8 @@ pub struct Lab {
     reflector: Reflector,
     gateways: usize,
     tenants: Vec<(String, u32)>,
+    /// `dataplane.workers` of every agent (0: the agent's default).
+    workers: usize,
     /// The reflector daemon (gobgpd or BIRD), when it is not the agent.
     daemon: Option<Child>,
 }
@@ -137,6 +139,9 @@ pub struct LabOptions {
     pub tenants: usize,
     /// Who reflects the gateways' routes.
     pub reflector: Reflector,
+    /// Forwarding workers of every agent (`dataplane.workers`); 0 leaves
+    /// the agent's default (one per CPU).
+    pub workers: usize,
 }
 
 impl Default for LabOptions {
@@ -145,6 +150,7 @@ impl Default for LabOptions {
             gateways: 2,
             tenants: TENANTS.len(),
             reflector: Reflector::Agent,
+            workers: 0,
         }
     }
 }
@@ -199,6 +205,7 @@ impl Lab {
             namespaces: Vec::new(),
             reflector,
             gateways: options.gateways,
+            workers: options.workers,
             tenants,
             daemon: None,
         };

@@ -53,6 +53,7 @@ pub struct AgentToml {
     api_socket: Option<String>,
     vanished_sweep_secs: Option<u64>,
     state_dir: Option<String>,
+    workers: Option<usize>,
     raw: String,
 }
 
@@ -124,6 +125,7 @@ impl AgentToml {
             api_socket: None,
             vanished_sweep_secs: None,
             state_dir: None,
+            workers: None,
             raw: String::new(),
         }
     }
@@ -207,6 +209,12 @@ impl AgentToml {
         self
     }
 
+    /// `dataplane.workers`.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
     /// TOML appended as it is, after everything else: for keys the builder
     /// does not know, on purpose (a test of the unknown-field error).
     pub fn raw(mut self, toml: &str) -> Self {
@@ -249,6 +257,9 @@ impl AgentToml {
         }
         if let Some(dir) = &self.state_dir {
             let _ = write!(t, "\n[state]\ndir = {}\n", quote(dir));
+        }
+        if let Some(workers) = self.workers {
+            let _ = write!(t, "\n[dataplane]\nworkers = {workers}\n");
         }
         t.push_str(&self.raw);
         t

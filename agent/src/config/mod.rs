@@ -15,9 +15,10 @@ mod schema;
 mod validate;
 
 pub use schema::{
-    ApiConfig, BgpConfig, BgpNeighbor, Config, LogConfig, LogFormat, MAX_TENANT_ID, MetricsConfig,
-    NodeConfig, Role, StateConfig, TENANT_RULE_PRIORITY_BASE, TENANT_TABLE_BASE, TenantConfig,
-    TunnelConfig, UnderlayConfig, WireguardConfig, WireguardPeer,
+    ApiConfig, BgpConfig, BgpNeighbor, Config, DataplaneConfig, LogConfig, LogFormat,
+    MAX_TENANT_ID, MAX_WORKERS, MetricsConfig, NodeConfig, Role, StateConfig,
+    TENANT_RULE_PRIORITY_BASE, TENANT_TABLE_BASE, TenantConfig, TunnelConfig, UnderlayConfig,
+    WireguardConfig, WireguardPeer,
 };
 pub use validate::Problem;
 

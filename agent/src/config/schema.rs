@@ -36,6 +36,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The forwarding threads.
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
 }
 
 /// `[node]`
@@ -286,6 +289,32 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: default_metrics_listen(),
         }
+    }
+}
+
+/// `[dataplane]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Forwarding workers (threads); each reads its own queue of every
+    /// tenant TUN. `0` (the default): one per CPU the agent may run on.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+/// The most forwarding workers: a TUN has at most 256 queues, and past a
+/// few the workers mostly wait for the pipeline's lock.
+pub const MAX_WORKERS: usize = 64;
+
+impl DataplaneConfig {
+    /// The worker count to run: `workers`, or with `0` one per CPU the
+    /// process may use (1 when that is unknown), at most [`MAX_WORKERS`].
+    pub fn worker_count(&self) -> usize {
+        let n = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        n.clamp(1, MAX_WORKERS)
     }
 }
 

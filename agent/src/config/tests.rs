@@ -262,3 +262,21 @@ fn a_reflector_that_does_not_listen_needs_a_neighbor() {
         ]
     );
 }
+
+#[test]
+fn workers_default_to_one_per_cpu_and_are_bounded() {
+    let key = KeyFile::new(KEY);
+    let config = Config::parse(&gateway(&key), "agent.toml").expect("parses");
+    assert_eq!(config.dataplane.workers, 0);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(config.dataplane.worker_count(), cpus.min(MAX_WORKERS));
+
+    let two = gateway_config(&key.0).workers(2).config();
+    assert_eq!(two.dataplane.worker_count(), 2);
+    assert!(two.validate().is_empty());
+
+    let too_many = gateway_config(&key.0).workers(MAX_WORKERS + 1).config();
+    let problems = too_many.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field, "dataplane.workers");
+}

@@ -421,6 +421,12 @@ fn paths(config: &Config, p: &mut Problems) {
             format!("{metrics} is not a loopback address (metrics are not for the network)"),
         );
     }
+    if config.dataplane.workers > super::schema::MAX_WORKERS {
+        p.add(
+            "dataplane.workers",
+            format!("at most {} (0: one per CPU)", super::schema::MAX_WORKERS),
+        );
+    }
     if let Some(level) = &config.log.level
         && level.trim().is_empty()
     {

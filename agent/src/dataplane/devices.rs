@@ -30,31 +30,37 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 pub struct Devices {
     /// `pisek0`: the kernel's own traffic on the tunnel network.
     pub fabric: SyncDevice,
-    /// `pisek-t<N>` of each tenant.
-    pub tenants: Vec<(TenantId, SyncDevice)>,
+    /// `pisek-t<N>` of each tenant: its queues, one per forwarding worker
+    /// (one only when the TUN could not be opened multi-queue).
+    pub tenants: Vec<(TenantId, Vec<SyncDevice>)>,
 }
 
 /// The name of the fabric TUN.
 pub const FABRIC_TUN: &str = "pisek0";
 
-/// Opens (or adopts) the TUNs and installs each tenant's default route and
-/// TUN rule.
-pub async fn open_devices(config: &Config, mtu: &Mtu, host: &Netlink) -> anyhow::Result<Devices> {
+/// Opens (or adopts) the TUNs, each tenant TUN with `workers` queues, and
+/// installs each tenant's default route and TUN rule.
+pub async fn open_devices(
+    config: &Config,
+    mtu: &Mtu,
+    host: &Netlink,
+    workers: usize,
+) -> anyhow::Result<Devices> {
     let tunnel = IpNet::new(config.tunnel.address, config.tunnel.network.prefix())
         .context("tunnel address and network prefix")?;
-    let fabric = open_persistent_tun(host, FABRIC_TUN, Some(tunnel), mtu.fabric, false)
+    let fabric = open_persistent_tun(host, FABRIC_TUN, Some(tunnel), mtu.fabric, false, false)
         .await
         .with_context(|| format!("opening the fabric TUN {FABRIC_TUN}"))?;
     let mut tenants = Vec::with_capacity(config.tenants.len());
     for tenant in &config.tenants {
         let name = tenant.tun_name();
-        let tun = open_persistent_tun(host, &name, None, mtu.tenant, TENANT_TUN_OFFLOAD)
+        let queues = open_tenant_queues(host, &name, mtu.tenant, workers)
             .await
             .with_context(|| format!("opening the TUN {name} of tenant {}", tenant.name))?;
         route_tenant_into_tun(tenant, host)
             .await
             .with_context(|| format!("routing tenant {} into {name}", tenant.name))?;
-        tenants.push((TenantId(tenant.id), tun));
+        tenants.push((TenantId(tenant.id), queues));
     }
     Ok(Devices { fabric, tenants })
 }
@@ -64,6 +70,39 @@ pub async fn open_devices(config: &Config, mtu: &Mtu, host: &Netlink) -> anyhow:
 /// tun-rs splits into tenant-MTU packets. The fabric TUN carries only the
 /// kernel's control traffic and stays plain.
 pub const TENANT_TUN_OFFLOAD: bool = true;
+
+/// The queues of tenant TUN `name`, one per worker. Tenant TUNs are always
+/// created multi-queue (IFF_MULTI_QUEUE), so a restart with another worker
+/// count adopts them; the kernel spreads the flows over the queues by hash.
+/// A TUN an older agent left single-queue cannot be re-attached
+/// multi-queue (the kernel refuses a flags mismatch): it is adopted as it
+/// is, with one queue, and one worker serves it until it is recreated.
+async fn open_tenant_queues(
+    host: &Netlink,
+    name: &str,
+    mtu: usize,
+    workers: usize,
+) -> anyhow::Result<Vec<SyncDevice>> {
+    let first = match open_persistent_tun(host, name, None, mtu, TENANT_TUN_OFFLOAD, true).await {
+        Ok(device) => device,
+        Err(e) => {
+            tracing::warn!(tun = name, error = %e, "cannot open the TUN multi-queue: one worker serves it");
+            return Ok(vec![
+                open_persistent_tun(host, name, None, mtu, TENANT_TUN_OFFLOAD, false).await?,
+            ]);
+        }
+    };
+    let mut queues = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        let queue = first
+            .try_clone()
+            .with_context(|| format!("opening another queue of {name}"))?;
+        queue.set_nonblocking(true)?;
+        queues.push(queue);
+    }
+    queues.insert(0, first);
+    Ok(queues)
+}
 
 /// Creates the TUN `name`, or attaches to it if an earlier run left it
 /// (persistent), with `mtu` and `address`, quiet (no IPv6 link-local
@@ -80,6 +119,7 @@ async fn open_persistent_tun(
     address: Option<IpNet>,
     mtu: usize,
     offload: bool,
+    multi_queue: bool,
 ) -> anyhow::Result<SyncDevice> {
     if host.link_by_name(name).await?.is_some() {
         quiet(host, name).await?;
@@ -89,7 +129,8 @@ async fn open_persistent_tun(
         .name(name)
         .mtu(mtu)
         .inherit_enable_state()
-        .offload(offload);
+        .offload(offload)
+        .multi_queue(multi_queue);
     builder = match address {
         Some(IpNet::V4(a)) => builder.ipv4(a.addr(), a.prefix_len(), None),
         Some(IpNet::V6(a)) => builder.ipv6(a.addr(), a.prefix_len()),

@@ -1,35 +1,38 @@
-//! The forwarder thread: TUN and UDP batches through the `Pipeline`.
+//! The forwarder threads: TUN and UDP batches through the `Pipeline`.
 //!
-//! Each turn: commands → timers (every [`TICK`]) → poll → underlay batch
-//! (recvmmsg → `ingress_batch` → TUN writes, datagrams out) → each TUN
-//! (reads → `egress_batch` / `egress_fabric_batch` → sendmmsg, TUN writes).
+//! The first worker's turn: commands → timers (every [`TICK`]) → poll →
+//! underlay batch (recvmmsg → `ingress_batch` → TUN writes, datagrams out)
+//! → the fabric TUN and queue 0 of each tenant TUN (reads →
+//! `egress_batch` / `egress_fabric_batch` → sendmmsg, TUN writes). Workers
+//! 1.. (`egress_worker.rs`) read the other queues of the tenant TUNs.
 //!
 //! Commands come through a [`CommandSender`] (`commands.rs`), which also
 //! wakes the poll, so a command takes effect within one turn, not at the
 //! next tick. Every 500 ms (and after commands) the thread publishes a
 //! [`Snapshot`] (`snapshot.rs`) for the API and the metrics.
+//!
+//! The pipeline sits behind a mutex that a worker holds for one batch;
+//! with one worker nobody else takes it.
 
 use super::commands::{Command, CommandSender};
-use super::devices::{Devices, TENANT_TUN_OFFLOAD};
+use super::devices::Devices;
+use super::egress_worker::EgressWorker;
 use super::poll::PollSet;
 use super::snapshot::{PeerSnapshot, Snapshot};
-use super::tun::TunWriteBatch;
 use super::underlay::{BATCH_SIZE, DatagramBatch, GRO_SLOT_LEN, UdpBatchSocket};
-use pisek_overlay::drop::{DropCounters, DropReason};
-use pisek_overlay::forward::{FILL_MAX, ForwardOutput, Interface, PacketBatch, Pipeline};
-use pisek_overlay::vrf::TenantId;
+use super::worker_io::{DeviceDrops, TenantQueue, WorkerIo, output_nearly_full, read_plain};
+use pisek_overlay::drop::DropReason;
+use pisek_overlay::forward::Pipeline;
 use pisek_overlay::wg::PeerHealth;
-use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tun_rs::{IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
+use tun_rs::SyncDevice;
 
 /// How often the pipeline's timers run (WireGuard handshakes, keepalives,
 /// failover; docs/dataplane.md asks for 100-250 ms).
@@ -37,18 +40,6 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 /// How often the snapshot for the API is refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
-
-/// Output slots kept free beyond a batch: one received datagram may
-/// produce several outputs (a completed handshake sends the packets that
-/// waited for it; boringtun queues a few).
-const OUTPUT_MARGIN: usize = 16;
-
-/// Packets read from one TUN before the others get their turn (one
-/// offload read splits into at most 64 KiB / tenant MTU packets).
-const TUN_BATCH: usize = IDEAL_BATCH_SIZE;
-
-/// The largest read from an offload TUN: a super-packet behind its header.
-const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
 
 /// The running forwarder thread.
 pub struct Forwarder {
@@ -76,10 +67,56 @@ impl Forwarder {
         woken.set_nonblocking(true)?;
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let configured = devices.tenants.len();
+        let pipeline = Arc::new(Mutex::new(pipeline));
+        let udp = Arc::new(udp);
+        // Queue k of every tenant TUN goes to worker k.
+        let mut queues: Vec<Vec<TenantQueue>> = Vec::new();
+        for (index, (tenant, devices)) in devices.tenants.into_iter().enumerate() {
+            let devices: Vec<Arc<SyncDevice>> = devices.into_iter().map(Arc::new).collect();
+            for (k, device) in devices.iter().enumerate() {
+                if queues.len() <= k {
+                    queues.resize_with(k + 1, Vec::new);
+                }
+                // The first worker writes the decrypted packets: through
+                // every queue (`TenantQueue::writers`).
+                let writers = if k == 0 && devices.len() > 1 {
+                    devices.clone()
+                } else {
+                    Vec::new()
+                };
+                queues[k].push(TenantQueue {
+                    tenant,
+                    index,
+                    device: Arc::clone(device),
+                    writers,
+                });
+            }
+        }
+        let mut queues = queues.into_iter();
+        let first = queues.next().unwrap_or_default();
+        let mut workers = Vec::new();
+        for (k, tenants) in queues.enumerate() {
+            let io = {
+                let p = lock(&pipeline);
+                WorkerIo::new(&p, tenants, configured, Arc::clone(&udp))
+            };
+            workers.push(EgressWorker::spawn(
+                k + 1,
+                Arc::clone(&pipeline),
+                io,
+                Arc::clone(&stop),
+            )?);
+        }
+        let io = {
+            let p = lock(&pipeline);
+            WorkerIo::new(&p, first, configured, udp)
+        };
         let mut state = Loop::new(
             pipeline,
-            devices,
-            udp,
+            devices.fabric,
+            io,
+            workers,
             (receiver, woken),
             Arc::clone(&snapshot),
         );
@@ -122,13 +159,14 @@ impl Forwarder {
     }
 }
 
-/// The thread's state: every buffer is allocated here, once.
+/// The first worker's state: every buffer is allocated here, once.
 struct Loop {
-    pipeline: Pipeline,
+    pipeline: Arc<Mutex<Pipeline>>,
     fabric: SyncDevice,
-    tenants: Vec<(TenantId, SyncDevice)>,
-    tenant_index: HashMap<TenantId, usize>,
-    udp: UdpBatchSocket,
+    /// Queue 0 of each tenant TUN, the socket, the egress batch and output.
+    io: WorkerIo,
+    /// The other workers, stopped and joined when this loop ends.
+    workers: Vec<EgressWorker>,
     commands: Receiver<Command>,
     /// Readable when a command was sent: part of the poll set.
     woken: UnixDatagram,
@@ -136,105 +174,75 @@ struct Loop {
     /// recvmmsg lands here (slots for UDP GRO messages), and the pipeline
     /// reads the datagrams from here.
     received: DatagramBatch,
-    egress: PacketBatch,
-    /// The pipeline's output; its datagrams go to sendmmsg from here.
-    out: ForwardOutput,
-    /// Offload reads from tenant TUNs: the super-packet, and the sizes of
-    /// the packets it splits into (in the egress batch's slots).
-    super_packet: Vec<u8>,
-    segment_sizes: Vec<usize>,
-    /// Packets for an offload tenant TUN, coalesced (GRO) on flush.
-    tun_writes: TunWriteBatch,
-    /// What the forwarder itself drops, around the pipeline.
-    device_drops: DeviceDrops,
 }
 
-/// Drops the forwarder makes itself, outside the pipeline: TUN writes
-/// that fail (a full queue loses the packet, as a full NIC ring would) and
-/// offload reads tun-rs cannot split. Published together with the
-/// pipeline's own counters.
-#[derive(Debug, Default)]
-struct DeviceDrops {
-    node: DropCounters,
-    /// Per tenant TUN, indexed like `Loop::tenants`.
-    tenants: Vec<DropCounters>,
-}
-
-impl DeviceDrops {
-    /// Counts a drop for the node, and for the tenant of TUN `tenant`.
-    fn record(&mut self, reason: DropReason, tenant: Option<usize>) {
-        self.node.record(reason);
-        if let Some(counters) = tenant.and_then(|i| self.tenants.get_mut(i)) {
-            counters.record(reason);
-        }
-    }
+/// The pipeline, for one batch or one control-plane change. A worker that
+/// panicked holding it left nothing half-written that a batch depends on
+/// (counters at worst), so a poisoned lock is taken all the same.
+fn lock(pipeline: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
+    pipeline.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Loop {
     fn new(
-        pipeline: Pipeline,
-        devices: Devices,
-        udp: UdpBatchSocket,
+        pipeline: Arc<Mutex<Pipeline>>,
+        fabric: SyncDevice,
+        io: WorkerIo,
+        workers: Vec<EgressWorker>,
         (commands, woken): (Receiver<Command>, UnixDatagram),
         snapshot: Arc<Mutex<Snapshot>>,
     ) -> Loop {
-        let egress = pipeline.egress_input(TUN_BATCH);
-        // Handshakes and ICMP errors take output slots too
-        // (`output_nearly_full`).
-        let out = ForwardOutput::new(BATCH_SIZE + OUTPUT_MARGIN, &pipeline.config().mtu);
-        let device_drops = DeviceDrops {
-            node: DropCounters::new(),
-            tenants: vec![DropCounters::new(); devices.tenants.len()],
-        };
-        let tenant_index = devices
-            .tenants
-            .iter()
-            .enumerate()
-            .map(|(i, (t, _))| (*t, i))
-            .collect();
         Loop {
             pipeline,
-            fabric: devices.fabric,
-            tenants: devices.tenants,
-            tenant_index,
-            udp,
+            fabric,
+            io,
+            workers,
             commands,
             woken,
             snapshot,
             received: DatagramBatch::new(BATCH_SIZE, GRO_SLOT_LEN),
-            egress,
-            out,
-            super_packet: vec![0; TUN_SUPER_PACKET],
-            segment_sizes: vec![0; FILL_MAX],
-            tun_writes: TunWriteBatch::new(),
-            device_drops,
         }
     }
 
+    /// Runs the loop, then stops and joins the other workers.
     fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let result = self.turns(stop);
+        // The other workers share the stop flag; on an error here they
+        // must stop too.
+        stop.store(true, Ordering::Relaxed);
+        for worker in self.workers.drain(..) {
+            match worker.thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a forwarding worker failed"),
+                Err(_) => tracing::error!("a forwarding worker panicked"),
+            }
+        }
+        result
+    }
+
+    fn turns(&mut self, stop: &AtomicBool) -> io::Result<()> {
         // Peers whose endpoint is known hear from us at once: after a
         // restart their sessions with us are gone, and waiting for their
         // rekey timeout would cost seconds of traffic.
-        let initiated = self
-            .pipeline
-            .initiate_handshakes(Instant::now(), &mut self.out);
+        let initiated = lock(&self.pipeline).initiate_handshakes(Instant::now(), &mut self.io.out);
         if initiated > 0 {
             tracing::info!(peers = initiated, "handshakes initiated at start");
             self.flush()?;
         }
         let mut next_tick = Instant::now();
         let mut next_publish = Instant::now();
+        let tenants = self.io.tenants.len();
         let mut ready = PollSet::new(
-            std::iter::once(self.udp.as_raw_fd())
+            std::iter::once(self.io.udp().as_raw_fd())
                 .chain(std::iter::once(self.fabric.as_raw_fd()))
-                .chain(self.tenants.iter().map(|(_, t)| t.as_raw_fd()))
+                .chain(self.io.tenants.iter().map(|q| q.device.as_raw_fd()))
                 .chain(std::iter::once(self.woken.as_raw_fd())),
         );
         while !stop.load(Ordering::Relaxed) {
             let changed = self.apply_commands();
             let now = Instant::now();
             if now >= next_tick {
-                self.pipeline.tick(now, &mut self.out);
+                lock(&self.pipeline).tick(now, &mut self.io.out);
                 self.flush()?;
                 next_tick = now + TICK;
             }
@@ -247,14 +255,14 @@ impl Loop {
                 self.underlay_batches()?;
             }
             if ready.is_ready(1) {
-                self.tun_batch(None)?;
+                self.fabric_batch()?;
             }
-            for i in 0..self.tenants.len() {
-                if ready.is_ready(2 + i) {
-                    self.tun_batch(Some(i))?;
+            for queue in 0..tenants {
+                if ready.is_ready(2 + queue) {
+                    self.tenant_batch(queue)?;
                 }
             }
-            if ready.is_ready(2 + self.tenants.len()) {
+            if ready.is_ready(2 + tenants) {
                 // The commands themselves are read at the top of the loop.
                 let mut drain = [0u8; 64];
                 while self.woken.recv(&mut drain).is_ok() {}
@@ -267,8 +275,12 @@ impl Loop {
     fn apply_commands(&mut self) -> bool {
         let mut changed = false;
         let mut barriers = Vec::new();
+        // Locked once, at the first command: a turn without commands
+        // leaves the other workers alone.
+        let mut guard = None;
         while let Ok(command) = self.commands.try_recv() {
             changed = true;
+            let pipeline = guard.get_or_insert_with(|| lock(&self.pipeline));
             match command {
                 Command::Barrier(done) => barriers.push(done),
                 Command::Route {
@@ -276,7 +288,7 @@ impl Loop {
                     prefix,
                     next_hop,
                 } => {
-                    let Some(vrf) = self.pipeline.vrfs_mut().get_mut(tenant) else {
+                    let Some(vrf) = pipeline.vrfs_mut().get_mut(tenant) else {
                         tracing::warn!(%tenant, %prefix, "route for a tenant without VRF");
                         continue;
                     };
@@ -294,7 +306,7 @@ impl Loop {
                     address,
                     present: true,
                 } => {
-                    if let Err(e) = self.pipeline.add_workload(tenant, address) {
+                    if let Err(e) = pipeline.add_workload(tenant, address) {
                         tracing::warn!(%address, "workload not recorded: {e}");
                     }
                 }
@@ -303,13 +315,14 @@ impl Loop {
                     address,
                     present: false,
                 } => {
-                    self.pipeline.remove_workload(tenant, address);
+                    pipeline.remove_workload(tenant, address);
                 }
             }
         }
-        if changed {
-            self.pipeline.vrfs_mut().commit_changed();
+        if let Some(pipeline) = guard.as_mut() {
+            pipeline.vrfs_mut().commit_changed();
         }
+        drop(guard);
         for done in barriers {
             // The caller may have given up waiting; nothing to do then.
             let _ = done.send(());
@@ -322,19 +335,20 @@ impl Loop {
     /// slots themselves (a GRO message split in place), no copy.
     fn underlay_batches(&mut self) -> io::Result<()> {
         for _ in 0..4 {
-            let n = self.udp.recv_batch(&mut self.received)?;
+            let n = self.io.udp().recv_batch(&mut self.received)?;
             if n == 0 {
                 break;
             }
             let now = Instant::now();
+            let mut pipeline = lock(&self.pipeline);
             for i in 0..n {
-                if output_nearly_full(&self.out) {
-                    self.flush()?;
+                if output_nearly_full(&self.io.out) {
+                    self.io.flush(Some(&self.fabric))?;
                 }
                 let (datagram, from) = self.received.get(i);
-                self.pipeline
-                    .ingress_datagram(datagram, from, now, &mut self.out);
+                pipeline.ingress_datagram(datagram, from, now, &mut self.io.out);
             }
+            drop(pipeline);
             self.flush()?;
             if !self.received.is_full() {
                 break;
@@ -343,235 +357,112 @@ impl Loop {
         Ok(())
     }
 
-    /// Reads up to a batch from one TUN (`None`: the fabric) and forwards it.
-    fn tun_batch(&mut self, tenant: Option<usize>) -> io::Result<()> {
-        self.egress.clear();
-        let device = match tenant {
-            None => &self.fabric,
-            Some(i) => &self.tenants[i].1,
-        };
-        match tenant {
-            Some(_) if TENANT_TUN_OFFLOAD => self.read_offload(tenant)?,
-            _ => {
-                while let Some(slot) = self.egress.free_slot() {
-                    match device.recv(slot) {
-                        Ok(len) => {
-                            self.egress.commit(len, None);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-        if self.egress.is_empty() {
+    /// Reads up to a batch from the fabric TUN and forwards it.
+    fn fabric_batch(&mut self) -> io::Result<()> {
+        self.io.egress.clear();
+        read_plain(&self.fabric, &mut self.io.egress)?;
+        if self.io.egress.is_empty() {
             return Ok(());
         }
-        let now = Instant::now();
-        match tenant {
-            None => self
-                .pipeline
-                .egress_fabric_batch(&self.egress, now, &mut self.out),
-            Some(i) => {
-                let id = self.tenants[i].0;
-                self.pipeline
-                    .egress_batch(id, &mut self.egress, now, &mut self.out);
-            }
-        }
+        lock(&self.pipeline).egress_fabric_batch(&self.io.egress, Instant::now(), &mut self.io.out);
         self.flush()
     }
 
-    /// Reads super-packets from an offload TUN, split by tun-rs into
-    /// packets straight into the egress batch's free slots (no copy).
-    fn read_offload(&mut self, tenant: Option<usize>) -> io::Result<()> {
-        let Some(i) = tenant else { return Ok(()) };
-        let device = &self.tenants[i].1;
-        // A read yields at most 64 KiB / MTU segments; stop while one more
-        // could overflow the batch.
-        while self.egress.capacity() - self.egress.len() >= 64 {
-            let sizes = &mut self.segment_sizes;
-            let super_packet = &mut self.super_packet;
-            // tun-rs wants one size per buffer.
-            let read = self.egress.with_free_slots(|slots| {
-                let sizes = &mut sizes[..slots.len()];
-                device.recv_multiple(super_packet, slots, sizes, 0)
-            });
-            let n = match read {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A super-packet tun-rs cannot split: dropped, go on.
-                Err(e) if e.raw_os_error().is_none() || e.kind() == io::ErrorKind::InvalidInput => {
-                    self.device_drops.record(DropReason::Malformed, Some(i));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            for &len in &self.segment_sizes[..n] {
-                self.egress.commit(len, None);
-            }
+    /// Reads up to a batch from this worker's queue `queue` of a tenant TUN
+    /// and forwards it.
+    fn tenant_batch(&mut self, queue: usize) -> io::Result<()> {
+        self.io.read_tenant(queue)?;
+        if self.io.egress.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let tenant = self.io.tenants[queue].tenant;
+        lock(&self.pipeline).egress_batch(
+            tenant,
+            &mut self.io.egress,
+            Instant::now(),
+            &mut self.io.out,
+        );
+        self.flush()
     }
 
-    /// Sends the output's datagrams (sendmmsg) and writes its packets to
-    /// their TUNs, then empties it.
+    /// Sends the output's datagrams and writes its packets to their TUNs.
     fn flush(&mut self) -> io::Result<()> {
-        let underlay = &self.out.underlay;
-        if !underlay.is_empty() {
-            self.udp.send_datagrams(underlay.len(), |i| {
-                underlay.datagram(i).unwrap_or((&[], NO_ENDPOINT))
-            })?;
-        }
-        // Deliveries come in runs for one tenant: look the TUN up once a
-        // run, and hand the run to the TUN as one GRO batch (consecutive
-        // segments of a flow coalesced into super-packets, one write each),
-        // flushed when the tenant changes and at the end.
-        let mut last: Option<(TenantId, Option<usize>)> = None;
-        let mut pending: Option<(usize, u64)> = None;
-        for (packet, interface) in self.out.local.deliveries() {
-            let tenant = match interface {
-                Interface::Fabric => {
-                    // A full TUN queue loses the packet like a full NIC
-                    // ring would.
-                    if self.fabric.send(packet).is_err() {
-                        self.device_drops.record(DropReason::QueueFull, None);
-                    }
-                    continue;
-                }
-                Interface::Tenant(t) => match last {
-                    Some((lt, index)) if lt == t => index,
-                    _ => {
-                        let index = self.tenant_index.get(&t).copied();
-                        last = Some((t, index));
-                        index
-                    }
-                },
-            };
-            let Some(i) = tenant else {
-                self.device_drops.record(DropReason::UnknownTenant, None);
-                continue;
-            };
-            let device = &self.tenants[i].1;
-            if !TENANT_TUN_OFFLOAD {
-                if device.send(packet).is_err() {
-                    self.device_drops.record(DropReason::QueueFull, Some(i));
-                }
-                continue;
-            }
-            if pending.is_none_or(|(p, _)| p != i) {
-                if let Some((p, errors)) = pending {
-                    flush_tun_writes(
-                        &mut self.tun_writes,
-                        &self.tenants[p].1,
-                        errors,
-                        p,
-                        &mut self.device_drops,
-                    );
-                }
-                pending = Some((i, self.tun_writes.errors()));
-            }
-            let buf = self.tun_writes.next(device);
-            let len = packet.len().min(buf.len());
-            buf[..len].copy_from_slice(&packet[..len]);
-            self.tun_writes.commit(len);
-        }
-        if let Some((p, errors)) = pending {
-            flush_tun_writes(
-                &mut self.tun_writes,
-                &self.tenants[p].1,
-                errors,
-                p,
-                &mut self.device_drops,
-            );
-        }
-        self.out.clear();
-        Ok(())
+        self.io.flush(Some(&self.fabric))
     }
 
     fn publish(&self) {
         let now = Instant::now();
-        let wg = self.pipeline.wireguard();
-        let snapshot = Snapshot {
-            running: true,
-            peers: wg
-                .peers()
-                .map(|p| PeerSnapshot {
-                    public_key: *p.public_key.as_bytes(),
-                    endpoint: p.endpoint,
-                    last_handshake_secs: p
-                        .metrics
-                        .last_handshake
-                        .map(|t| now.saturating_duration_since(t).as_secs()),
-                    up: p.health == PeerHealth::Up,
-                    rx_bytes: p.metrics.rx_bytes,
-                    tx_bytes: p.metrics.tx_bytes,
-                    rx_packets: p.metrics.rx_packets,
-                    tx_packets: p.metrics.tx_packets,
-                    handshakes: p.metrics.handshakes,
-                    endpoint_changes: p.metrics.endpoint_changes,
-                    drops: p.metrics.drops,
-                })
-                .collect(),
-            drops: DropReason::ALL
-                .iter()
-                .map(|r| {
-                    let packets = self.pipeline.drops().get(*r);
-                    (*r, packets.wrapping_add(self.device_drops.node.get(*r)))
-                })
-                .collect(),
-            routes: self
-                .pipeline
-                .vrfs()
-                .iter()
-                .flat_map(|v| v.routes().map(move |(p, nh)| (v.tenant(), p, *nh)))
-                .collect(),
-            tenants: self
-                .tenants
-                .iter()
-                .filter_map(|(t, _)| Some((*t, self.pipeline.tenant_counters(*t)?)))
-                .collect(),
-            tenant_drops: self
-                .tenants
-                .iter()
-                .zip(&self.device_drops.tenants)
-                .filter_map(|((t, _), own)| {
-                    let mut drops = self.pipeline.tenant_drops(*t)?.clone();
-                    drops.merge(own);
-                    Some((*t, drops))
-                })
-                .collect(),
-        };
+        // Every worker's own drops, each lock held for a copy.
+        let mut device_drops = self.io.drops.clone();
+        for worker in &self.workers {
+            device_drops.merge(&worker.drops.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+        let pipeline = lock(&self.pipeline);
+        let snapshot = snapshot(&pipeline, &self.io, &device_drops, now);
+        drop(pipeline);
         if let Ok(mut s) = self.snapshot.lock() {
             *s = snapshot;
         }
     }
 }
 
-/// Writes the GRO batch of tenant TUN `tenant` and counts, for that
-/// tenant, the write calls the device refused since the run began (its
-/// error count was `errors_before`): a refused write of a coalesced
-/// super-packet loses its segments as a full queue would.
-fn flush_tun_writes(
-    batch: &mut TunWriteBatch,
-    device: &SyncDevice,
-    errors_before: u64,
-    tenant: usize,
-    drops: &mut DeviceDrops,
-) {
-    batch.flush(device);
-    for _ in errors_before..batch.errors() {
-        drops.record(DropReason::QueueFull, Some(tenant));
+/// What the API and the metrics see of `pipeline` and of the devices'
+/// own drops (`io` names the tenants, in configured order).
+fn snapshot(
+    pipeline: &Pipeline,
+    io: &WorkerIo,
+    device_drops: &DeviceDrops,
+    now: Instant,
+) -> Snapshot {
+    let wg = pipeline.wireguard();
+    Snapshot {
+        running: true,
+        peers: wg
+            .peers()
+            .map(|p| PeerSnapshot {
+                public_key: *p.public_key.as_bytes(),
+                endpoint: p.endpoint,
+                last_handshake_secs: p
+                    .metrics
+                    .last_handshake
+                    .map(|t| now.saturating_duration_since(t).as_secs()),
+                up: p.health == PeerHealth::Up,
+                rx_bytes: p.metrics.rx_bytes,
+                tx_bytes: p.metrics.tx_bytes,
+                rx_packets: p.metrics.rx_packets,
+                tx_packets: p.metrics.tx_packets,
+                handshakes: p.metrics.handshakes,
+                endpoint_changes: p.metrics.endpoint_changes,
+                drops: p.metrics.drops,
+            })
+            .collect(),
+        drops: DropReason::ALL
+            .iter()
+            .map(|r| {
+                let packets = pipeline.drops().get(*r);
+                (*r, packets.wrapping_add(device_drops.node.get(*r)))
+            })
+            .collect(),
+        routes: pipeline
+            .vrfs()
+            .iter()
+            .flat_map(|v| v.routes().map(move |(p, nh)| (v.tenant(), p, *nh)))
+            .collect(),
+        tenants: io
+            .tenants
+            .iter()
+            .filter_map(|q| Some((q.tenant, pipeline.tenant_counters(q.tenant)?)))
+            .collect(),
+        tenant_drops: io
+            .tenants
+            .iter()
+            .filter_map(|q| {
+                let mut drops = pipeline.tenant_drops(q.tenant)?.clone();
+                if let Some(own) = device_drops.tenants.get(q.index) {
+                    drops.merge(own);
+                }
+                Some((q.tenant, drops))
+            })
+            .collect(),
     }
-}
-
-/// The address of a datagram the output batch cannot name (never: the
-/// indexes passed are in range).
-const NO_ENDPOINT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-
-/// True when the next received datagram might not find room in `out`.
-fn output_nearly_full(out: &ForwardOutput) -> bool {
-    let room = |b: &PacketBatch| b.capacity() - b.len();
-    room(&out.underlay) <= OUTPUT_MARGIN || room(&out.local) <= OUTPUT_MARGIN
 }

@@ -14,10 +14,15 @@
 //!   attach / detach (routing::WorkloadRouting:
 //!     Workload, stray Route, then Barrier) ─┘
 //! ```
-//! One thread owns the pipeline, so nothing on the packet path takes a lock;
-//! control-plane changes arrive as commands (an mpsc channel plus a wake-up
-//! datagram in the poll set) and are applied between batches. The thread
-//! publishes a snapshot; the API and the metrics read only that.
+//! The forwarder thread above is the first forwarding worker. With
+//! `[dataplane] workers` > 1 each further worker (`pisek-fwd-<k>`) reads
+//! queue k of every tenant TUN (multi-queue: the kernel keeps each flow on
+//! one queue, so flows stay in order) and runs the egress path of the
+//! diagram. The workers share the pipeline behind a mutex taken once per
+//! batch, never per packet; TUN reads, sendmmsg and TUN writes run outside
+//! it. Control-plane changes arrive as commands (an mpsc channel plus a
+//! wake-up datagram in the poll set) and are applied between batches. The
+//! first worker publishes a snapshot; the API and the metrics read only that.
 //!
 //! Attach and detach are authoritative for anti-spoofing: their commands
 //! are applied (a `Barrier` is answered) before the API answers, so the
@@ -33,13 +38,18 @@
 //! - `tun.rs`: opening a plain TUN, and TUN read/write batches (offload);
 //! - `underlay.rs`: the UDP socket with recvmmsg / sendmmsg and UDP GSO;
 //! - `poll.rs`: waiting on every descriptor of a thread at once;
-//! - `forwarder.rs`: the forwarder thread's loop;
+//! - `forwarder.rs`: the first forwarding worker's loop (underlay, fabric,
+//!   timers, commands, snapshot);
+//! - `egress_worker.rs`: the other workers, one queue of each tenant TUN each;
+//! - `worker_io.rs`: what each worker owns: TUN queues, batches, TUN reads,
+//!   sendmmsg and GRO'd TUN writes;
 //! - `commands.rs`: what the control plane sends the thread;
 //! - `snapshot.rs`, `view.rs`: what the thread shows, and the API's view of it;
 //! - `sys.rs`: every `unsafe` block of the agent, behind safe functions.
 
 mod commands;
 mod devices;
+mod egress_worker;
 mod forwarder;
 pub mod peer_endpoints;
 mod poll;
@@ -49,6 +59,7 @@ mod sys;
 pub mod tun;
 mod underlay;
 mod view;
+mod worker_io;
 
 pub use commands::{Command, CommandSender, ForwarderStopped};
 pub use devices::{Devices, FABRIC_TUN, open_devices};

@@ -81,7 +81,9 @@ pub async fn start(
             tracing::warn!(tenant, %address, error = %e, "adopted workload not in the data plane");
         }
     }
-    let devices = open_devices(config, &pipeline_config.mtu, host).await?;
+    let workers = config.dataplane.worker_count();
+    tracing::info!(workers, "forwarding workers");
+    let devices = open_devices(config, &pipeline_config.mtu, host, workers).await?;
     let udp = UdpBatchSocket::bind(config.underlay.listen)
         .with_context(|| format!("binding the underlay socket {}", config.underlay.listen))?;
     Ok(Forwarder::spawn(pipeline, devices, udp)?)

@@ -126,6 +126,9 @@ impl Lab {
                 config = config.peer(wg);
             }
             config = config.hold_time_secs(30);
+            if self.workers > 0 {
+                config = config.workers(self.workers);
+            }
             let edge = &self.nodes[0];
             match (i, self.reflector) {
                 (0, Reflector::Agent) => {
