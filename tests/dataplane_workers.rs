@@ -9,7 +9,7 @@
 //! the kernel steers them by the queue the agent picks) each deliver their
 //! bytes intact and in order, with the second worker forwarding again.
 
-use pisek_lab::{Lab, LabOptions};
+use pisek_lab::{Lab, LabOptions, ReadyScript};
 use std::time::{Duration, Instant};
 
 /// Flows (source ports) and datagrams per flow.
@@ -70,15 +70,7 @@ fn two_workers_keep_every_flow_in_order() {
          print(json.dumps({{'got':got,'late':late,'flows':len(last)}}))",
         to = to.address
     );
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &to.netns, "python3", "-c", &receiver])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the receiver");
-    let mut out = std::io::BufReader::new(server.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("receiver ready");
-    assert_eq!(line.trim(), "ready");
+    let mut server = ReadyScript::start(&to.netns, &receiver);
 
     // Flows interleaved datagram by datagram, so both queues are busy at
     // once; 64-byte payloads, flow number and sequence number in front.
@@ -93,18 +85,10 @@ fn two_workers_keep_every_flow_in_order() {
         to = to.address
     );
     let started = Instant::now();
-    let sent = lab
-        .exec(&from.netns, "python3", &["-c", &sender])
-        .expect("run the sender");
-    assert!(
-        sent.status.success(),
-        "sender: {}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let mut result = String::new();
-    std::io::BufRead::read_line(&mut out, &mut result).expect("receiver result");
-    let _ = server.wait();
-    let result: serde_json::Value = serde_json::from_str(result.trim()).expect("receiver JSON");
+    lab.python(&from.netns, &sender);
+    let result = server.line();
+    server.wait();
+    let result: serde_json::Value = serde_json::from_str(&result).expect("receiver JSON");
     eprintln!("{result} in {:?}", started.elapsed());
     let got = result["got"].as_u64().unwrap_or(0);
     assert_eq!(
@@ -172,15 +156,7 @@ fn tcp_connections(lab: &Lab, from: &str, to: &str, to_addr: &str) -> (Vec<Strin
          \x20   h.update(b)\n\
          \x20 print(h.hexdigest(),flush=True)"
     );
-    let mut receiver = std::process::Command::new("ip")
-        .args(["netns", "exec", to, "python3", "-c", &server])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the receiver");
-    let mut out = std::io::BufReader::new(receiver.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("receiver ready");
-    assert_eq!(line.trim(), "ready");
+    let mut receiver = ReadyScript::start(to, &server);
     let client = format!(
         "import socket,hashlib,random\n\
          for i in range({TCP_CONNECTIONS}):\n\
@@ -188,24 +164,11 @@ fn tcp_connections(lab: &Lab, from: &str, to: &str, to_addr: &str) -> (Vec<Strin
          \x20 c=socket.create_connection(('{to_addr}',5002),timeout=10); c.sendall(data); c.close()\n\
          \x20 print(hashlib.sha256(data).hexdigest())"
     );
-    let sent = lab
-        .exec(from, "python3", &["-c", &client])
-        .expect("run the sender");
-    assert!(
-        sent.status.success(),
-        "sender: {}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    let sent = lab.python(from, &client);
     let mut received = Vec::new();
     for _ in 0..TCP_CONNECTIONS {
-        let mut digest = String::new();
-        std::io::BufRead::read_line(&mut out, &mut digest).expect("receiver digest");
-        received.push(digest.trim().to_string());
+        received.push(receiver.line());
     }
-    let _ = receiver.wait();
-    let sent = String::from_utf8_lossy(&sent.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    (sent, received)
+    receiver.wait();
+    (sent.lines().map(str::to_string).collect(), received)
 }

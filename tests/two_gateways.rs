@@ -13,7 +13,7 @@
 //! reflector and the edge agent as its client.
 
 use pisek_lab::lab::longest_ping_gap;
-use pisek_lab::{Lab, Reflector, Workload};
+use pisek_lab::{Lab, ReadyScript, Reflector, Workload};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -29,36 +29,17 @@ fn tcp_transfer(lab: &Lab, from: &str, to: &str, to_addr: &str, bytes: usize) ->
          while True:\n  b=c.recv(65536)\n  if not b: break\n  h.update(b)\n\
          print(h.hexdigest())"
     );
-    let mut receiver = std::process::Command::new("ip")
-        .args(["netns", "exec", to, "python3", "-c", &server])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the receiver");
-    let mut out = std::io::BufReader::new(receiver.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("receiver ready");
-    assert_eq!(line.trim(), "ready");
+    let mut receiver = ReadyScript::start(to, &server);
     let client = format!(
         "import socket,hashlib,random\n\
          r=random.Random(7); data=bytes(r.getrandbits(8) for _ in range({bytes}))\n\
          c=socket.create_connection(('{to_addr}',5001),timeout=10); c.sendall(data); c.close()\n\
          print(hashlib.sha256(data).hexdigest())"
     );
-    let sent = lab
-        .exec(from, "python3", &["-c", &client])
-        .expect("run the sender");
-    assert!(
-        sent.status.success(),
-        "sender: {}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let mut received = String::new();
-    std::io::BufRead::read_line(&mut out, &mut received).expect("receiver digest");
-    let _ = receiver.wait();
-    (
-        String::from_utf8_lossy(&sent.stdout).trim().to_string(),
-        received.trim().to_string(),
-    )
+    let sent = lab.python(from, &client);
+    let received = receiver.line();
+    receiver.wait();
+    (sent.trim().to_string(), received)
 }
 
 /// gw1's routes learned over BGP in each tenant: the edge's and gw2's

@@ -34,5 +34,5 @@ pub use lab::{Lab, LabOptions, Node, Reflector, TENANTS, WORKLOADS_PER_TENANT, W
 pub use netns::{Netns, unique_tag, veth_pair};
 pub use poll::{poll, poll_until};
 pub use prereq::{in_ci, is_root, require, which};
-pub use process::{Daemon, on_signal, run, terminate};
+pub use process::{Daemon, ReadyScript, on_signal, run, terminate};
 pub use temp_dir::TempDir;

@@ -105,3 +105,52 @@ pub fn on_signal(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
     });
     Ok(())
 }
+
+/// A Python script running in a network namespace that prints `ready` once
+/// it listens, then its results line by line (a test's receiving end).
+pub struct ReadyScript {
+    child: Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ReadyScript {
+    /// Starts `python3 -c script` in the namespace named `netns` and waits
+    /// for its `ready` line.
+    pub fn start(netns: &str, script: &str) -> ReadyScript {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", netns, "python3", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start python3 in {netns}: {e}"));
+        let Some(stdout) = child.stdout.take() else {
+            panic!("python3 in {netns}: no stdout");
+        };
+        let mut script = ReadyScript {
+            child,
+            out: std::io::BufReader::new(stdout),
+        };
+        let first = script.line();
+        assert_eq!(first, "ready", "python3 in {netns} did not start listening");
+        script
+    }
+
+    /// Its next output line, trimmed (empty once it ended).
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut line).expect("the script's output");
+        line.trim().to_string()
+    }
+
+    /// Waits for it to end.
+    pub fn wait(mut self) -> Option<ExitStatus> {
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for ReadyScript {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -8,7 +8,8 @@ impl Attachments {
     /// Detaches every attachment whose container is not in `live` (CNI GC,
     /// `cni.dev/valid-attachments`). With an `owner`, only that owner's
     /// attachments are candidates, so one CNI network's GC leaves another's
-    /// and `pisekctl`'s alone. Returns the keys released.
+    /// and `pisekctl`'s alone. Returns the keys released, once their veth
+    /// pairs are deleted.
     pub async fn collect_garbage(
         &self,
         live: &[WorkloadKey],
@@ -40,6 +41,12 @@ impl Attachments {
         };
         for key in &dead {
             self.detach(key).await?;
+        }
+        // Unlike a DEL, GC answers once the veth pairs are gone too: the
+        // runtime calls it to reclaim what is left, off any pod's start-up
+        // path, and checks nothing is.
+        for key in &dead {
+            self.teardowns.wait(key).await;
         }
         Ok(dead)
     }

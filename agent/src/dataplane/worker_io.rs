@@ -350,14 +350,12 @@ impl WorkerIo {
                 continue;
             }
             if pending.is_none_or(|(p, _, _)| p != i) {
-                if let Some((p, _, errors)) = pending {
-                    let p = &self.tenants[p];
-                    let (_, device) = writer(p, pass);
-                    flush_tun_writes(
+                if let Some(pending) = pending {
+                    flush_pending(
+                        &self.tenants,
+                        pending,
+                        pass,
                         &mut self.tun_writes,
-                        device,
-                        p.index,
-                        errors,
                         &mut self.drops,
                     );
                 }
@@ -368,14 +366,12 @@ impl WorkerIo {
             buf[..len].copy_from_slice(&packet[..len]);
             self.tun_writes.commit(len);
         }
-        if let Some((p, _, errors)) = pending {
-            let p = &self.tenants[p];
-            let (_, device) = writer(p, pass);
-            flush_tun_writes(
+        if let Some(pending) = pending {
+            flush_pending(
+                &self.tenants,
+                pending,
+                pass,
                 &mut self.tun_writes,
-                device,
-                p.index,
-                errors,
                 &mut self.drops,
             );
         }
@@ -411,6 +407,21 @@ pub(super) fn read_plain(device: &SyncDevice, batch: &mut PacketBatch) -> io::Re
 /// `tenant`, the write calls the device refused since the run began (its
 /// error count was `errors_before`): a refused write of a coalesced
 /// super-packet loses its segments as a full queue would.
+/// Flushes the writes gathered for tenant queue `pending.0` (`pending.2`:
+/// the batch's error count before them) through its writer of `pass`.
+fn flush_pending(
+    tenants: &[TenantQueue],
+    pending: (usize, usize, u64),
+    pass: usize,
+    batch: &mut TunWriteBatch,
+    drops: &mut DeviceDrops,
+) {
+    let (i, _, errors) = pending;
+    let queue = &tenants[i];
+    let (_, device) = writer(queue, pass);
+    flush_tun_writes(batch, device, queue.index, errors, drops);
+}
+
 fn flush_tun_writes(
     batch: &mut TunWriteBatch,
     device: &SyncDevice,

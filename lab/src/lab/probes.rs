@@ -17,6 +17,20 @@ impl Lab {
             .with_context(|| format!("running {program} in {netns}"))
     }
 
+    /// Runs `python3 -c script` in a namespace and returns its stdout;
+    /// panics with its stderr when it fails (a test's sending end).
+    pub fn python(&self, netns: &str, script: &str) -> String {
+        let out = self
+            .exec(netns, "python3", &["-c", script])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            out.status.success(),
+            "python3 in {netns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Starts `ping -i 0.05 -c count -W 1` from `from` to `to` in the
     /// background (stdout piped): traffic that runs across a fault.
     pub fn spawn_ping(
