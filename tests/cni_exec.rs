@@ -94,8 +94,9 @@ fn add_check_del_in_every_config_version() {
         }
         assert_eq!(ok(call("DEL", &id, &ns, &c), "DEL"), Value::Null);
         assert_eq!(ok(call("DEL", &id, &ns, &c), "DEL again"), Value::Null);
-        assert!(!text(&ns, &["link"]).contains("eth0"));
+        // The pair goes just after DEL's answer; assert_clean waits for it.
         agent.assert_clean(&format!("after DEL in {version}"));
+        assert!(!text(&ns, &["link"]).contains("eth0"));
     }
 }
 
