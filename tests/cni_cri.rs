@@ -484,8 +484,24 @@ fn pods_through_containerd_cri_join_their_tenants_and_leave_nothing() {
 
 /// After teardown, on each gateway: no lease (the agent's endpoints), no
 /// host veth, no `iif` rule, no route to the pods' addresses in any table,
-/// and no pod netns file.
+/// and no pod netns file. The veth pairs (with their rules and routes) go
+/// just after the DELs' answers, so this waits up to 5 s for them.
 fn assert_nothing_left(lab: &Lab, pods: &[Pod]) {
+    let mut last = String::new();
+    let clean = poll("nothing left of the pods", Duration::from_secs(5), || {
+        Ok(match left_of(lab, pods) {
+            Some(what) => {
+                last = what;
+                None
+            }
+            None => Some(()),
+        })
+    });
+    assert!(clean.is_ok(), "{last}");
+}
+
+/// The first thing `pods` left on a gateway, if any.
+fn left_of(lab: &Lab, pods: &[Pod]) -> Option<String> {
     for &(name, i) in &GATEWAYS {
         let netns = &lab.nodes[i].netns;
         let on_gateway: Vec<&Pod> = pods.iter().filter(|p| p.gateway == i).collect();
@@ -498,44 +514,45 @@ fn assert_nothing_left(lab: &Lab, pods: &[Pod]) {
             })
             .map(|e| format!("{} {:?}", e.container_id, e.addresses))
             .collect();
-        assert!(
-            left.is_empty(),
-            "{name}: the agent still has leases {left:?}"
-        );
+        if !left.is_empty() {
+            return Some(format!("{name}: the agent still has leases {left:?}"));
+        }
         let links = ip_in(netns, &["-o", "link", "show"]);
         let rules = ip_in(netns, &["rule", "show"]) + &ip_in(netns, &["-6", "rule", "show"]);
         let routes = ip_in(netns, &["route", "show", "table", "all"])
             + &ip_in(netns, &["-6", "route", "show", "table", "all"]);
         for p in &on_gateway {
             let veth = &p.host_ifname;
-            assert!(
-                !links.contains(&format!(": {veth}@")) && !links.contains(&format!(": {veth}:")),
-                "{name}: {}'s host veth {veth} is still there:\n{links}",
-                p.name
-            );
-            assert!(
-                !rules.contains(&format!("iif {veth} ")),
-                "{name}: a rule for {}'s veth {veth} is left:\n{rules}",
-                p.name
-            );
+            if links.contains(&format!(": {veth}@")) || links.contains(&format!(": {veth}:")) {
+                return Some(format!(
+                    "{name}: {}'s host veth {veth} is still there:\n{links}",
+                    p.name
+                ));
+            }
+            if rules.contains(&format!("iif {veth} ")) {
+                return Some(format!(
+                    "{name}: a rule for {}'s veth {veth} is left:\n{rules}",
+                    p.name
+                ));
+            }
             for address in [p.address.to_string(), p.address_v6.to_string()] {
                 let stale = routes.lines().find(|l| {
                     l.starts_with(&format!("{address} ")) || l.contains(&format!("dev {veth} "))
                 });
-                assert!(
-                    stale.is_none(),
-                    "{name}: a route to {} is left: {stale:?}",
-                    p.name
-                );
+                if let Some(stale) = stale {
+                    return Some(format!("{name}: a route to {} is left: {stale}", p.name));
+                }
             }
-            assert!(
-                !p.netns.exists(),
-                "{}'s netns file {} is left",
-                p.name,
-                p.netns.display()
-            );
+            if p.netns.exists() {
+                return Some(format!(
+                    "{}'s netns file {} is left",
+                    p.name,
+                    p.netns.display()
+                ));
+            }
         }
     }
+    None
 }
 
 /// Processes whose command line names `socket` (containerd's shims do).
