@@ -105,36 +105,33 @@ fn two_workers_keep_every_flow_in_order() {
         got >= (FLOWS * PER_FLOW / 2) as u64,
         "most datagrams arrived: {result}"
     );
-    let after = thread_runtime_ns(pid, "pisek-fwd-1").expect("the second worker still runs");
-    eprintln!(
-        "gw1's second worker: {} ms on a CPU",
-        (after - before) / 1_000_000
-    );
-    // Idle, the worker wakes every 100 ms for microseconds; forwarding its
-    // share of 48,000 datagrams takes milliseconds.
-    assert!(
-        after - before > 2_000_000,
-        "the second worker forwarded nothing ({} ns on a CPU)",
-        after - before
-    );
+    let before = second_worker_forwarded(pid, before, "UDP");
 
-    let before = after;
     let (sent, received) = tcp_connections(&lab, &from.netns, &to.netns, &to.address.to_string());
     assert_eq!(sent.len(), TCP_CONNECTIONS, "{sent:?}");
     assert_eq!(
         sent, received,
         "every connection's bytes arrive intact and in order"
     );
+    second_worker_forwarded(pid, before, "TCP");
+}
+
+/// Asserts gw1's second worker (`pisek-fwd-1`) spent more than 2 ms on a
+/// CPU since `before` (its CPU time then), and returns its CPU time now.
+/// Idle, the worker wakes every 100 ms for microseconds; forwarding its
+/// share of the test's traffic takes milliseconds.
+fn second_worker_forwarded(pid: u32, before: u64, what: &str) -> u64 {
     let after = thread_runtime_ns(pid, "pisek-fwd-1").expect("the second worker still runs");
     eprintln!(
-        "gw1's second worker during TCP: {} ms on a CPU",
+        "gw1's second worker during {what}: {} ms on a CPU",
         (after - before) / 1_000_000
     );
     assert!(
         after - before > 2_000_000,
-        "the second worker forwarded no TCP ({} ns on a CPU)",
+        "the second worker forwarded no {what} ({} ns on a CPU)",
         after - before
     );
+    after
 }
 
 /// TCP connections, one after the other.

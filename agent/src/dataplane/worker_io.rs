@@ -312,7 +312,7 @@ impl WorkerIo {
     /// and the unknown tenants' in pass 0).
     fn write_deliveries(&mut self, pass: usize, fabric: Option<&SyncDevice>) {
         let mut last: Option<(TenantId, Option<usize>)> = None;
-        let mut pending: Option<(usize, usize, u64)> = None;
+        let mut pending: Option<(usize, u64)> = None;
         for (packet, interface) in self.out.local.deliveries() {
             let queue = match interface {
                 Interface::Fabric => {
@@ -349,7 +349,7 @@ impl WorkerIo {
                 }
                 continue;
             }
-            if pending.is_none_or(|(p, _, _)| p != i) {
+            if pending.is_none_or(|(p, _)| p != i) {
                 if let Some(pending) = pending {
                     flush_pending(
                         &self.tenants,
@@ -359,7 +359,7 @@ impl WorkerIo {
                         &mut self.drops,
                     );
                 }
-                pending = Some((i, k, self.tun_writes.errors()));
+                pending = Some((i, self.tun_writes.errors()));
             }
             let buf = self.tun_writes.next(device);
             let len = packet.len().min(buf.len());
@@ -407,16 +407,16 @@ pub(super) fn read_plain(device: &SyncDevice, batch: &mut PacketBatch) -> io::Re
 /// `tenant`, the write calls the device refused since the run began (its
 /// error count was `errors_before`): a refused write of a coalesced
 /// super-packet loses its segments as a full queue would.
-/// Flushes the writes gathered for tenant queue `pending.0` (`pending.2`:
+/// Flushes the writes gathered for tenant queue `pending.0` (`pending.1`:
 /// the batch's error count before them) through its writer of `pass`.
 fn flush_pending(
     tenants: &[TenantQueue],
-    pending: (usize, usize, u64),
+    pending: (usize, u64),
     pass: usize,
     batch: &mut TunWriteBatch,
     drops: &mut DeviceDrops,
 ) {
-    let (i, _, errors) = pending;
+    let (i, errors) = pending;
     let queue = &tenants[i];
     let (_, device) = writer(queue, pass);
     flush_tun_writes(batch, device, queue.index, errors, drops);
