@@ -124,7 +124,11 @@ impl Agent {
     }
 
     fn state_file(&self) -> PathBuf {
-        self.dir.path.join("state").join("state.json")
+        self.dir
+            .path
+            .join("state")
+            .join("run")
+            .join("attachments.json")
     }
 
     fn client(&self) -> ApiClient {

@@ -86,7 +86,13 @@ fn gw1_veths(lab: &Lab) -> usize {
 }
 
 fn gw1_state(lab: &Lab) -> String {
-    std::fs::read_to_string(lab.dir.join("gw1-state").join("state.json")).expect("gw1's state")
+    std::fs::read_to_string(
+        lab.dir
+            .join("gw1-state")
+            .join("run")
+            .join("attachments.json"),
+    )
+    .expect("gw1's state")
 }
 
 fn has_eth0(ns: &Netns) -> bool {

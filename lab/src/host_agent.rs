@@ -49,7 +49,7 @@ pub struct HostAgent {
 pub struct Leftovers {
     /// The agent's endpoints (`container/ifname`).
     pub endpoints: Vec<String>,
-    /// The agent's leases (`container/ifname` keys in the state file).
+    /// The agent's leases (`container/ifname` keys in the runtime state document).
     pub leases: Vec<String>,
     /// Host-side workload veths (`pk…`).
     pub host_veths: Vec<String>,
@@ -179,10 +179,16 @@ impl HostAgent {
             .iter()
             .map(|a| format!("{}/{}", a.container_id, a.ifname))
             .collect();
-        let state = std::fs::read_to_string(self.dir.path.join("state").join("state.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .unwrap_or_default();
+        let state = std::fs::read_to_string(
+            self.dir
+                .path
+                .join("state")
+                .join("run")
+                .join("attachments.json"),
+        )
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .unwrap_or_default();
         let leases = state["leases"]
             .as_object()
             .map(|m| m.keys().cloned().collect())

@@ -29,7 +29,7 @@ async fn server(tag: &str) -> (TempDir, PathBuf) {
     let dir = TempDir(std::env::temp_dir().join(format!("pisek-api-{tag}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     let config = Arc::new(config());
-    let store = StateStore::open(&dir.0.join("state")).expect("state");
+    let store = StateStore::open(&dir.0.join("state"), &dir.0.join("run")).expect("state");
     let attachments = Arc::new(Attachments::new(
         Arc::clone(&config),
         Arc::new(tokio::sync::Mutex::new(store)),
@@ -100,7 +100,7 @@ async fn oversized_request_is_refused() {
 #[tokio::test]
 async fn unknown_tenant_and_missing_netns_are_clear_errors() {
     let (dir, socket) = server("errors").await;
-    let state_file = dir.0.join("state").join("state.json");
+    let state_file = dir.0.join("run").join("attachments.json");
     blocking(move || {
         let mut client = ApiClient::connect(&socket).expect("connect");
         let attach = |tenant: &str, netns: &str| Request::Attach {

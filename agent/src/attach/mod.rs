@@ -15,8 +15,9 @@
 //! rolls back at once; a crash before the record was written leaves
 //! interfaces and rules no record names, which [`Attachments::recover`]
 //! deletes at the next start, by name (as Calico sweeps `cali*`). One state
-//! write per attach, not one before and one after: each is an fsync on the
-//! path of every CNI ADD, and its stalls were the ADD's tail. A repeated
+//! write per attach, not one before and one after, and to the runtime
+//! directory without an fsync (`state/documents.rs`): it is on the path of
+//! every CNI ADD, and fsync stalls were the ADD's tail. A repeated
 //! attach of the same container id and interface returns the existing
 //! result.
 //!
@@ -192,7 +193,7 @@ impl Attachments {
         let avoid = self.learned_hosts(tenant.id);
         // The lease is taken in memory (the store stays locked until the
         // record is written): the one write of an attach is the finished
-        // record with its lease, one fsync on the path of every ADD.
+        // record with its lease.
         let mut leases = store.state().leases.clone();
         let lease = leases.allocate_avoiding(
             &key,
@@ -205,7 +206,7 @@ impl Attachments {
         times.mark("lease");
         match self.ensure_objects(&record, &netns, &mut times).await {
             Ok(mac) => {
-                let done = store.update_for_this_boot(|s| -> Result<EndpointRecord, AttachError> {
+                let done = store.update(|s| -> Result<EndpointRecord, AttachError> {
                     let mut r = record.clone();
                     r.mac = Some(format_mac(mac));
                     r.phase = EndpointPhase::Attached;
@@ -285,7 +286,7 @@ impl Attachments {
         if let Err(e) = self.remove_objects(record, &mut StepTimes::start()).await {
             tracing::error!(endpoint = %record.key, error = %e, "rolling back a failed attach");
         }
-        let removed = store.update_for_this_boot(|s| -> Result<(), StateError> {
+        let removed = store.update(|s| -> Result<(), StateError> {
             s.endpoints.remove(&record.key);
             s.leases.release(&record.key);
             Ok(())
@@ -323,7 +324,7 @@ impl Attachments {
             // state was lost.
             if !self.teardowns.running(key) {
                 self.host.delete_link(&host_ifname(key)).await?;
-                store.update_for_this_boot(|s| -> Result<(), AttachError> {
+                store.update(|s| -> Result<(), AttachError> {
                     s.leases.release(key);
                     Ok(())
                 })?;
@@ -334,7 +335,7 @@ impl Attachments {
         times.mark("unpublish");
         // The rules and the veth pair go after the answer (teardown.rs): the
         // workload is off the overlay once the data plane forgot it.
-        let detaching = store.update_for_this_boot(|s| -> Result<EndpointRecord, AttachError> {
+        let detaching = store.update(|s| -> Result<EndpointRecord, AttachError> {
             let mut d = r.clone();
             d.phase = EndpointPhase::Detaching;
             s.endpoints.insert(d.clone());

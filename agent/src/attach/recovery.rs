@@ -75,7 +75,7 @@ impl Attachments {
             tracing::warn!(endpoint = %r.key, "removing a half-made attachment");
             self.remove_objects(r, &mut super::timing::StepTimes::start())
                 .await?;
-            store.update_for_this_boot(|s| -> Result<(), AttachError> {
+            store.update(|s| -> Result<(), AttachError> {
                 s.endpoints.remove(&r.key);
                 s.leases.release(&r.key);
                 Ok(())

@@ -193,7 +193,7 @@ pub(super) async fn delete_objects(
 /// waits for the teardown, so none was taken over meanwhile).
 async fn drop_records(store: &Mutex<StateStore>, records: &[&EndpointRecord]) {
     let mut store = store.lock().await;
-    let dropped = store.update_for_this_boot(|s| -> Result<(), StateError> {
+    let dropped = store.update(|s| -> Result<(), StateError> {
         for r in records {
             if s.endpoints
                 .get(&r.key)

@@ -184,7 +184,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// Opens the state directory and gives every tenant its VRF label now, so
 /// it is on disk before any route carrying it is advertised.
 fn open_state(config: &Config) -> anyhow::Result<StateStore> {
-    let mut store = StateStore::open(&config.state.dir).context("opening the state directory")?;
+    let mut store = StateStore::open(&config.state.dir, &config.state.runtime_dir)
+        .context("opening the state directories")?;
     store
         .update(|s| -> Result<(), anyhow::Error> {
             for t in &config.tenants {

@@ -203,7 +203,8 @@ impl AgentToml {
         self
     }
 
-    /// `state.dir`.
+    /// `state.dir`, and `state.runtime_dir` as its `run` subdirectory (each
+    /// test agent has a runtime directory of its own).
     pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.state_dir = Some(dir.as_ref().display().to_string());
         self
@@ -256,7 +257,13 @@ impl AgentToml {
             let _ = writeln!(t, "vanished_sweep_secs = {secs}");
         }
         if let Some(dir) = &self.state_dir {
-            let _ = write!(t, "\n[state]\ndir = {}\n", quote(dir));
+            let runtime = format!("{dir}/run");
+            let _ = write!(
+                t,
+                "\n[state]\ndir = {}\nruntime_dir = {}\n",
+                quote(dir),
+                quote(&runtime)
+            );
         }
         if let Some(workers) = self.workers {
             let _ = write!(t, "\n[dataplane]\nworkers = {workers}\n");
@@ -490,6 +497,7 @@ mod tests {
         assert_eq!(config.tenants[0].prefixes.len(), 2);
         assert_eq!(config.api.socket, Path::new("/run/x.sock"));
         assert_eq!(config.state.dir, Path::new("/var/x"));
+        assert_eq!(config.state.runtime_dir, Path::new("/var/x/run"));
     }
 
     #[test]

@@ -254,19 +254,30 @@ impl Default for ApiConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// Directory of the persistent state (IPAM leases, labels, endpoints).
+    /// Directory of the state that survives a reboot (VRF labels, learned
+    /// routes, peers' endpoints).
     #[serde(default = "default_state_dir")]
     pub dir: PathBuf,
+    /// Directory of the state that describes this boot's kernel objects
+    /// (endpoints and their IPAM leases); a tmpfs, so a reboot clears it
+    /// with the veth pairs it names.
+    #[serde(default = "default_runtime_dir")]
+    pub runtime_dir: PathBuf,
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/pisek")
 }
 
+fn default_runtime_dir() -> PathBuf {
+    PathBuf::from("/run/pisek")
+}
+
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: default_state_dir(),
+            runtime_dir: default_runtime_dir(),
         }
     }
 }

@@ -5,10 +5,10 @@
 //! The sequence is the one every careful store uses (SQLite's journal, etcd's
 //! snapshots): write a temporary file in the same directory, `fsync` it, rename
 //! it over the target (atomic within a filesystem, rename(2)), then `fsync` the
-//! directory so the rename itself is durable ([`replace_atomically`] leaves
-//! out that last step). If any step fails (a full disk
-//! fails the write or the fsync), the temporary file is removed and the old
-//! file is untouched.
+//! directory so the rename itself is durable. [`replace_unsynced`] leaves out
+//! both fsyncs, for files on a tmpfs that a power cut clears anyway. If any
+//! step fails (a full disk fails the write or the fsync), the temporary file
+//! is removed and the old file is untouched.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -27,30 +27,34 @@ pub fn temp_path(target: &Path) -> PathBuf {
 /// Replaces `target` with `contents` atomically and durably; the file gets
 /// mode 0600 (it names every workload of the node).
 pub fn write_atomically(target: &Path, contents: &[u8]) -> std::io::Result<()> {
-    replace(target, contents)?;
+    replace(target, contents, true)?;
     sync_dir(target.parent().unwrap_or(Path::new(".")))
 }
 
-/// Replaces `target` with `contents` atomically, without making the rename
-/// durable: a reader or a restarted process sees the new content, and after
-/// a power cut the file holds the old content or the new, never a torn mix
-/// (the data is synced before the rename). One fsync fewer than
-/// [`write_atomically`], for content that describes only what a power cut
-/// destroys anyway.
-pub fn replace_atomically(target: &Path, contents: &[u8]) -> std::io::Result<()> {
-    replace(target, contents)
+/// Replaces `target` with `contents` atomically, without an fsync: a reader,
+/// or the process restarted after a crash, sees the old content or the new,
+/// never a mix. Not after a power cut; for files in a runtime directory
+/// (`/run`, a tmpfs), which a power cut clears together with what they
+/// describe.
+pub fn replace_unsynced(target: &Path, contents: &[u8]) -> std::io::Result<()> {
+    replace(target, contents, false)
 }
 
-fn replace(target: &Path, contents: &[u8]) -> std::io::Result<()> {
+fn replace(target: &Path, contents: &[u8], sync: bool) -> std::io::Result<()> {
     let temp = temp_path(target);
-    let result = write_then_rename(&temp, target, contents);
+    let result = write_then_rename(&temp, target, contents, sync);
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
     result
 }
 
-fn write_then_rename(temp: &Path, target: &Path, contents: &[u8]) -> std::io::Result<()> {
+fn write_then_rename(
+    temp: &Path,
+    target: &Path,
+    contents: &[u8],
+    sync: bool,
+) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -58,7 +62,9 @@ fn write_then_rename(temp: &Path, target: &Path, contents: &[u8]) -> std::io::Re
         .mode(0o600)
         .open(temp)?;
     file.write_all(contents)?;
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     drop(file);
     std::fs::rename(temp, target)
 }

@@ -1,23 +1,29 @@
-//! The agent's persistent state in the state directory (`/var/lib/pisek`):
-//! IPAM leases, VRF labels and endpoint records, in one JSON document,
-//! `state.json`; and, apart, the routes the VRFs learned over BGP
-//! (`learned-routes.json`, `learned.rs`), kept for the next start.
+//! The agent's persistent state: IPAM leases, VRF labels and endpoint
+//! records, in two JSON documents split by how long what they describe
+//! lives (`documents.rs`): the labels durably in the state directory
+//! (`/var/lib/pisek/state.json`), the endpoints and their leases in the
+//! runtime directory (`/run/pisek/attachments.json`), which a reboot clears
+//! together with the veth pairs they name. And, apart, the routes the VRFs
+//! learned over BGP (`learned-routes.json`, `learned.rs`), kept for the next
+//! start.
 //!
-//! One document, replaced atomically ([`atomic`]) on every change, so a lease
-//! and the endpoint that uses it are always written together: there is no
-//! moment at which one is on disk and the other is not.
+//! A lease and the endpoint that uses it are in one document, replaced
+//! atomically ([`atomic`]) on every change: there is no moment at which one
+//! is on disk and the other is not.
 //!
 //! Every change goes through [`StateStore::update`]: the change is applied to
-//! a copy, the copy is written, and only when the write succeeded does the copy
-//! become the agent's state. So a full disk (or any write error) returns an
-//! error and changes nothing, on disk or in memory: no allocation is lost and
-//! none is leaked. A crash between two updates leaves the last complete
-//! document; endpoint records in phase `attaching` name every kernel object
-//! that may have been made, so the agent can finish or undo them on start.
+//! a copy, the documents it changed are written, and only when the writes
+//! succeeded does the copy become the agent's state. So a full disk (or any
+//! write error) returns an error and changes nothing, on disk or in memory:
+//! no allocation is lost and none is leaked. A crash between two updates
+//! leaves the last complete documents; endpoint records in phase `attaching`
+//! name every kernel object that may have been made, so the agent can finish
+//! or undo them on start.
 //!
-//! A lock file (`flock`) keeps two agents from sharing one state directory.
+//! A lock file (`flock`) in each directory keeps two agents from sharing one.
 
 pub mod atomic;
+mod documents;
 mod endpoints;
 mod labels;
 mod learned;
@@ -38,9 +44,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// The state file's name inside the state directory.
-pub const STATE_FILE: &str = "state.json";
-/// The lock file's name inside the state directory.
+pub use documents::{ATTACHMENTS_FILE, STATE_FILE};
+
+/// The lock file's name inside the state and the runtime directory.
 pub const LOCK_FILE: &str = "lock";
 /// The document's format version; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -97,47 +103,49 @@ pub enum StateError {
     Locked(PathBuf),
 }
 
-/// The state directory, opened and locked, with the current state in memory.
+/// The state and runtime directories, opened and locked, with the current
+/// state in memory.
 #[derive(Debug)]
 pub struct StateStore {
     dir: PathBuf,
+    runtime_dir: PathBuf,
     state: AgentState,
-    _lock: Flock<File>,
+    _locks: [Flock<File>; 2],
 }
 
 impl StateStore {
-    /// Opens (creating it with mode 0700 if needed) and locks a state
-    /// directory, and loads its state. A leftover temporary file from an
-    /// interrupted write is removed: the state file beside it is complete.
-    pub fn open(dir: &Path) -> Result<StateStore, StateError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io { path, source }
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = File::create(&lock_path).map_err(io(&lock_path))?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-            .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
+    /// Opens (creating them with mode 0700 if needed) and locks the state
+    /// directory and the runtime directory, and loads the state. A leftover
+    /// temporary file from an interrupted write is removed: the document
+    /// beside it is complete. Endpoints and leases that an agent before the
+    /// split left in `state.json` move to the runtime document.
+    pub fn open(dir: &Path, runtime_dir: &Path) -> Result<StateStore, StateError> {
+        let locks = [lock_dir(dir)?, lock_dir(runtime_dir)?];
         let path = dir.join(STATE_FILE);
-        let temp = atomic::temp_path(&path);
-        if temp.exists() {
-            std::fs::remove_file(&temp).map_err(io(&temp))?;
-        }
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => parse_state(&path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AgentState::default(),
-            Err(e) => return Err(io(&path)(e)),
+        let mut state = match read(&path)? {
+            Some(bytes) => documents::parse_durable(&path, &bytes)?,
+            None => AgentState::default(),
         };
-        Ok(StateStore {
+        let runtime_path = runtime_dir.join(ATTACHMENTS_FILE);
+        let migrate = !state.leases.is_empty() || !state.endpoints.is_empty();
+        if let Some(bytes) = read(&runtime_path)? {
+            // A current runtime document wins over what an older agent left
+            // in state.json (a crash in the middle of the move below).
+            (state.leases, state.endpoints) = documents::parse_runtime(&runtime_path, &bytes)?;
+        }
+        let store = StateStore {
             dir: dir.to_path_buf(),
+            runtime_dir: runtime_dir.to_path_buf(),
             state,
-            _lock: lock,
-        })
+            _locks: locks,
+        };
+        if migrate {
+            // Runtime document first: until state.json is rewritten, both
+            // name the endpoints, and the runtime document wins.
+            store.write_runtime(&store.state)?;
+            store.write_durable(&store.state)?;
+        }
+        Ok(store)
     }
 
     /// The current state.
@@ -145,13 +153,19 @@ impl StateStore {
         &self.state
     }
 
-    /// The state file's path.
+    /// The durable document's path (labels).
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
 
-    /// Applies `change` to a copy of the state and writes it durably (it
-    /// survives a power cut); the copy becomes the state only if both
+    /// The runtime document's path (endpoints and leases).
+    pub fn runtime_path(&self) -> PathBuf {
+        self.runtime_dir.join(ATTACHMENTS_FILE)
+    }
+
+    /// Applies `change` to a copy of the state and writes the documents it
+    /// changed: labels durably (they survive a power cut), endpoints and
+    /// leases for this boot. The copy becomes the state only if the writes
     /// succeed. Returns what `change` returned.
     pub fn update<T, E>(
         &mut self,
@@ -160,80 +174,82 @@ impl StateStore {
     where
         E: From<StateError>,
     {
-        self.apply(change, Durability::PowerCut)
-    }
-
-    /// Like [`StateStore::update`], for changes to endpoints and their
-    /// leases: the kernel objects they describe (veths, routes, rules) do
-    /// not outlive the boot, so the change is written for a crash or a
-    /// restart of the agent (the page cache keeps it) but its rename is not
-    /// made durable. A power cut may lose it, together with the objects it
-    /// describes; the file is never torn. One fsync fewer per change, on
-    /// the path of every CNI ADD and DEL.
-    pub fn update_for_this_boot<T, E>(
-        &mut self,
-        change: impl FnOnce(&mut AgentState) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<StateError>,
-    {
-        self.apply(change, Durability::ThisBoot)
-    }
-
-    fn apply<T, E>(
-        &mut self,
-        change: impl FnOnce(&mut AgentState) -> Result<T, E>,
-        durability: Durability,
-    ) -> Result<T, E>
-    where
-        E: From<StateError>,
-    {
         let mut next = self.state.clone();
         let out = change(&mut next)?;
-        if next != self.state {
-            self.write(&next, durability)?;
-            self.state = next;
+        let runtime_changed =
+            next.leases != self.state.leases || next.endpoints != self.state.endpoints;
+        if runtime_changed {
+            self.write_runtime(&next)?;
         }
+        if next.labels != self.state.labels {
+            if let Err(e) = self.write_durable(&next) {
+                if runtime_changed {
+                    // Put the runtime document back, so disk and memory
+                    // agree on the state before the change.
+                    let _ = self.write_runtime(&self.state);
+                }
+                return Err(e.into());
+            }
+        }
+        self.state = next;
         Ok(out)
     }
 
-    fn write(&self, state: &AgentState, durability: Durability) -> Result<(), StateError> {
+    fn write_durable(&self, state: &AgentState) -> Result<(), StateError> {
         let path = self.path();
-        let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StateError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        bytes.push(b'\n');
-        let written = match durability {
-            Durability::PowerCut => atomic::write_atomically(&path, &bytes),
-            Durability::ThisBoot => atomic::replace_atomically(&path, &bytes),
-        };
-        written.map_err(|source| StateError::Io { path, source })
+        let bytes = documents::encode_durable(state).map_err(|e| io_error(&path, e))?;
+        atomic::write_atomically(&path, &bytes).map_err(|source| StateError::Io { path, source })
+    }
+
+    fn write_runtime(&self, state: &AgentState) -> Result<(), StateError> {
+        let path = self.runtime_path();
+        let bytes = documents::encode_runtime(state).map_err(|e| io_error(&path, e))?;
+        atomic::replace_unsynced(&path, &bytes).map_err(|source| StateError::Io { path, source })
     }
 }
 
-/// What a state write must survive.
-#[derive(Clone, Copy)]
-enum Durability {
-    /// A power cut: the rename is made durable too.
-    PowerCut,
-    /// A crash or restart of the agent, within this boot.
-    ThisBoot,
-}
-
-fn parse_state(path: &Path, bytes: &[u8]) -> Result<AgentState, StateError> {
-    let corrupt = |reason: String| StateError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
+/// Creates `dir` (mode 0700) if needed, takes its lock and removes a
+/// temporary file an interrupted write left.
+fn lock_dir(dir: &Path) -> Result<Flock<File>, StateError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { path, source }
     };
-    let state: AgentState = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if state.version != FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "format version {} (this agent reads {FORMAT_VERSION})",
-            state.version
-        )));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock_file = File::create(&lock_path).map_err(io(&lock_path))?;
+    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
+    for name in [STATE_FILE, ATTACHMENTS_FILE] {
+        let temp = atomic::temp_path(&dir.join(name));
+        if temp.exists() {
+            std::fs::remove_file(&temp).map_err(io(&temp))?;
+        }
     }
-    Ok(state)
+    Ok(lock)
+}
+
+/// A file's bytes, or `None` if it does not exist.
+fn read(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn io_error(path: &Path, e: serde_json::Error) -> StateError {
+    StateError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    }
 }
 
 #[cfg(test)]
