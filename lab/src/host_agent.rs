@@ -41,6 +41,9 @@ pub struct HostAgent {
     pub host: Netns,
     /// Config, key, state and socket.
     pub dir: TempDir,
+    /// The runtime directory (attachments and leases), on a tmpfs as a
+    /// node's `/run` is.
+    pub run_dir: TempDir,
     child: Option<Child>,
 }
 
@@ -73,13 +76,15 @@ impl HostAgent {
     pub fn start(tag: &str) -> HostAgent {
         let host = Netns::new(tag);
         let dir = TempDir::new(tag);
+        let run_dir = TempDir::new_on_tmpfs(tag);
         let key = dir.path.join("wg.key");
         write_test_key(&key).expect("write the agent's key");
         let config = host_agent_tenants().into_iter().fold(
             AgentToml::new(format!("host-{tag}"), Role::Edge, "10.255.0.1", &key)
                 .api_socket(dir.path.join("agent.sock"))
                 .vanished_sweep_secs(1)
-                .state_dir(dir.path.join("state")),
+                .state_dir(dir.path.join("state"))
+                .runtime_dir(&run_dir.path),
             AgentToml::tenant,
         );
         config
@@ -88,6 +93,7 @@ impl HostAgent {
         let mut agent = HostAgent {
             host,
             dir,
+            run_dir,
             child: None,
         };
         agent.run();
@@ -179,16 +185,14 @@ impl HostAgent {
             .iter()
             .map(|a| format!("{}/{}", a.container_id, a.ifname))
             .collect();
-        let state = std::fs::read_to_string(
-            self.dir
-                .path
-                .join("state")
-                .join("run")
-                .join("attachments.json"),
-        )
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .unwrap_or_default();
+        // No document yet is no lease; an unreadable one fails the test.
+        let path = self.run_dir.path.join("attachments.json");
+        let state = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Value::Null,
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
         let leases = state["leases"]
             .as_object()
             .map(|m| m.keys().cloned().collect())

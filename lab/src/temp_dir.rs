@@ -17,6 +17,19 @@ impl TempDir {
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
     }
+
+    /// Like [`TempDir::new`], on a tmpfs (`/dev/shm`) where there is one:
+    /// for what a node keeps on its tmpfs `/run` (the agent's runtime
+    /// directory), measured as it runs there, not on this machine's disk.
+    pub fn new_on_tmpfs(tag: &str) -> TempDir {
+        let shm = std::path::Path::new("/dev/shm");
+        if !shm.is_dir() {
+            return TempDir::new(tag);
+        }
+        let path = shm.join(format!("pisek-test-{}", unique_tag(tag)));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
 }
 
 impl Drop for TempDir {

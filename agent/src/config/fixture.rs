@@ -53,6 +53,7 @@ pub struct AgentToml {
     api_socket: Option<String>,
     vanished_sweep_secs: Option<u64>,
     state_dir: Option<String>,
+    runtime_dir: Option<String>,
     workers: Option<usize>,
     raw: String,
 }
@@ -125,6 +126,7 @@ impl AgentToml {
             api_socket: None,
             vanished_sweep_secs: None,
             state_dir: None,
+            runtime_dir: None,
             workers: None,
             raw: String::new(),
         }
@@ -210,6 +212,12 @@ impl AgentToml {
         self
     }
 
+    /// `state.runtime_dir` (after [`AgentToml::state_dir`], which sets it).
+    pub fn runtime_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.runtime_dir = Some(dir.as_ref().display().to_string());
+        self
+    }
+
     /// `dataplane.workers`.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
@@ -257,7 +265,10 @@ impl AgentToml {
             let _ = writeln!(t, "vanished_sweep_secs = {secs}");
         }
         if let Some(dir) = &self.state_dir {
-            let runtime = format!("{dir}/run");
+            let runtime = self
+                .runtime_dir
+                .clone()
+                .unwrap_or_else(|| format!("{dir}/run"));
             let _ = write!(
                 t,
                 "\n[state]\ndir = {}\nruntime_dir = {}\n",
