@@ -103,3 +103,24 @@ pub enum Request {
     /// Drop counters.
     Drops,
 }
+
+impl Request {
+    /// The request's `op`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Attach { .. } => "attach",
+            Request::Detach { .. } => "detach",
+            Request::Check { .. } => "check",
+            Request::Gc { .. } => "gc",
+            Request::TenantForNamespace { .. } => "tenant_for_namespace",
+            Request::Status => "status",
+            Request::Endpoints => "endpoints",
+            Request::Vrfs => "vrfs",
+            Request::Routes { .. } => "routes",
+            Request::Peers => "peers",
+            Request::Bgp => "bgp",
+            Request::BgpRib { .. } => "bgp_rib",
+            Request::Drops => "drops",
+        }
+    }
+}

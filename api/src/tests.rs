@@ -82,3 +82,22 @@ fn responses_round_trip() {
         serde_json::from_str(&serde_json::to_string(&err).expect("encode")).expect("decode");
     assert_eq!(back, err);
 }
+
+#[test]
+fn kind_is_the_serialized_op() {
+    for request in [
+        Request::Detach {
+            container_id: "c".into(),
+            ifname: "eth0".into(),
+        },
+        Request::TenantForNamespace {
+            namespace: "n".into(),
+        },
+        Request::Status,
+        Request::Endpoints,
+        Request::Drops,
+    ] {
+        let json = serde_json::to_value(&request).expect("encode");
+        assert_eq!(json["op"], request.kind());
+    }
+}

@@ -120,6 +120,7 @@ impl ApiServer {
     }
 
     async fn serve_connection(&self, stream: UnixStream) -> std::io::Result<()> {
+        let accepted = Instant::now();
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
         let mut line = Vec::new();
@@ -146,13 +147,23 @@ impl ApiServer {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let answer = match serde_json::from_slice::<Request>(&line) {
-                Ok(request) => self.dispatch(request).await,
-                Err(e) => {
-                    Response::failure(codes::MALFORMED_REQUEST, format!("malformed request: {e}"))
-                }
+            let read = Instant::now();
+            let (kind, answer) = match serde_json::from_slice::<Request>(&line) {
+                Ok(request) => (request.kind(), self.dispatch(request).await),
+                Err(e) => (
+                    "malformed",
+                    Response::failure(codes::MALFORMED_REQUEST, format!("malformed request: {e}")),
+                ),
             };
             send(&mut write, &answer).await?;
+            // From the request's last byte to the answer's, for the CNI
+            // latency benchmark: what the API adds around attach and detach.
+            tracing::debug!(
+                request = kind,
+                since_accept_ms = accepted.elapsed().as_secs_f64() * 1e3,
+                answer_ms = read.elapsed().as_secs_f64() * 1e3,
+                "answered"
+            );
         }
     }
 
