@@ -89,7 +89,12 @@ fn main() {
     let args = Args::parse();
     if args.agent_log.is_some() {
         // SAFETY: no other thread runs yet.
-        unsafe { std::env::set_var("PISEK_LAB_AGENT_LOG", "warn,pisek_agent::attach=debug") };
+        unsafe {
+            std::env::set_var(
+                "PISEK_LAB_AGENT_LOG",
+                "warn,pisek_agent::attach=debug,pisek_agent::api=debug",
+            )
+        };
     }
     let agent = HostAgent::start("cbh");
     let dir = TempDir::new("cbd");

@@ -1,17 +1,24 @@
-//! Detach, after the answer: deleting the rules and the veth pairs, in
-//! batches.
+//! Detach, after the answer: deleting the rules and the veth pairs, a few
+//! at a time.
 //!
 //! The kernel's unregistering of a network device waits for RCU grace
-//! periods, partly under the routing netlink lock: 20-30 ms per veth pair
+//! periods, partly under the routing netlink lock: 10-30 ms per veth pair
 //! here, whatever the pair carried, and every netlink request waits behind
-//! it. Done inside the detach, that was most of a CNI DEL; done per pair in
-//! the background, a burst of DELs (a node drained) queues hundreds of such
-//! waits. So a detach answers once the workload is off the overlay (data
-//! plane and BGP told) and its lease is free, and one worker deletes what
-//! the detaches left: the `iif` rules one by one (cheap), then every pair
-//! of the batch in a single request, by link group, so the batch shares
-//! one set of grace periods (`ip link delete group N`, the batch API the
-//! kernel uses for a namespace's devices).
+//! it. Done inside the detach, that was most of a CNI DEL. So a detach
+//! answers once the workload is off the overlay (data plane and BGP told)
+//! and its lease is free, and one worker, on a thread of its own at a
+//! lower priority, deletes what the detaches left: the `iif` rules one by
+//! one (cheap), then the pairs of a batch in a single request, by link
+//! group (`ip link delete group N`, the batch API the kernel uses for a
+//! namespace's devices).
+//!
+//! A batch is small ([`MAX_BATCH`]): the grace periods are sleeps, but the
+//! unregistering between them is CPU the kernel does not give up (most
+//! distribution kernels do not preempt inside a system call), and a batch
+//! of eight held a CPU for 1-2 ms at a stretch, long enough for the
+//! forwarder thread woken on that CPU to make a concurrent DEL three times
+//! slower. A drained node's pairs thus go at some 60 a second; the
+//! runtime's deletion of each pod's namespace takes its pair with it anyway.
 //!
 //! Until its pair is gone a workload's packets still reach the tenant's
 //! table, where the data plane drops them (their source is no longer
@@ -31,6 +38,15 @@ use crate::state::{EndpointPhase, EndpointRecord, StateError, StateStore};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, watch};
+
+/// The teardown thread's nice value: the kernel deletes veth pairs inside
+/// its `sendmsg`, CPU the next CNI request would otherwise wait for.
+const TEARDOWN_NICENESS: i32 = 10;
+
+/// At most this many pairs per `delete group` request: the kernel holds
+/// the CPU for the request's unregistering, and every thread woken on that
+/// CPU meanwhile (the forwarder answering a detach) waits.
+const MAX_BATCH: usize = 1;
 
 /// The link group the worker puts a batch's host ends in, to delete them in
 /// one request. Nothing else on a node uses it ("PISK" in ASCII); the
@@ -81,10 +97,11 @@ impl Attachments {
             let (queue, jobs) = mpsc::unbounded_channel();
             // Its own connection, off the runtime's workers: a batch's
             // delete holds the kernel's `sendmsg` for tens of ms.
-            let host = Netlink::open_on_own_thread("pisek-teardown").unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "teardown: sharing the agent's netlink connection");
-                self.host.clone()
-            });
+            let host = Netlink::open_on_own_thread("pisek-teardown", TEARDOWN_NICENESS)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "teardown: sharing the agent's netlink connection");
+                    self.host.clone()
+                });
             tokio::spawn(worker(
                 jobs,
                 host,
@@ -101,7 +118,7 @@ impl Attachments {
     }
 }
 
-/// Takes every queued job as one batch, deletes its objects, drops the
+/// Takes up to [`MAX_BATCH`] queued jobs as one batch, deletes its objects, drops the
 /// records, tells the waiters; again.
 async fn worker(
     mut jobs: mpsc::UnboundedReceiver<Job>,
@@ -111,7 +128,9 @@ async fn worker(
 ) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
-        while let Ok(job) = jobs.try_recv() {
+        while batch.len() < MAX_BATCH
+            && let Ok(job) = jobs.try_recv()
+        {
             batch.push(job);
         }
         let records: Vec<&EndpointRecord> = batch.iter().map(|j| &j.record).collect();

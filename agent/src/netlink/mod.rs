@@ -133,7 +133,11 @@ impl Netlink {
     /// task queued behind it (the API's answers); on its own thread only
     /// this connection's callers wait. The thread ends when the last clone
     /// of the returned handle is dropped.
-    pub fn open_on_own_thread(name: &str) -> Result<Netlink, NetlinkError> {
+    ///
+    /// `niceness` (0 to 19) is the thread's nice value unless the process
+    /// runs at a lower priority already: background work such as deleting
+    /// detached pairs then yields the CPU to requests awaiting an answer.
+    pub fn open_on_own_thread(name: &str, niceness: i32) -> Result<Netlink, NetlinkError> {
         let opening = |source: std::io::Error| NetlinkError::Kernel {
             what: "opening a route netlink socket".into(),
             source,
@@ -143,6 +147,7 @@ impl Netlink {
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
+                lower_priority(niceness);
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_io()
                     .build()
@@ -233,4 +238,62 @@ pub fn open_netns(path: &Path) -> Result<std::fs::File, NetlinkError> {
         });
     }
     Ok(file)
+}
+
+/// Sets the calling thread's nice value to `niceness` unless it is higher
+/// already (Linux applies `setpriority` with a thread id to that thread
+/// alone). Best effort: a thread that keeps its priority still works.
+fn lower_priority(niceness: i32) {
+    // SAFETY: gettid has no preconditions; getpriority and setpriority read
+    // only their arguments. getpriority may legitimately return -1: errno
+    // tells an error apart, so it is cleared first.
+    let rc = unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if current == -1 && *libc::__errno_location() != 0 {
+            -1
+        } else if current >= niceness {
+            0
+        } else {
+            libc::setpriority(libc::PRIO_PROCESS, tid, niceness)
+        }
+    };
+    if rc != 0 {
+        tracing::warn!(
+            niceness,
+            error = %std::io::Error::last_os_error(),
+            "could not lower a netlink thread's priority"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nice value of this process's thread named `name`, from procfs.
+    fn nice_of_thread(name: &str) -> Option<i32> {
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            if comm.trim_end() == name {
+                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+                // Fields after the parenthesised name; nice is field 19.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                return rest.split(' ').nth(16)?.parse().ok();
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn own_thread_runs_at_the_given_niceness() {
+        // SAFETY: getpriority reads only its arguments.
+        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let netlink = Netlink::open_on_own_thread("pk-nice-test", 7).expect("a netlink socket");
+        // Lowered, never raised (a test run under `nice -n 19` stays there).
+        assert_eq!(nice_of_thread("pk-nice-test"), Some(own.max(7)));
+        drop(netlink);
+    }
 }
