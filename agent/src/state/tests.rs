@@ -36,6 +36,23 @@ impl From<StateError> for TestError {
     }
 }
 
+fn label(store: &mut StateStore, tenant: u32) -> Result<(), TestError> {
+    store.update(|s| {
+        s.labels
+            .label_for(tenant)
+            .map(|_| ())
+            .map_err(|_| TestError::Refused)
+    })
+}
+
+fn has_lease(store: &StateStore, container: &str) -> bool {
+    store
+        .state()
+        .leases
+        .get(&WorkloadKey::new(container, "eth0"))
+        .is_some()
+}
+
 fn lease(store: &mut StateStore, container: &str) -> Result<(), TestError> {
     store.update(|s| {
         s.leases
@@ -71,23 +88,10 @@ fn update_survives_reopen() {
     {
         let mut store = open(&d).expect("open");
         lease(&mut store, "c1").expect("lease");
-        store
-            .update(|s| {
-                s.labels
-                    .label_for(1)
-                    .map(|_| ())
-                    .map_err(|_| TestError::Refused)
-            })
-            .expect("label");
+        label(&mut store, 1).expect("label");
     }
     let store = open(&d).expect("reopen");
-    assert!(
-        store
-            .state()
-            .leases
-            .get(&WorkloadKey::new("c1", "eth0"))
-            .is_some()
-    );
+    assert!(has_lease(&store, "c1"));
     assert_eq!(store.state().labels.get(1).map(|l| l.value()), Some(16));
 }
 
@@ -146,28 +150,20 @@ fn leftover_temp_file_is_removed_and_state_file_wins() {
     assert!(!atomic::temp_path(&store.path()).exists());
 }
 
+/// Writes `contents` as `file` in `d`'s subdirectory `sub`.
+fn write_file(d: &Dir, sub: &str, file: &str, contents: &[u8]) {
+    std::fs::create_dir_all(d.0.join(sub)).expect("mkdir");
+    std::fs::write(d.0.join(sub).join(file), contents).expect("write");
+}
+
 #[test]
 fn corrupt_state_file_refuses_to_open() {
     let d = Dir::new("corrupt");
-    std::fs::create_dir_all(d.0.join("state")).expect("mkdir");
-    std::fs::write(
-        d.0.join("state").join(STATE_FILE),
-        b"{\"version\": 1, \"leases\": [",
-    )
-    .expect("write");
+    write_file(&d, "state", STATE_FILE, b"{\"version\": 1, \"leases\": [");
     let err = open(&d).expect_err("corrupt");
     assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
-    std::fs::write(
-        d.0.join("state").join(STATE_FILE),
-        b"{\"version\": 1, \"labels\": {}}",
-    )
-    .expect("write");
-    std::fs::create_dir_all(d.0.join("run")).expect("mkdir");
-    std::fs::write(
-        d.0.join("run").join(ATTACHMENTS_FILE),
-        b"{\"version\": 1, \"le",
-    )
-    .expect("write");
+    write_file(&d, "state", STATE_FILE, b"{\"version\": 1, \"labels\": {}}");
+    write_file(&d, "run", ATTACHMENTS_FILE, b"{\"version\": 1, \"le");
     let err = open(&d).expect_err("corrupt");
     assert!(
         matches!(&err, StateError::Corrupt { path, .. } if path.ends_with(ATTACHMENTS_FILE)),
@@ -180,14 +176,7 @@ fn labels_go_to_the_state_directory_and_endpoints_to_the_runtime_directory() {
     let d = Dir::new("split");
     let mut store = open(&d).expect("open");
     lease(&mut store, "c1").expect("lease");
-    store
-        .update(|s| {
-            s.labels
-                .label_for(1)
-                .map(|_| ())
-                .map_err(|_| TestError::Refused)
-        })
-        .expect("label");
+    label(&mut store, 1).expect("label");
     let durable = std::fs::read_to_string(store.path()).expect("state.json");
     let runtime = std::fs::read_to_string(store.runtime_path()).expect("attachments.json");
     assert!(
@@ -218,13 +207,7 @@ fn endpoints_an_older_agent_kept_in_state_json_move_to_the_runtime_directory() {
         std::fs::remove_file(store.runtime_path()).expect("rm");
     }
     let store = open(&d).expect("reopen");
-    assert!(
-        store
-            .state()
-            .leases
-            .get(&WorkloadKey::new("c1", "eth0"))
-            .is_some()
-    );
+    assert!(has_lease(&store, "c1"));
     let durable = std::fs::read_to_string(store.path()).expect("state.json");
     assert!(!durable.contains("c1/eth0"), "{durable}");
     let runtime = std::fs::read_to_string(store.runtime_path()).expect("attachments.json");
