@@ -274,9 +274,13 @@ mod tests {
 
     /// The nice value of this process's thread named `name`, from procfs.
     fn nice_of_thread(name: &str) -> Option<i32> {
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            let path = task.ok()?.path();
-            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+        // Other tests' threads come and go meanwhile: one that vanished
+        // between the listing and the read is skipped, not an answer.
+        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let path = task.path();
+            let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+                continue;
+            };
             if comm.trim_end() == name {
                 let stat = std::fs::read_to_string(path.join("stat")).ok()?;
                 // Fields after the parenthesised name; nice is field 19.
