@@ -1,5 +1,5 @@
-//! Detach, after the answer: deleting the rules and the veth pairs, a few
-//! at a time.
+//! Detach, after the answer: deleting the rules and the veth pairs, one
+//! pair per request.
 //!
 //! The kernel's unregistering of a network device waits for RCU grace
 //! periods, partly under the routing netlink lock: 10-30 ms per veth pair
@@ -12,7 +12,7 @@
 //! group (`ip link delete group N`, the batch API the kernel uses for a
 //! namespace's devices).
 //!
-//! A batch is small ([`MAX_BATCH`]): the grace periods are sleeps, but the
+//! A batch is one pair ([`MAX_BATCH`]): the grace periods are sleeps, but the
 //! unregistering between them is CPU the kernel does not give up (most
 //! distribution kernels do not preempt inside a system call), and a batch
 //! of eight held a CPU for 1-2 ms at a stretch, long enough for the
@@ -95,8 +95,8 @@ impl Attachments {
         self.teardowns.lock().insert(record.key.clone(), done);
         let queue = self.teardowns.queue.get_or_init(|| {
             let (queue, jobs) = mpsc::unbounded_channel();
-            // Its own connection, off the runtime's workers: a batch's
-            // delete holds the kernel's `sendmsg` for tens of ms.
+            // Its own connection, off the runtime's workers: a pair's
+            // delete holds the kernel's `sendmsg` for 10-30 ms.
             let host = Netlink::open_on_own_thread("pisek-teardown", TEARDOWN_NICENESS)
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "teardown: sharing the agent's netlink connection");
@@ -118,8 +118,8 @@ impl Attachments {
     }
 }
 
-/// Takes up to [`MAX_BATCH`] queued jobs as one batch, deletes its objects, drops the
-/// records, tells the waiters; again.
+/// Takes up to [`MAX_BATCH`] queued jobs as one batch, deletes its
+/// objects, drops the records, tells the waiters; again.
 async fn worker(
     mut jobs: mpsc::UnboundedReceiver<Job>,
     host: Netlink,
