@@ -1,5 +1,4 @@
-//! Detach, after the answer: deleting the rules and the veth pairs, one
-//! pair per request.
+//! Detach, after the answer: deleting the rules and the veth pair.
 //!
 //! The kernel's unregistering of a network device waits for RCU grace
 //! periods, partly under the routing netlink lock: 10-30 ms per veth pair
@@ -7,18 +6,18 @@
 //! it. Done inside the detach, that was most of a CNI DEL. So a detach
 //! answers once the workload is off the overlay (data plane and BGP told)
 //! and its lease is free, and one worker, on a thread of its own at a
-//! lower priority, deletes what the detaches left: the `iif` rules one by
-//! one (cheap), then the pairs of a batch in a single request, by link
-//! group (`ip link delete group N`, the batch API the kernel uses for a
-//! namespace's devices).
+//! lower priority, deletes what the detaches left, one attachment at a
+//! time, with [`delete_objects`].
 //!
-//! A batch is one pair ([`MAX_BATCH`]): the grace periods are sleeps, but the
-//! unregistering between them is CPU the kernel does not give up (most
-//! distribution kernels do not preempt inside a system call), and a batch
-//! of eight held a CPU for 1-2 ms at a stretch, long enough for the
-//! forwarder thread woken on that CPU to make a concurrent DEL three times
-//! slower. A drained node's pairs thus go at some 60 a second; the
-//! runtime's deletion of each pod's namespace takes its pair with it anyway.
+//! Not in batches (`ip link delete group N`, which the worker once used so
+//! that pairs shared one set of grace periods): the grace periods are
+//! sleeps, but the unregistering between them is CPU the kernel does not
+//! give up (most distribution kernels do not preempt inside a system
+//! call), and a batch of eight held a CPU for 1-2 ms at a stretch, long
+//! enough for the forwarder thread woken on that CPU to make a concurrent
+//! DEL three times slower. A drained node's pairs thus go at some 60 a
+//! second; the runtime's deletion of each pod's namespace takes its pair
+//! with it anyway.
 //!
 //! Until its pair is gone a workload's packets still reach the tenant's
 //! table, where the data plane drops them (their source is no longer
@@ -42,16 +41,6 @@ use tokio::sync::{Mutex, mpsc, watch};
 /// The teardown thread's nice value: the kernel deletes veth pairs inside
 /// its `sendmsg`, CPU the next CNI request would otherwise wait for.
 const TEARDOWN_NICENESS: i32 = 10;
-
-/// At most this many pairs per `delete group` request: the kernel holds
-/// the CPU for the request's unregistering, and every thread woken on that
-/// CPU meanwhile (the forwarder answering a detach) waits.
-const MAX_BATCH: usize = 1;
-
-/// The link group the worker puts a batch's host ends in, to delete them in
-/// one request. Nothing else on a node uses it ("PISK" in ASCII); the
-/// group only ever holds pairs being deleted.
-pub const TEARDOWN_LINK_GROUP: u32 = 0x5049_534b;
 
 /// The teardowns queued or under way, by endpoint, and the worker's queue.
 #[derive(Clone, Default)]
@@ -118,66 +107,34 @@ impl Attachments {
     }
 }
 
-/// Takes up to [`MAX_BATCH`] queued jobs as one batch, deletes its
-/// objects, drops the records, tells the waiters; again.
+/// Deletes each queued attachment's objects, drops its record, tells its
+/// waiters; again.
 async fn worker(
     mut jobs: mpsc::UnboundedReceiver<Job>,
     host: Netlink,
     store: Arc<Mutex<StateStore>>,
     teardowns: Teardowns,
 ) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH
-            && let Ok(job) = jobs.try_recv()
-        {
-            batch.push(job);
-        }
-        let records: Vec<&EndpointRecord> = batch.iter().map(|j| &j.record).collect();
+    while let Some(job) = jobs.recv().await {
+        let record = &job.record;
         let mut times = StepTimes::start();
-        match delete_batch(&host, &records, &mut times).await {
+        match delete_objects(&host, record, &mut times).await {
             Ok(()) => {
-                drop_records(&store, &records).await;
-                times.mark("records");
-                times.log("teardown", &format_args!("{} attachment(s)", records.len()));
+                drop_record(&store, record).await;
+                times.mark("record");
+                times.log("teardown", &record.key);
             }
-            // The records stay `detaching`: the next attach or start removes
+            // The record stays `detaching`: the next attach or start removes
             // what is left.
             Err(e) => tracing::error!(
-                attachments = records.len(),
+                endpoint = %record.key,
                 error = %e,
-                "deleting detached workloads' rules and veths"
+                "deleting a detached workload's rules and veth pair"
             ),
         }
-        for job in batch {
-            teardowns.lock().remove(&job.record.key);
-            let _ = job.finished.send(true);
-        }
+        teardowns.lock().remove(&record.key);
+        let _ = job.finished.send(true);
     }
-}
-
-/// The rules of every record, then every pair in one request.
-async fn delete_batch(
-    host: &Netlink,
-    records: &[&EndpointRecord],
-    times: &mut StepTimes,
-) -> Result<(), NetlinkError> {
-    for r in records {
-        delete_rules(host, r).await?;
-    }
-    times.mark("rules");
-    for r in records {
-        host.set_link_group(&r.host_ifname, TEARDOWN_LINK_GROUP)
-            .await?;
-        // An end that was never moved into its namespace keeps its
-        // temporary name (an attach interrupted by an older agent).
-        host.set_link_group(&peer_temp_ifname(&r.key), TEARDOWN_LINK_GROUP)
-            .await?;
-    }
-    times.mark("group");
-    host.delete_link_group(TEARDOWN_LINK_GROUP).await?;
-    times.mark("links");
-    Ok(())
 }
 
 /// The `iif` rules of an attachment: they name the interface and outlive
@@ -190,7 +147,8 @@ async fn delete_rules(host: &Netlink, r: &EndpointRecord) -> Result<(), NetlinkE
     Ok(())
 }
 
-/// Deletes every kernel object of one attachment (rollback, recovery):
+/// Deletes every kernel object of one attachment (teardown, rollback,
+/// recovery):
 /// rules, then the host end, which deletes the workload end, the routes
 /// through it and its neighbour entries. All steps tolerate objects that
 /// are already gone.
@@ -208,24 +166,22 @@ pub(super) async fn delete_objects(
     Ok(())
 }
 
-/// Drops the records still `detaching` (an attach of the same interface
+/// Drops the record if still `detaching` (an attach of the same interface
 /// waits for the teardown, so none was taken over meanwhile).
-async fn drop_records(store: &Mutex<StateStore>, records: &[&EndpointRecord]) {
+async fn drop_record(store: &Mutex<StateStore>, record: &EndpointRecord) {
     let mut store = store.lock().await;
     let dropped = store.update(|s| -> Result<(), StateError> {
-        for r in records {
-            if s.endpoints
-                .get(&r.key)
-                .is_some_and(|e| e.phase == EndpointPhase::Detaching)
-            {
-                s.endpoints.remove(&r.key);
-            }
+        if s.endpoints
+            .get(&record.key)
+            .is_some_and(|e| e.phase == EndpointPhase::Detaching)
+        {
+            s.endpoints.remove(&record.key);
         }
         Ok(())
     });
     if let Err(e) = dropped {
-        // Harmless: the records name nothing that still exists; the next
-        // start drops them.
-        tracing::warn!(error = %e, "could not drop detached workloads' records");
+        // Harmless: the record names nothing that still exists; the next
+        // start drops it.
+        tracing::warn!(endpoint = %record.key, error = %e, "could not drop a detached workload's record");
     }
 }

@@ -185,45 +185,6 @@ impl Netlink {
         }
     }
 
-    /// Puts the link with this name into link group `group`; a missing link
-    /// is success. Returns true when it found the link.
-    pub async fn set_link_group(&self, name: &str, group: u32) -> Result<bool, NetlinkError> {
-        let Some(link) = self.link_by_name(name).await? else {
-            return Ok(false);
-        };
-        let message = LinkMessageBuilder::<LinkUnspec>::new()
-            .index(link.index)
-            .link_group(group)
-            .build();
-        match self.handle().link().set(message).execute().await {
-            Ok(()) => Ok(true),
-            Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(false),
-            Err(e) => Err(NetlinkError::from_rtnetlink(
-                format!("moving link {name} to group {group}"),
-                e,
-            )),
-        }
-    }
-
-    /// Deletes every link of this namespace in link group `group`, in one
-    /// request: the kernel unregisters them together, so they share its
-    /// RCU grace periods (`ip link delete group N`).
-    pub async fn delete_link_group(&self, group: u32) -> Result<(), NetlinkError> {
-        let message = LinkMessageBuilder::<LinkUnspec>::new()
-            .link_group(group)
-            .build();
-        let mut request = self.handle().link().del(0);
-        *request.message_mut() = message;
-        match request.execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(()),
-            Err(e) => Err(NetlinkError::from_rtnetlink(
-                format!("deleting link group {group}"),
-                e,
-            )),
-        }
-    }
-
     /// Applies a link change; `what` describes it for the error.
     async fn set_link(
         &self,
