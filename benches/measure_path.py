@@ -4,13 +4,26 @@ row of examples/overlay_bench (bare veth, wireguard-go, wg_peer, the Pisek
 overlay), and prints one line for the example to parse:
 
   <name> <tcp1 Gbit/s> <tcp4 Gbit/s> <udp64 offered pps> <udp64 received pps>
-         <rtt avg ms> <rtt p50 ms> <RSS KiB> <CPU s/GB>
+         <udp64 CPU us/packet> <default buffer: offered pps> <received pps>
+         <dropped at the sink pps> <rtt avg ms> <rtt p50 ms> <RSS KiB> <CPU s/GB>
 
   benches/measure_path.py NAME CLIENT_NS SERVER_NS SERVER_ADDR SECONDS [PID...]
 
 - TCP: iperf3 -t SECONDS, 1 and then 4 streams, receiver side.
 - UDP: iperf3 -u -l 64 -b 0 -t SECONDS: offered = datagrams the client
-  sent per second, received = those the server got (sent - lost).
+  sent per second, received = those the server got (sent - lost). Twice:
+  first with a 2 MiB socket buffer at both ends (-w 2M: a receive buffer
+  at the sink that outlasts its waits for a CPU; capped by
+  net.core.rmem_max, warned about when lower), then with the
+  default buffer (net.core.rmem_default, 208 KiB: about 270 datagrams of
+  64 B, 1-2 ms of the stream). With the default, part of what the path
+  delivered is dropped at the sink's own socket while iperf3 waits for a
+  CPU (a 2-core machine runs the sender, the sink and the daemons at
+  once): "dropped at the sink" counts them (the drops column of
+  /proc/net/udp for the sink's port, sampled every 0.2 s while the test
+  runs, so a lower bound), which measures the sink and the scheduler, not
+  the path. CPU per packet: utime + stime of the PIDs over the first run,
+  divided by the datagrams received in it.
 - RTT: ping -c 50 -i 0.01, average and median of the replies.
 - RSS and CPU: of the PIDs given (the daemons on the path; iperf3 is not
   counted): VmRSS summed after the transfers, and utime + stime from
@@ -25,6 +38,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -86,15 +100,66 @@ def tcp(client, addr, seconds, streams):
     return s["bits_per_second"] / 1e9, s["bytes"]
 
 
-def udp64(client, addr, seconds):
-    """(offered pps, received pps) of 64-byte datagrams, unlimited rate."""
-    r = iperf(client, addr, ["-u", "-l", "64", "-b", "0", "-t", str(seconds)])
+# The sink's socket buffer for the 64-byte test (see the docstring).
+SINK_BUFFER = 2 << 20
+SINK_PORT = 5201
+
+
+def sink_drops(server_pid):
+    """Datagrams dropped so far by the UDP sockets on SINK_PORT in the
+    namespace of `server_pid` (receive buffer full). Read from its /proc,
+    without starting a process: the watch runs during the measurement."""
+    total = 0
+    for table in ("udp", "udp6"):
+        try:
+            with open(f"/proc/{server_pid}/net/{table}") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 12 and fields[1].endswith(f":{SINK_PORT:04X}"):
+                total += int(fields[-1])
+    return total
+
+
+def udp64(client, addr, seconds, buffer=None, server_pid=None):
+    """(offered pps, received pps, dropped at the sink pps) of 64-byte
+    datagrams at an unlimited rate; `buffer`: both ends' socket buffer;
+    with `server_pid` the sink's drops are watched (else 0)."""
+    args = ["-u", "-l", "64", "-b", "0", "-t", str(seconds)]
+    if buffer:
+        args += ["-w", str(buffer)]
+    drops = [0]
+    done = threading.Event()
+
+    def watch():
+        # The test's socket (and its counter) goes when the test ends.
+        while server_pid and not done.wait(0.2):
+            drops[0] = max(drops[0], sink_drops(server_pid))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        r = iperf(client, addr, args)
+    finally:
+        done.set()
+        watcher.join()
     if r is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     s = r["end"]["sum"]
     sent = s["packets"]
     lost = max(s.get("lost_packets", 0), 0)
-    return sent / seconds, (sent - lost) / seconds
+    return sent / seconds, (sent - lost) / seconds, drops[0] / seconds
+
+
+def check_rmem_max():
+    with open("/proc/sys/net/core/rmem_max") as f:
+        rmem_max = int(f.read())
+    if rmem_max < SINK_BUFFER:
+        print(f"measure_path: net.core.rmem_max is {rmem_max}, below the "
+              f"{SINK_BUFFER} B sink buffer; the 64 B test gets {rmem_max}",
+              file=sys.stderr)
 
 
 def rtt(client, addr):
@@ -120,14 +185,23 @@ def main():
         tcp1, bytes1 = tcp(client, addr, seconds, 1)
         tcp4, bytes4 = tcp(client, addr, seconds, 4)
         cpu = cpu_seconds(pids) - cpu0
-        offered, received = udp64(client, addr, seconds)
+        check_rmem_max()
+        cpu0 = cpu_seconds(pids)
+        offered, received, _ = udp64(client, addr, seconds, SINK_BUFFER)
+        udp_cpu = cpu_seconds(pids) - cpu0
+        # `ip netns exec` execs iperf3: the pid is the server's.
+        d_offered, d_received, d_dropped = udp64(
+            client, addr, seconds, server_pid=srv.pid)
     finally:
         srv.terminate()
         srv.wait()
     avg, p50 = rtt(client, addr)
     gb = (bytes1 + bytes4) / 1e9
     per_gb = cpu / gb if pids and gb > 0 else float("nan")
-    print(f"{name} {tcp1:.3f} {tcp4:.3f} {offered:.0f} {received:.0f} "
+    packets = received * seconds
+    per_packet = udp_cpu / packets * 1e6 if pids and packets > 0 else float("nan")
+    print(f"{name} {tcp1:.3f} {tcp4:.3f} {offered:.0f} {received:.0f} {per_packet:.3f} "
+          f"{d_offered:.0f} {d_received:.0f} {d_dropped:.0f} "
           f"{avg:.3f} {p50:.3f} {rss_kib(pids)} {per_gb:.3f}")
 
 

@@ -9,11 +9,11 @@ use std::path::Path;
 /// The figures of the table: title, unit, getter, whether more is better.
 type Metric = (&'static str, &'static str, fn(&Row) -> f64, bool);
 
-const METRICS: [Metric; 6] = [
+const METRICS: [Metric; 8] = [
     ("TCP, 1 stream", "Gbit/s", |r| r.tcp1_gbps, true),
     ("TCP, 4 streams", "Gbit/s", |r| r.tcp4_gbps, true),
     (
-        "64 B UDP received",
+        "64 B UDP received (-w 2M)",
         "kpps",
         |r| r.udp_received_pps / 1e3,
         true,
@@ -22,6 +22,18 @@ const METRICS: [Metric; 6] = [
         "64 B UDP offered",
         "kpps",
         |r| r.udp_offered_pps / 1e3,
+        true,
+    ),
+    (
+        "64 B UDP, daemons' CPU",
+        "us/packet",
+        |r| r.udp_cpu_us,
+        false,
+    ),
+    (
+        "64 B UDP received, default buffer",
+        "kpps",
+        |r| r.udp_default_received_pps / 1e3,
         true,
     ),
     ("RTT (median)", "ms", |r| r.rtt_p50_ms, false),
@@ -42,16 +54,19 @@ pub fn print_table(rows: &[Row], seconds: u32) {
     };
     println!();
     println!(
-        "iperf3 -t {seconds} (TCP receiver side; UDP -u -l 64 -b 0), ping -c 50 -i 0.01; \
-         (x) = ratio to wireguard-go"
+        "iperf3 -t {seconds} (TCP receiver side; UDP -u -l 64 -b 0 -w 2M, then without -w), \
+         ping -c 50 -i 0.01; (x) = ratio to wireguard-go"
     );
     println!(
-        "{:<34} {:>15} {:>15} {:>17} {:>12} {:>17} {:>10} {:>15} {:>9}",
+        "{:<34} {:>15} {:>15} {:>17} {:>8} {:>13} {:>23} {:>9} {:>17} {:>10} {:>15} {:>9}",
         "path",
         "TCP1 Gbit/s",
         "TCP4 Gbit/s",
         "UDP64 rx kpps",
         "offered",
+        "CPU us/pkt",
+        "default buf: rx kpps",
+        "sink drop",
         "RTT p50 (avg) ms",
         "RTT x",
         "CPU s/GB",
@@ -63,8 +78,13 @@ pub fn print_table(rows: &[Row], seconds: u32) {
         } else {
             "-".into()
         };
+        let udp_cpu = if r.udp_cpu_us.is_finite() {
+            format!("{:.2} {:>5}", r.udp_cpu_us, ratio(r, |r| r.udp_cpu_us))
+        } else {
+            "-".into()
+        };
         println!(
-            "{:<34} {:>8.3} {:>6} {:>8.3} {:>6} {:>10.1} {:>6} {:>12.1} {:>8.3} ({:.3}) {:>10} {:>15} {:>9.1}",
+            "{:<34} {:>8.3} {:>6} {:>8.3} {:>6} {:>10.1} {:>6} {:>8.1} {:>13} {:>16.1} {:>6} {:>9.1} {:>8.3} ({:.3}) {:>10} {:>15} {:>9.1}",
             r.path,
             r.tcp1_gbps,
             ratio(r, |r| r.tcp1_gbps),
@@ -73,6 +93,10 @@ pub fn print_table(rows: &[Row], seconds: u32) {
             r.udp_received_pps / 1e3,
             ratio(r, |r| r.udp_received_pps),
             r.udp_offered_pps / 1e3,
+            udp_cpu,
+            r.udp_default_received_pps / 1e3,
+            ratio(r, |r| r.udp_default_received_pps),
+            r.udp_default_sink_drops_pps / 1e3,
             r.rtt_p50_ms,
             r.rtt_avg_ms,
             ratio(r, |r| r.rtt_p50_ms),
@@ -82,7 +106,8 @@ pub fn print_table(rows: &[Row], seconds: u32) {
     }
     println!(
         "CPU and RSS: the daemons on the path (2 wireguard-go, 2 wg_peer, 3 pisek-agent); \
-         iperf3 is not counted."
+         iperf3 is not counted. Sink drop: kpps of what the path delivered that the \
+         sink's socket dropped (default buffer)."
     );
 }
 
@@ -95,14 +120,14 @@ pub fn plot(rows: &[Row], path: &Path) -> anyhow::Result<()> {
         .filter(|r| !r.path.starts_with("bare"))
         .collect();
     let draw = drawing_error(path);
-    let root = white_png(path, (1500, 900))?;
+    let root = white_png(path, (1900, 900))?;
     let root = root
         .titled(
             "Pisek data plane vs wireguard-go (same run; bare veth in the table only)",
             ("sans-serif", 26),
         )
         .map_err(draw)?;
-    for ((title, unit, get, higher_better), area) in METRICS.iter().zip(root.split_evenly((2, 3))) {
+    for ((title, unit, get, higher_better), area) in METRICS.iter().zip(root.split_evenly((2, 4))) {
         let values: Vec<f64> = rows.iter().map(|r| get(r)).collect();
         let top = values
             .iter()

@@ -16,8 +16,15 @@ pub struct Row {
     pub tcp4_gbps: f64,
     /// 64-byte UDP datagrams per second the client sent ...
     pub udp_offered_pps: f64,
-    /// ... and the server received.
+    /// ... and the server received (2 MiB socket buffers).
     pub udp_received_pps: f64,
+    /// CPU time of the daemons per 64 B datagram received, microseconds.
+    pub udp_cpu_us: f64,
+    /// The 64 B test again with the default socket buffers: received ...
+    pub udp_default_received_pps: f64,
+    /// ... and, of what the path delivered, dropped at the sink's own
+    /// socket (a lower bound).
+    pub udp_default_sink_drops_pps: f64,
     /// ping RTT, average and median of 50, ms.
     pub rtt_avg_ms: f64,
     pub rtt_p50_ms: f64,
@@ -31,7 +38,22 @@ pub struct Row {
 impl Row {
     fn parse(line: &str) -> anyhow::Result<Row> {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let [name, tcp1, tcp4, offered, received, avg, p50, rss, cpu] = f[..] else {
+        let [
+            name,
+            tcp1,
+            tcp4,
+            offered,
+            received,
+            udp_cpu,
+            _default_offered,
+            d_received,
+            d_dropped,
+            avg,
+            p50,
+            rss,
+            cpu,
+        ] = f[..]
+        else {
             bail!("unexpected measurement line: {line}");
         };
         Ok(Row {
@@ -47,6 +69,9 @@ impl Row {
             tcp4_gbps: tcp4.parse()?,
             udp_offered_pps: offered.parse()?,
             udp_received_pps: received.parse()?,
+            udp_cpu_us: udp_cpu.parse()?,
+            udp_default_received_pps: d_received.parse()?,
+            udp_default_sink_drops_pps: d_dropped.parse()?,
             rtt_avg_ms: avg.parse()?,
             rtt_p50_ms: p50.parse()?,
             rss_kib: rss.parse()?,
