@@ -1,6 +1,8 @@
 //! The data plane's benchmark, one command for the whole table of issue 14:
 //! TCP (1 and 4 streams), 64-byte UDP packets per second (offered and
-//! received), RTT, and CPU seconds per gigabyte of the daemons on the path,
+//! received, with 2 MiB socket buffers and again with the default ones,
+//! where the sink's own drops are counted), the daemons' CPU per 64-byte
+//! packet, RTT, and CPU seconds per gigabyte of the daemons on the path,
 //! for
 //! - the Pisek overlay: workload to workload across gateway 1 → edge →
 //!   gateway 2 (tenant `city`, three real `pisek-agent` processes in the
