@@ -8,6 +8,7 @@
 //! then eight TCP connections (whose replies the first worker writes, so
 //! the kernel steers them by the queue the agent picks) each deliver their
 //! bytes intact and in order, with the second worker forwarding again.
+//! Also: the tenant TUNs have the configured queue length.
 
 use pisek_lab::{Lab, LabOptions, ReadyScript};
 use std::time::{Duration, Instant};
@@ -15,6 +16,27 @@ use std::time::{Duration, Instant};
 /// Flows (source ports) and datagrams per flow.
 const FLOWS: usize = 16;
 const PER_FLOW: usize = 3000;
+
+/// Every tenant TUN (`pisek-t<id>`) in `netns` has the queue length
+/// `len` (`dataplane.tun_queue_len`, its default here).
+fn assert_tenant_queue_len(netns: &str, len: u64) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", netns, "-j", "link", "show"])
+        .output()
+        .expect("ip runs");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j prints JSON");
+    let tenants: Vec<(String, u64)> = links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["ifname"].as_str()?.to_string(), l["txqlen"].as_u64()?)))
+        .filter(|(name, _)| name.starts_with("pisek-t"))
+        .collect();
+    assert!(!tenants.is_empty(), "no tenant TUN in {netns}");
+    for (name, qlen) in tenants {
+        assert_eq!(qlen, len, "{name}'s queue length in {netns}");
+    }
+}
 
 /// Nanoseconds on a CPU of the thread named `name` of process `pid`
 /// (`/proc/<pid>/task/<tid>/schedstat`, first field).
@@ -51,6 +73,7 @@ fn two_workers_keep_every_flow_in_order() {
     let gw1 = lab.nodes.iter().find(|n| n.name == "gw1").expect("gw1");
     let pid = gw1.agent_pid().expect("gw1's agent runs");
     let before = thread_runtime_ns(pid, "pisek-fwd-1").expect("gw1 runs a second worker");
+    assert_tenant_queue_len(&gw1.netns, 1000);
 
     // The receiver counts, per flow, datagrams whose sequence number is
     // not above the last one seen (a reordering), until 2 s of silence.

@@ -26,7 +26,7 @@ use clap::Parser;
 use forwarder::{ForwarderCommand, InterfaceStatus, WgForwarder};
 use ipnet::IpNet;
 use pisek_agent::dataplane::UdpBatchSocket;
-use pisek_agent::dataplane::tun::open_tun;
+use pisek_agent::dataplane::tun::{TUN_QUEUE_LEN, open_tun};
 use pisek_agent::keyfile;
 use pisek_overlay::wg::{PeerConfig, WgInterface, WgSettings};
 
@@ -77,6 +77,10 @@ struct Args {
     /// super-packets (for comparison).
     #[arg(long)]
     no_offload: bool,
+    /// Packets the TUN queues for the forwarder (its txqueuelen), as the
+    /// agent's `dataplane.tun_queue_len`.
+    #[arg(long, default_value_t = TUN_QUEUE_LEN)]
+    tun_queue_len: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,6 +118,8 @@ fn main() -> anyhow::Result<()> {
     }
     let tun = open_tun(&args.tun, args.address, args.mtu, !args.no_offload)
         .with_context(|| format!("creating TUN device {}", args.tun))?;
+    tun.set_tx_queue_len(args.tun_queue_len)
+        .context("setting the TUN's queue length")?;
     let udp = UdpBatchSocket::bind(args.listen)
         .with_context(|| format!("binding the underlay socket to {}", args.listen))?;
     let listen = udp.local_addr()?;

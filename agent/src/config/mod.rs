@@ -16,7 +16,7 @@ mod validate;
 
 pub use schema::{
     ApiConfig, BgpConfig, BgpNeighbor, Config, DataplaneConfig, LogConfig, LogFormat,
-    MAX_TENANT_ID, MAX_WORKERS, MetricsConfig, NodeConfig, Role, StateConfig,
+    MAX_TENANT_ID, MAX_TUN_QUEUE_LEN, MAX_WORKERS, MetricsConfig, NodeConfig, Role, StateConfig,
     TENANT_RULE_PRIORITY_BASE, TENANT_TABLE_BASE, TenantConfig, TunnelConfig, UnderlayConfig,
     WireguardConfig, WireguardPeer,
 };

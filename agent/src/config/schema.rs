@@ -304,14 +304,36 @@ impl Default for MetricsConfig {
 }
 
 /// `[dataplane]`
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
     /// Forwarding workers (threads); each reads its own queue of every
     /// tenant TUN. `0` (the default): one per CPU the agent may run on.
     #[serde(default)]
     pub workers: usize,
+    /// Packets each queue of a tenant TUN holds for its worker (the TUN's
+    /// `txqueuelen`); what arrives while it is full is dropped.
+    #[serde(default = "default_tun_queue_len")]
+    pub tun_queue_len: u32,
 }
+
+fn default_tun_queue_len() -> u32 {
+    crate::dataplane::tun::TUN_QUEUE_LEN
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            workers: 0,
+            tun_queue_len: default_tun_queue_len(),
+        }
+    }
+}
+
+/// The longest TUN queue: each packet waiting in it may be a 64 KiB
+/// super-packet, and a queue this long already holds a second of a flow
+/// at 16k packets a second.
+pub const MAX_TUN_QUEUE_LEN: u32 = 16_384;
 
 /// The most forwarding workers: a TUN has at most 256 queues, and past a
 /// few the workers mostly wait for the pipeline's lock.

@@ -280,3 +280,24 @@ fn workers_default_to_one_per_cpu_and_are_bounded() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].field, "dataplane.workers");
 }
+
+#[test]
+fn the_tun_queue_length_defaults_to_an_ethernet_nics_and_is_bounded() {
+    let key = KeyFile::new(KEY);
+    let config = Config::parse(&gateway(&key), "agent.toml").expect("parses");
+    assert_eq!(config.dataplane.tun_queue_len, 1000);
+    for (len, ok) in [
+        (1, true),
+        (MAX_TUN_QUEUE_LEN, true),
+        (0, false),
+        (MAX_TUN_QUEUE_LEN + 1, false),
+    ] {
+        let text = format!("{}\n[dataplane]\ntun_queue_len = {len}\n", gateway(&key));
+        let config = Config::parse(&text, "agent.toml").expect("parses");
+        let problems = config.validate();
+        assert_eq!(problems.is_empty(), ok, "{len}: {problems:?}");
+        if !ok {
+            assert_eq!(problems[0].field, "dataplane.tun_queue_len");
+        }
+    }
+}

@@ -427,6 +427,16 @@ fn paths(config: &Config, p: &mut Problems) {
             format!("at most {} (0: one per CPU)", super::schema::MAX_WORKERS),
         );
     }
+    let queue = config.dataplane.tun_queue_len;
+    if !(1..=super::schema::MAX_TUN_QUEUE_LEN).contains(&queue) {
+        p.add(
+            "dataplane.tun_queue_len",
+            format!(
+                "{queue} packets: from 1 to {}",
+                super::schema::MAX_TUN_QUEUE_LEN
+            ),
+        );
+    }
     if let Some(level) = &config.log.level
         && level.trim().is_empty()
     {

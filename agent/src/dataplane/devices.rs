@@ -57,12 +57,22 @@ pub async fn open_devices(
         let queues = open_tenant_queues(host, &name, mtu.tenant, workers)
             .await
             .with_context(|| format!("opening the TUN {name} of tenant {}", tenant.name))?;
+        set_queue_len(&queues[0], &name, config.dataplane.tun_queue_len);
         route_tenant_into_tun(tenant, host)
             .await
             .with_context(|| format!("routing tenant {} into {name}", tenant.name))?;
         tenants.push((TenantId(tenant.id), queues));
     }
     Ok(Devices { fabric, tenants })
+}
+
+/// Sets the TUN's queue length (every queue's: the kernel resizes them
+/// all), also on a TUN an earlier run left. A refusal costs a warning: the
+/// TUN forwards with the length it has.
+fn set_queue_len(device: &SyncDevice, name: &str, len: u32) {
+    if let Err(e) = device.set_tx_queue_len(len) {
+        tracing::warn!(tun = name, len, error = %e, "cannot set the TUN's queue length");
+    }
 }
 
 /// Tenant TUNs exchange TSO/GRO super-packets behind a virtio-net header

@@ -18,6 +18,14 @@ use super::underlay::BATCH_SIZE;
 /// TSO/GRO super-packet of up to 64 KiB behind its virtio-net header.
 pub const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
 
+/// How many packets a TUN queue holds for its reader by default (the
+/// TUN's `txqueuelen`; the kernel's default for a TUN is 500, for an
+/// Ethernet NIC 1000). The queue carries the reader across the moments
+/// it waits for a CPU: with 500, 64-byte packets through `wg_peer` were
+/// dropped at the full queue while the reader waited, and 1000 carried
+/// 12 % more of them (docs/benchmarks.md, issue 14).
+pub const TUN_QUEUE_LEN: u32 = 1000;
+
 /// Creates (or, when `persist` was set earlier, re-attaches to) the TUN
 /// device `name` with `address`, `mtu`, up, non-blocking. With `offload`
 /// the device exchanges TSO/GRO super-packets behind a virtio-net header
