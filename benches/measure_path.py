@@ -135,16 +135,18 @@ def udp64(client, addr, seconds, buffer=None, server_pid=None):
 
     def watch():
         # The test's socket (and its counter) goes when the test ends.
-        while server_pid and not done.wait(0.2):
+        while not done.wait(0.2):
             drops[0] = max(drops[0], sink_drops(server_pid))
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    watcher = threading.Thread(target=watch) if server_pid else None
+    if watcher:
+        watcher.start()
     try:
         r = iperf(client, addr, args)
     finally:
         done.set()
-        watcher.join()
+        if watcher:
+            watcher.join()
     if r is None:
         return 0.0, 0.0, 0.0
     s = r["end"]["sum"]

@@ -55,7 +55,7 @@ pub mod peer_endpoints;
 mod poll;
 mod snapshot;
 mod start;
-mod sys;
+pub(crate) mod sys;
 pub mod tun;
 mod underlay;
 mod view;

@@ -264,6 +264,35 @@ pub(super) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Res
     Ok(rc as usize)
 }
 
+/// The calling thread's nice value (Linux keeps one per thread).
+pub(crate) fn thread_niceness() -> io::Result<i32> {
+    // SAFETY: gettid has no preconditions and getpriority reads only its
+    // arguments. getpriority may legitimately return -1: errno tells an
+    // error apart, so it is cleared first.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if current == -1 && *libc::__errno_location() != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(current)
+    }
+}
+
+/// Sets the calling thread's nice value (`setpriority` with a thread id
+/// applies to that thread alone).
+pub(crate) fn set_thread_niceness(niceness: i32) -> io::Result<()> {
+    // SAFETY: gettid has no preconditions and setpriority reads only its
+    // arguments.
+    let rc =
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, niceness) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn to_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {

@@ -241,30 +241,18 @@ pub fn open_netns(path: &Path) -> Result<std::fs::File, NetlinkError> {
 }
 
 /// Sets the calling thread's nice value to `niceness` unless it is higher
-/// already (Linux applies `setpriority` with a thread id to that thread
-/// alone). Best effort: a thread that keeps its priority still works.
+/// already. Best effort: a thread that keeps its priority still works.
 fn lower_priority(niceness: i32) {
-    // SAFETY: gettid has no preconditions; getpriority and setpriority read
-    // only their arguments. getpriority may legitimately return -1: errno
-    // tells an error apart, so it is cleared first.
-    let rc = unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        *libc::__errno_location() = 0;
-        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if current == -1 && *libc::__errno_location() != 0 {
-            -1
-        } else if current >= niceness {
-            0
+    use crate::dataplane::sys::{set_thread_niceness, thread_niceness};
+    let lowered = thread_niceness().and_then(|current| {
+        if current >= niceness {
+            Ok(())
         } else {
-            libc::setpriority(libc::PRIO_PROCESS, tid, niceness)
+            set_thread_niceness(niceness)
         }
-    };
-    if rc != 0 {
-        tracing::warn!(
-            niceness,
-            error = %std::io::Error::last_os_error(),
-            "could not lower a netlink thread's priority"
-        );
+    });
+    if let Err(error) = lowered {
+        tracing::warn!(niceness, %error, "could not lower a netlink thread's priority");
     }
 }
 
@@ -293,8 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn own_thread_runs_at_the_given_niceness() {
-        // SAFETY: getpriority reads only its arguments.
-        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let own = crate::dataplane::sys::thread_niceness().expect("this thread's nice value");
         let netlink = Netlink::open_on_own_thread("pk-nice-test", 7).expect("a netlink socket");
         // Lowered, never raised (a test run under `nice -n 19` stays there).
         assert_eq!(nice_of_thread("pk-nice-test"), Some(own.max(7)));
