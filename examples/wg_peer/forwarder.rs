@@ -69,8 +69,14 @@ pub struct WgForwarder {
 }
 
 impl WgForwarder {
-    /// Joins `wg` to `tun` and `udp`; allocates every buffer now.
-    pub fn new(wg: WgInterface, tun: SyncDevice, mut udp: UdpBatchSocket) -> WgForwarder {
+    /// Joins `wg` to `tun` (opened with `offload` or without) and `udp`;
+    /// allocates every buffer now.
+    pub fn new(
+        wg: WgInterface,
+        tun: SyncDevice,
+        mut udp: UdpBatchSocket,
+        offload: bool,
+    ) -> WgForwarder {
         // The receive batch has GRO-sized slots: the kernel may hand over
         // a burst of a flow as one message (split by recv_batch).
         udp.enable_gro();
@@ -81,7 +87,7 @@ impl WgForwarder {
             udp,
             from_underlay: DatagramBatch::new(BATCH_SIZE, GRO_SLOT_LEN),
             to_underlay: DatagramBatch::new(BATCH_SIZE, SLOT_LEN),
-            from_tun: TunReadBatch::new(SLOT_LEN),
+            from_tun: TunReadBatch::new(SLOT_LEN, offload),
             to_tun: TunWriteBatch::new(),
             ready,
         }

@@ -123,7 +123,7 @@ fn main() -> anyhow::Result<()> {
     let udp = UdpBatchSocket::bind(args.listen)
         .with_context(|| format!("binding the underlay socket to {}", args.listen))?;
     let listen = udp.local_addr()?;
-    let mut forwarder = WgForwarder::new(wg, tun, udp);
+    let mut forwarder = WgForwarder::new(wg, tun, udp, !args.no_offload);
 
     let (commands, inbox) = mpsc::channel();
     std::thread::spawn(move || serve_stdin(&commands));

@@ -36,6 +36,7 @@
 //! - `start.rs`: the pipeline from the config, then devices, socket, thread;
 //! - `devices.rs`: the persistent TUNs and the tenant routing into them;
 //! - `tun.rs`: opening a plain TUN, and TUN read/write batches (offload);
+//! - `tun_read.rs`: splitting one read from an offload TUN;
 //! - `underlay.rs`: the UDP socket with recvmmsg / sendmmsg and UDP GSO;
 //! - `poll.rs`: waiting on every descriptor of a thread at once;
 //! - `forwarder.rs`: the first forwarding worker's loop (underlay, fabric,
@@ -57,6 +58,7 @@ mod snapshot;
 mod start;
 pub(crate) mod sys;
 pub mod tun;
+pub mod tun_read;
 mod underlay;
 mod view;
 mod worker_io;

@@ -8,6 +8,8 @@ use std::io;
 use ipnet::IpNet;
 use tun_rs::{DeviceBuilder, ExpandBuffer, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
+use super::tun_read::{TunRead, read_offload};
+
 /// A TUN device opened by [`open_tun`] (tun-rs's blocking-capable device,
 /// used non-blocking here).
 pub use tun_rs::SyncDevice;
@@ -43,37 +45,55 @@ pub fn open_tun(name: &str, address: IpNet, mtu: u16, offload: bool) -> io::Resu
     Ok(dev)
 }
 
-/// Packets read from the TUN device: with offload one read returns a
-/// super-packet that tun-rs splits into MTU-sized packets (GSO in software,
-/// as wireguard-go does); without, one packet per read.
+/// Packets read from the TUN device: with offload one read returns either
+/// one packet, used where it was read, or a super-packet cut into
+/// MTU-sized packets (GSO in software, as wireguard-go does); without,
+/// one packet per read.
 pub struct TunReadBatch {
-    super_packet: Vec<u8>,
+    read_buf: Vec<u8>,
+    offload: bool,
+    last: TunRead,
     bufs: Vec<Vec<u8>>,
     sizes: Vec<usize>,
 }
 
 impl TunReadBatch {
-    /// Room for one read: a super-packet and the packets it splits into,
-    /// each at most `packet_len` bytes. Allocates every buffer now.
-    pub fn new(packet_len: usize) -> TunReadBatch {
+    /// Room for one read from a TUN opened with `offload` (or without): a
+    /// super-packet and the packets it splits into, each at most
+    /// `packet_len` bytes. Allocates every buffer now.
+    pub fn new(packet_len: usize, offload: bool) -> TunReadBatch {
         TunReadBatch {
-            super_packet: vec![0; TUN_SUPER_PACKET],
+            read_buf: vec![0; TUN_SUPER_PACKET],
+            offload,
+            last: TunRead::Segments(0),
             bufs: vec![vec![0; packet_len]; IDEAL_BATCH_SIZE],
             sizes: vec![0; IDEAL_BATCH_SIZE],
         }
     }
 
     /// One read from `tun`: returns how many packets it held (see
-    /// [`packet`](Self::packet)). Errors are tun-rs's: `WouldBlock` when
-    /// nothing waits, `InvalidInput` (or one without an OS code) for a
-    /// super-packet it cannot split.
+    /// [`packet`](Self::packet)). `WouldBlock` when nothing waits,
+    /// `InvalidInput` for a read whose header the packet contradicts (see
+    /// [`split_read`](super::tun_read::split_read)).
     pub fn read(&mut self, tun: &SyncDevice) -> io::Result<usize> {
-        tun.recv_multiple(&mut self.super_packet, &mut self.bufs, &mut self.sizes, 0)
+        self.last = TunRead::Segments(0);
+        self.last = if self.offload {
+            read_offload(tun, &mut self.read_buf, &mut self.bufs, &mut self.sizes)?
+        } else {
+            TunRead::Packet(0..tun.recv(&mut self.read_buf)?)
+        };
+        Ok(match &self.last {
+            TunRead::Packet(_) => 1,
+            TunRead::Segments(n) => *n,
+        })
     }
 
     /// Packet `i` of the last read.
     pub fn packet(&self, i: usize) -> &[u8] {
-        &self.bufs[i][..self.sizes[i]]
+        match &self.last {
+            TunRead::Packet(range) => &self.read_buf[range.clone()],
+            TunRead::Segments(_) => &self.bufs[i][..self.sizes[i]],
+        }
     }
 }
 

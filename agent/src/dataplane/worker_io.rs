@@ -11,6 +11,7 @@
 
 use super::devices::TENANT_TUN_OFFLOAD;
 use super::tun::TunWriteBatch;
+use super::tun_read::{TunRead, read_offload};
 use super::underlay::{BATCH_SIZE, UdpBatchSocket};
 use pisek_overlay::drop::{DropCounters, DropReason};
 use pisek_overlay::forward::{FILL_MAX, ForwardOutput, Interface, PacketBatch, Pipeline};
@@ -236,8 +237,8 @@ impl WorkerIo {
         read_plain(&q.device, &mut self.egress)
     }
 
-    /// Reads super-packets from an offload TUN, split by tun-rs into
-    /// packets straight into the egress batch's free slots (no copy).
+    /// Reads from an offload TUN into the egress batch's free slots: a lone
+    /// packet is copied in, a super-packet split straight into them.
     ///
     /// The slots' areas are built once for the whole batch, not once per
     /// read: a 64-byte packet is one read, and building 128 areas for each
@@ -255,17 +256,28 @@ impl WorkerIo {
             // A read yields at most 64 KiB / MTU segments; stop while one
             // more could overflow the batch.
             while free - read >= 64 {
-                // tun-rs wants one size per buffer.
-                let n = match device.recv_multiple(
+                let split = read_offload(
+                    device,
                     super_packet,
                     &mut areas[read..],
                     &mut sizes[read..free],
-                    0,
-                ) {
-                    Ok(n) => n,
+                );
+                let n = match split {
+                    Ok(TunRead::Segments(n)) => n,
+                    Ok(TunRead::Packet(range)) => {
+                        let (packet, area) = (&super_packet[range], &mut areas[read]);
+                        let Some(slot) = area.get_mut(..packet.len()) else {
+                            drops.record(DropReason::Malformed, Some(tenant));
+                            continue;
+                        };
+                        slot.copy_from_slice(packet);
+                        sizes[read] = packet.len();
+                        1
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // A super-packet tun-rs cannot split: dropped, go on.
+                    // A read whose header the packet contradicts, or a
+                    // super-packet tun-rs cannot split: dropped, go on.
                     Err(e)
                         if e.raw_os_error().is_none()
                             || e.kind() == io::ErrorKind::InvalidInput =>
