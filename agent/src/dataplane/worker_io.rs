@@ -31,6 +31,17 @@ pub(super) const OUTPUT_MARGIN: usize = 16;
 /// offload read splits into at most 64 KiB / tenant MTU packets).
 const TUN_BATCH: usize = IDEAL_BATCH_SIZE;
 
+/// Slots of a worker's output: a whole TUN batch forwarded at once (an
+/// egress batch is not flushed part way: with fewer slots than packets
+/// read, the rest was dropped as `queue-full`, 7 % of a TCP stream's
+/// segments, issue 14), a received batch, and the margin for handshakes
+/// and ICMP errors (`output_nearly_full`).
+const OUTPUT_SLOTS: usize = max(TUN_BATCH, BATCH_SIZE) + OUTPUT_MARGIN;
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
 /// The largest read from an offload TUN: a super-packet behind its header.
 const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
 
@@ -208,9 +219,7 @@ impl WorkerIo {
             tenant_index,
             udp,
             egress: pipeline.egress_input(TUN_BATCH),
-            // Handshakes and ICMP errors take output slots too
-            // (`output_nearly_full`).
-            out: ForwardOutput::new(BATCH_SIZE + OUTPUT_MARGIN, &pipeline.config().mtu),
+            out: ForwardOutput::new(OUTPUT_SLOTS, &pipeline.config().mtu),
             super_packet: vec![0; TUN_SUPER_PACKET],
             segment_sizes: vec![0; FILL_MAX],
             tun_writes: TunWriteBatch::new(),
