@@ -76,6 +76,7 @@ impl TunReadBatch {
     /// `InvalidInput` for a read whose header the packet contradicts (see
     /// [`split_read`](super::tun_read::split_read)).
     pub fn read(&mut self, tun: &SyncDevice) -> io::Result<usize> {
+        // A failed read leaves no packet behind.
         self.last = TunRead::Segments(0);
         self.last = if self.offload {
             read_offload(tun, &mut self.read_buf, &mut self.bufs, &mut self.sizes)?

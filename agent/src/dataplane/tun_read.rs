@@ -20,7 +20,7 @@ const GSO_ECN: u8 = 0x80;
 /// `flags`: the transport checksum is partial (CHECKSUM_PARTIAL), to be
 /// completed from `csum_start` on and stored at `csum_offset` past it.
 const F_NEEDS_CSUM: u8 = 1;
-/// A UDP header's length; the checksum field of any header must fit.
+/// A UDP header's length: a USO super-packet's headers end there.
 const UDP_HEADER_LEN: u16 = 8;
 
 /// The packets of one read.
