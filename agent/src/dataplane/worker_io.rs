@@ -36,11 +36,11 @@ const TUN_BATCH: usize = IDEAL_BATCH_SIZE;
 /// read, the rest was dropped as `queue-full`, 7 % of a TCP stream's
 /// segments, issue 14), a received batch, and the margin for handshakes
 /// and ICMP errors (`output_nearly_full`).
-const OUTPUT_SLOTS: usize = max(TUN_BATCH, BATCH_SIZE) + OUTPUT_MARGIN;
-
-const fn max(a: usize, b: usize) -> usize {
-    if a > b { a } else { b }
-}
+const OUTPUT_SLOTS: usize = if TUN_BATCH > BATCH_SIZE {
+    TUN_BATCH
+} else {
+    BATCH_SIZE
+} + OUTPUT_MARGIN;
 
 /// The largest read from an offload TUN: a super-packet behind its header.
 const TUN_SUPER_PACKET: usize = VIRTIO_NET_HDR_LEN + 65535;
